@@ -1,0 +1,44 @@
+# Aura jobs engine. `make run` and `make test` work on a fresh Debian machine.
+PY        ?= python3
+VENV      := .venv
+VPY       := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+SYS_PKGS  := ffmpeg espeak-ng chromium
+DATA_DIR  ?= ./data
+HOST      ?= 127.0.0.1
+PORT      ?= 8765
+
+.PHONY: setup system-deps run test lint bench clean
+
+setup: system-deps $(STAMP)
+
+# Installs the system tools with apt-get when missing and running as root; otherwise says what to install.
+system-deps:
+	@bash scripts/system-deps.sh $(SYS_PKGS)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=strict
+	touch $(STAMP)
+
+run: setup
+	@echo "Aura: http://$(HOST):$(PORT)  (data in $(DATA_DIR))"
+	$(VENV)/bin/aura serve --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+	$(VPY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+bench: setup
+	$(VPY) -m pip install --quiet -e '.[test,bench]' --config-settings editable_mode=strict
+	$(VPY) -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,63 @@
+"""`aura`: one entry point; each subcommand lives in its own module under aura.cli."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["add_data_dir", "main"]
+
+#: subcommand -> (module that defines `add_arguments(parser)` and `run(args) -> int`, help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("aura.cli.serve", "run the HTTP server (API, live streams, web page)"),
+    "sample": ("aura.cli.sample", "render the sample video in-process with live progress"),
+    "submit": ("aura.cli.client", "submit a job to a running server"),
+    "watch": ("aura.cli.client", "follow a job's progress live from a running server"),
+    "retry": ("aura.cli.client", "retry a failed or canceled job from its failed step"),
+    "rerun": ("aura.cli.client", "start a new job with the same inputs"),
+    "cancel": ("aura.cli.client", "cancel a queued or running job"),
+    "replay": ("aura.cli.replay", "print a job's timeline and state from the log"),
+    "doctor": ("aura.cli.doctor", "check this machine: ffmpeg, disk, output folder, GPU, keys"),
+}
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    """The data folder option every subcommand that touches the data folder takes."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("AURA_DATA_DIR", "./data")),
+        help="data folder (default: $AURA_DATA_DIR or ./data)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aura", description="Aura jobs engine: render narrated videos and watch every step."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(command, name)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        print("aura: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+"""Job state as a pure fold over the job's recorded events. No I/O, no clock, no logging."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import datetime
+from typing import assert_never
+
+import msgspec
+from msgspec.structs import replace
+
+from aura.projections.events import (
+    ErrorInfo,
+    JobCanceled,
+    JobCancelRequested,
+    JobCreated,
+    JobFailed,
+    JobInterrupted,
+    JobRetryRequested,
+    JobStarted,
+    JobSucceeded,
+    JobWarning,
+    Output,
+    Recorded,
+    StepCanceled,
+    StepFailed,
+    StepProgressed,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+)
+
+__all__ = [
+    "TERMINAL_JOB_STATUSES",
+    "InvalidTransition",
+    "JobState",
+    "JobStatus",
+    "StepState",
+    "StepStatus",
+    "Warning",
+    "apply",
+    "fold",
+]
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "Queued"  #: created or retried, waiting for a runner slot
+    RUNNING = "Running"  #: a runner is executing its steps
+    SUCCEEDED = "Succeeded"  #: the video exists
+    FAILED = "Failed"  #: a step failed; retry may continue from it
+    CANCELED = "Canceled"  #: stopped on request; retry may continue
+
+
+class StepStatus(enum.StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"  #: reused from an earlier attempt
+    CANCELED = "Canceled"
+
+
+TERMINAL_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+_DONE_STEP_STATUSES = frozenset({StepStatus.SUCCEEDED, StepStatus.SKIPPED})
+
+
+class InvalidTransition(Exception):
+    """An event that cannot follow the job's current state (a corrupt or foreign log)."""
+
+    def __init__(self, seq: int, job_id: str, message: str) -> None:
+        super().__init__(f"seq {seq} (job {job_id}): {message}")
+        self.seq = seq
+
+
+class State(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Base of the projection structs (camelCase on the wire)."""
+
+
+class StepState(State, kw_only=True):
+    name: str
+    status: StepStatus = StepStatus.PENDING
+    progress_pct: float = 0.0
+    eta_seconds: float | None = None
+    attempt: int = 0
+    started_utc: datetime | None = None
+    ended_utc: datetime | None = None
+
+
+class Warning(State, kw_only=True):  # noqa: A001 - the seed's name for a non-fatal finding
+    code: str
+    message: str
+    step: str | None = None
+    attempt: int = 1
+
+
+class JobState(State, kw_only=True):
+    job_id: str
+    preset: str
+    status: JobStatus
+    attempt: int
+    steps: tuple[StepState, ...]
+    output: Output | None = None
+    warnings: tuple[Warning, ...] = ()
+    errors: tuple[ErrorInfo, ...] = ()
+    created_utc: datetime
+    started_utc: datetime | None = None
+    ended_utc: datetime | None = None
+    correlation_id: str = ""
+    cancel_requested: bool = False
+    #: the job's version (events applied) and the seq of the last one
+    version: int = 0
+    last_seq: int = 0
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_JOB_STATUSES
+
+    def step(self, name: str) -> StepState:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+
+def _with_step(state: JobState, name: str, rec: Recorded, **changes: object) -> JobState:
+    steps = list(state.steps)
+    for i, step in enumerate(steps):
+        if step.name == name:
+            steps[i] = replace(step, **changes)
+            return replace(state, steps=tuple(steps), version=rec.version, last_seq=rec.seq)
+    raise InvalidTransition(rec.seq, rec.job_id, f"unknown step {name!r}")
+
+
+def _require(state: JobState, rec: Recorded, allowed: frozenset[JobStatus]) -> None:
+    if state.status not in allowed:
+        raise InvalidTransition(
+            rec.seq, rec.job_id, f"{rec.type} while the job is {state.status.value}"
+        )
+
+
+_ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+_RUNNING = frozenset({JobStatus.RUNNING})
+_RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELED})
+
+
+def _created(rec: Recorded, event: JobCreated) -> JobState:
+    return JobState(
+        job_id=rec.job_id,
+        preset=event.preset,
+        status=JobStatus.QUEUED,
+        attempt=event.attempt,
+        steps=tuple(StepState(name=name) for name in event.steps),
+        created_utc=rec.ts,
+        correlation_id=event.correlation_id,
+        version=rec.version,
+        last_seq=rec.seq,
+    )
+
+
+def _retried(state: JobState, rec: Recorded, event: JobRetryRequested) -> JobState:
+    # Steps that are done keep their status until the new attempt skips or reruns them;
+    # the rest wait again.
+    steps = tuple(
+        s
+        if s.status in _DONE_STEP_STATUSES
+        else replace(s, status=StepStatus.PENDING, progress_pct=0.0, eta_seconds=None)
+        for s in state.steps
+    )
+    return replace(
+        state,
+        status=JobStatus.QUEUED,
+        attempt=event.attempt,
+        steps=steps,
+        output=None,
+        ended_utc=None,
+        cancel_requested=False,
+        version=rec.version,
+        last_seq=rec.seq,
+    )
+
+
+def _ended(state: JobState, rec: Recorded, status: JobStatus, **changes: object) -> JobState:
+    return replace(
+        state, status=status, ended_utc=rec.ts, version=rec.version, last_seq=rec.seq, **changes
+    )
+
+
+def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - one case per type
+    """The job's state after `rec`. Raises InvalidTransition for an impossible event."""
+    event = rec.event
+    if state is None:
+        if not isinstance(event, JobCreated):
+            raise InvalidTransition(rec.seq, rec.job_id, f"{rec.type} before JobCreated")
+        return _created(rec, event)
+    if rec.version != state.version + 1:
+        raise InvalidTransition(
+            rec.seq, rec.job_id, f"version {rec.version} follows version {state.version}"
+        )
+    match event:
+        case JobCreated():
+            raise InvalidTransition(rec.seq, rec.job_id, "JobCreated twice")
+        case JobStarted():
+            _require(state, rec, _ACTIVE)
+            started = state.started_utc or rec.ts
+            return replace(
+                state,
+                status=JobStatus.RUNNING,
+                started_utc=started,
+                version=rec.version,
+                last_seq=rec.seq,
+            )
+        case StepStarted(step=name):
+            _require(state, rec, _RUNNING)
+            return _with_step(
+                state,
+                name,
+                rec,
+                status=StepStatus.RUNNING,
+                progress_pct=0.0,
+                eta_seconds=None,
+                attempt=event.attempt,
+                started_utc=rec.ts,
+                ended_utc=None,
+            )
+        case StepProgressed(step=name):
+            _require(state, rec, _RUNNING)
+            return _with_step(
+                state, name, rec, progress_pct=event.pct, eta_seconds=event.eta_seconds
+            )
+        case StepSucceeded(step=name):
+            _require(state, rec, _RUNNING)
+            return _with_step(
+                state,
+                name,
+                rec,
+                status=StepStatus.SUCCEEDED,
+                progress_pct=100.0,
+                eta_seconds=None,
+                ended_utc=rec.ts,
+            )
+        case StepSkipped(step=name):
+            _require(state, rec, _RUNNING)
+            return _with_step(
+                state,
+                name,
+                rec,
+                status=StepStatus.SKIPPED,
+                progress_pct=100.0,
+                eta_seconds=None,
+                attempt=event.attempt,
+            )
+        case StepFailed(step=name):
+            _require(state, rec, _RUNNING)
+            state = replace(state, errors=(*state.errors, event.error))
+            return _with_step(
+                state, name, rec, status=StepStatus.FAILED, eta_seconds=None, ended_utc=rec.ts
+            )
+        case StepCanceled(step=name):
+            _require(state, rec, _ACTIVE)
+            return _with_step(
+                state, name, rec, status=StepStatus.CANCELED, eta_seconds=None, ended_utc=rec.ts
+            )
+        case JobWarning():
+            warning = Warning(
+                code=event.code, message=event.message, step=event.step, attempt=event.attempt
+            )
+            return replace(
+                state,
+                warnings=(*state.warnings, warning),
+                version=rec.version,
+                last_seq=rec.seq,
+            )
+        case JobCancelRequested():
+            _require(state, rec, _ACTIVE)
+            return replace(state, cancel_requested=True, version=rec.version, last_seq=rec.seq)
+        case JobCanceled():
+            _require(state, rec, _ACTIVE)
+            return _ended(state, rec, JobStatus.CANCELED)
+        case JobRetryRequested():
+            _require(state, rec, _RETRYABLE)
+            return _retried(state, rec, event)
+        case JobInterrupted():
+            # Found running after a restart: it waits for a runner again, and the step that
+            # was running when the engine died counts as not started.
+            _require(state, rec, _ACTIVE)
+            steps = tuple(
+                replace(s, status=StepStatus.PENDING, progress_pct=0.0, eta_seconds=None)
+                if s.status is StepStatus.RUNNING
+                else s
+                for s in state.steps
+            )
+            return replace(
+                state, status=JobStatus.QUEUED, steps=steps, version=rec.version, last_seq=rec.seq
+            )
+        case JobSucceeded():
+            _require(state, rec, _RUNNING)
+            return _ended(state, rec, JobStatus.SUCCEEDED, output=event.output)
+        case JobFailed():
+            _require(state, rec, _ACTIVE)
+            errors = state.errors if event.error in state.errors else (*state.errors, event.error)
+            return _ended(state, rec, JobStatus.FAILED, errors=errors)
+        case _:
+            assert_never(event)
+
+
+def fold(records: Iterable[Recorded], state: JobState | None = None) -> JobState | None:
+    """Apply every record in order, starting from `state` (None: before JobCreated)."""
+    for rec in records:
+        state = apply(state, rec)
+    return state

@@ -1,0 +1,92 @@
+"""The job-list read model: one row per job, a pure fold over the log (any job, any order).
+
+The projector (aura.engine.projector) keeps these rows in the `jobs` table and records the last
+seq it applied; the rows must always equal `JobRow.of(fold(job's events))`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from msgspec.structs import replace
+
+from aura.projections.events import (
+    JobCanceled,
+    JobCreated,
+    JobFailed,
+    JobInterrupted,
+    JobRetryRequested,
+    JobStarted,
+    JobSucceeded,
+    Recorded,
+)
+from aura.projections.job import JobState, JobStatus
+
+__all__ = ["JobRow", "apply_row"]
+
+
+class JobRow(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    job_id: str
+    preset: str
+    status: JobStatus
+    attempt: int
+    created_utc: datetime
+    started_utc: datetime | None = None
+    ended_utc: datetime | None = None
+    last_seq: int = 0
+
+    @classmethod
+    def of(cls, state: JobState) -> JobRow:
+        return cls(
+            job_id=state.job_id,
+            preset=state.preset,
+            status=state.status,
+            attempt=state.attempt,
+            created_utc=state.created_utc,
+            started_utc=state.started_utc,
+            ended_utc=state.ended_utc,
+            last_seq=state.last_seq,
+        )
+
+
+def apply_row(row: JobRow | None, rec: Recorded) -> JobRow | None:
+    """The row after `rec`; None only while the job has no JobCreated yet."""
+    event = rec.event
+    if isinstance(event, JobCreated):
+        return JobRow(
+            job_id=rec.job_id,
+            preset=event.preset,
+            status=JobStatus.QUEUED,
+            attempt=event.attempt,
+            created_utc=rec.ts,
+            last_seq=rec.seq,
+        )
+    if row is None:
+        return None
+    match event:
+        case JobStarted():
+            return replace(
+                row,
+                status=JobStatus.RUNNING,
+                started_utc=row.started_utc or rec.ts,
+                last_seq=rec.seq,
+            )
+        case JobSucceeded():
+            return replace(row, status=JobStatus.SUCCEEDED, ended_utc=rec.ts, last_seq=rec.seq)
+        case JobFailed():
+            return replace(row, status=JobStatus.FAILED, ended_utc=rec.ts, last_seq=rec.seq)
+        case JobCanceled():
+            return replace(row, status=JobStatus.CANCELED, ended_utc=rec.ts, last_seq=rec.seq)
+        case JobRetryRequested():
+            return replace(
+                row,
+                status=JobStatus.QUEUED,
+                attempt=event.attempt,
+                ended_utc=None,
+                last_seq=rec.seq,
+            )
+        case JobInterrupted():
+            return replace(row, status=JobStatus.QUEUED, last_seq=rec.seq)
+        case _:
+            return replace(row, last_seq=rec.seq)

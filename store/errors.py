@@ -1,0 +1,33 @@
+"""Errors the store raises; nothing above the store sees aiosqlite or sqlite3."""
+
+from __future__ import annotations
+
+__all__ = ["ConcurrencyError", "CorruptEvent", "DatabaseMissing", "StoreError"]
+
+
+class StoreError(Exception):
+    """The log could not be read or written (disk, lock, schema)."""
+
+
+class DatabaseMissing(StoreError):
+    """A read-only open found no database file."""
+
+
+class ConcurrencyError(StoreError):
+    """An append expected a job version that is no longer the job's latest (a stale writer)."""
+
+    def __init__(self, job_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"job {job_id}: append expected version {expected} but the log is at {actual}"
+        )
+        self.job_id = job_id
+        self.expected = expected
+        self.actual = actual
+
+
+class CorruptEvent(StoreError):
+    """A stored row that does not decode to a known event; names its seq."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"event seq {seq} cannot be decoded: {reason}")
+        self.seq = seq

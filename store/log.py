@@ -1,0 +1,447 @@
+"""The append-only event log: one SQLite table, group-committed appends, pushed subscriptions.
+
+INVARIANTS
+- One writer per process: every append goes through `_flush`, one batch at a time, so seqs are
+  handed out and subscribers are notified in commit order.
+- A subscriber is registered before it reads its backlog, and skips any seq it already yielded,
+  so events appended while the backlog is read arrive exactly once, with no gap.
+- Subscribers are woken by the append itself (an asyncio.Event), never by a timer. Only writers in
+  another process need `poll_interval`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+import msgspec
+
+from aura.projections.events import DECODER, ENCODER, Event, Recorded
+from aura.store.errors import ConcurrencyError, CorruptEvent, DatabaseMissing, StoreError
+from aura.store.schema import migrate
+
+__all__ = ["DB_FILE_NAME", "Durability", "EventLog"]
+
+DB_FILE_NAME = "aura.db"
+#: appends waiting at once beyond this are left for the next transaction
+MAX_BATCH_APPENDS = 512
+#: rows a backlog read fetches per query
+PAGE_SIZE = 1000
+#: live events a subscriber may have waiting before it falls back to reading the log
+SUBSCRIBER_BUFFER = 10_000
+
+T = TypeVar("T")
+
+_INSERT = (
+    "INSERT INTO events (seq, job_id, version, type, step, attempt, ts, data) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT = "SELECT seq, job_id, version, ts, data FROM events"
+
+
+class Durability(enum.StrEnum):
+    """SQLite's `synchronous` setting for the WAL.
+
+    NORMAL (the default) makes every acknowledged append survive a crash of the process (even
+    SIGKILL); only a power loss or OS crash can drop the last commits, never corrupt the log.
+    FULL also fsyncs the WAL on every commit, surviving power loss, at the cost of one fsync per
+    group commit.
+    """
+
+    NORMAL = "NORMAL"
+    FULL = "FULL"
+
+
+class _Append(msgspec.Struct):
+    job_id: str
+    expected_version: int
+    rows: list[tuple[str, int, str, str | None, int, str]]  # type, step, attempt, data...
+    events: Sequence[Event]
+    future: asyncio.Future[list[Recorded]]
+
+
+class _Subscriber:
+    __slots__ = ("buffer", "closed", "job_id", "overflowed", "wake")
+
+    def __init__(self, job_id: str | None) -> None:
+        self.job_id = job_id
+        self.buffer: list[Recorded] = []
+        self.wake = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+
+    def push(self, rec: Recorded) -> None:
+        if self.overflowed:
+            return
+        if len(self.buffer) >= SUBSCRIBER_BUFFER:
+            # A slow reader: drop its buffer; it re-reads what it missed from the log.
+            self.buffer.clear()
+            self.overflowed = True
+        else:
+            self.buffer.append(rec)
+
+
+def format_ts(ts: datetime) -> str:
+    """ISO 8601 UTC with microseconds and a Z, as stored in the `ts` column."""
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _decode_row(row: tuple[int, str, int, str, str]) -> Recorded:
+    seq, job_id, version, ts, data = row
+    try:
+        event = DECODER.decode(data)
+        return Recorded(seq, job_id, version, datetime.fromisoformat(ts), event)
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as e:
+        raise CorruptEvent(seq, str(e)) from e
+
+
+class EventLog:
+    """The job log in `<data_dir>/aura.db`. Open with `await EventLog.open(data_dir)`."""
+
+    def __init__(
+        self,
+        path: Path,
+        writer: aiosqlite.Connection | None,
+        reader: aiosqlite.Connection,
+        poll_interval: float | None,
+    ) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._poll_interval = poll_interval
+        self._pending: list[_Append] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._versions: dict[str, int] = {}  # job -> last version, valid while data_version holds
+        self._data_version: int | None = None
+        self._subscribers: dict[str | None, set[_Subscriber]] = {}
+        self._closed = False
+        self.last_seq = 0
+
+    # ---- opening and closing -------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        data_dir: Path | str,
+        *,
+        durability: Durability = Durability.NORMAL,
+        readonly: bool = False,
+        poll_interval: float | None = None,
+    ) -> EventLog:
+        """Open (creating and migrating unless `readonly`) the log in `data_dir`."""
+        path = Path(data_dir) / DB_FILE_NAME
+        if readonly:
+            if not path.is_file():
+                raise DatabaseMissing(f"no database at {path}")
+            reader = await _connect(f"file:{path}?mode=ro", uri=True)
+            return cls(path, None, reader, poll_interval)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the data folder {path.parent}: {e}") from e
+        writer = await _connect(str(path))
+        try:
+            await writer.execute("PRAGMA journal_mode=WAL")
+            await writer.execute(f"PRAGMA synchronous={Durability(durability).value}")
+            await writer._execute(migrate, writer._conn)  # noqa: SLF001 - see _on_thread
+            reader = await _connect(str(path))
+        except BaseException:
+            await writer.close()
+            raise
+        log = cls(path, writer, reader, poll_interval)
+        log.last_seq = await log.max_seq()
+        return log
+
+    async def close(self) -> None:
+        """Finish pending appends, end every subscription and close the connections."""
+        if self._closed:
+            return
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        self._closed = True
+        for subs in self._subscribers.values():
+            for sub in subs:
+                sub.closed = True
+                sub.wake.set()
+        if self._writer is not None:
+            await self._writer.close()
+        await self._reader.close()
+
+    async def __aenter__(self) -> EventLog:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---- appending ----------------------------------------------------------------------
+
+    async def append(
+        self, job_id: str, events: Sequence[Event], expected_version: int
+    ) -> list[Recorded]:
+        """Append `events` to the job atomically, after `expected_version` (0 for a new job).
+
+        Raises ConcurrencyError when the job's last version is not `expected_version`. Appends
+        waiting at once are committed together in one transaction (group commit).
+        """
+        if self._writer is None:
+            raise StoreError("the log was opened read-only")
+        if self._closed:
+            raise StoreError("the log is closed")
+        if not events:
+            return []
+        rows = [
+            (
+                type(e).__name__,
+                e.step_name,
+                e.attempt,
+                ENCODER.encode(e).decode(),
+            )
+            for e in events
+        ]
+        future: asyncio.Future[list[Recorded]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Append(job_id, expected_version, rows, events, future))  # type: ignore[arg-type]
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        # Shielded: a caller canceled while its append is in flight must not lose track of it.
+        return await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        assert self._writer is not None
+        try:
+            while self._pending:
+                batch = self._pending[:MAX_BATCH_APPENDS]
+                del self._pending[: len(batch)]
+                try:
+                    results = await self._writer._execute(self._write_batch, batch)  # noqa: SLF001
+                except Exception as e:  # the whole transaction failed: every append fails
+                    error = e if isinstance(e, StoreError) else StoreError(f"append failed: {e}")
+                    for item in batch:
+                        if not item.future.done():
+                            item.future.set_exception(error)
+                    continue
+                for item, result in zip(batch, results, strict=True):
+                    if isinstance(result, Exception):
+                        item.future.set_exception(result)
+                    else:
+                        self._notify(result)
+                        if not item.future.done():
+                            item.future.set_result(result)
+        finally:
+            self._flusher = None
+
+    def _write_batch(self, batch: list[_Append]) -> list[list[Recorded] | Exception]:
+        """Runs on the writer's thread: one transaction, one commit for the whole batch."""
+        assert self._writer is not None
+        conn: sqlite3.Connection = self._writer._conn  # noqa: SLF001
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return self._insert_batch(conn, batch)
+        except sqlite3.IntegrityError:
+            # Another process wrote one of these jobs: forget cached versions and retry once.
+            conn.execute("ROLLBACK")
+            self._versions.clear()
+            conn.execute("BEGIN IMMEDIATE")
+            return self._insert_batch(conn, batch)
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"append failed: {e}") from e
+
+    def _insert_batch(
+        self, conn: sqlite3.Connection, batch: list[_Append]
+    ) -> list[list[Recorded] | Exception]:
+        data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if data_version != self._data_version:  # another connection committed since our last
+            self._versions.clear()
+            self._data_version = data_version
+        seq = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        now = datetime.now(UTC)
+        ts = format_ts(now)
+        results: list[list[Recorded] | Exception] = []
+        rows: list[tuple[Any, ...]] = []
+        versions = self._versions
+        tentative: dict[str, int] = {}
+        for item in batch:
+            job_id = item.job_id
+            current = tentative.get(job_id)
+            if current is None:
+                current = versions.get(job_id)
+            if current is None:
+                current = conn.execute(
+                    "SELECT coalesce(max(version), 0) FROM events WHERE job_id = ?", (job_id,)
+                ).fetchone()[0]
+            if current != item.expected_version:
+                results.append(ConcurrencyError(job_id, item.expected_version, current))
+                tentative[job_id] = current
+                continue
+            recorded = []
+            for event, (type_name, step, attempt, data) in zip(
+                item.events, item.rows, strict=True
+            ):
+                seq += 1
+                current += 1
+                rows.append((seq, job_id, current, type_name, step, attempt, ts, data))
+                recorded.append(Recorded(seq, job_id, current, now, event))  # type: ignore[arg-type]
+            tentative[job_id] = current
+            results.append(recorded)
+        try:
+            conn.executemany(_INSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._versions.clear()
+            raise
+        versions.update(tentative)
+        self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if rows:
+            self.last_seq = seq
+        return results
+
+    def _notify(self, recorded: list[Recorded]) -> None:
+        if not self._subscribers or not recorded:
+            return
+        targets = list(self._subscribers.get(recorded[0].job_id, ()))
+        targets.extend(self._subscribers.get(None, ()))
+        for sub in targets:
+            for rec in recorded:
+                sub.push(rec)
+            sub.wake.set()
+
+    # ---- reading ------------------------------------------------------------------------
+
+    async def read(self, job_id: str, after_version: int = 0) -> list[Recorded]:
+        """The job's events after `after_version`, in order."""
+        rows = await self._fetch(
+            _SELECT + " WHERE job_id = ? AND version > ? ORDER BY version", (job_id, after_version)
+        )
+        return [_decode_row(row) for row in rows]
+
+    async def read_job_after_seq(
+        self, job_id: str, after_seq: int, limit: int = PAGE_SIZE
+    ) -> list[Recorded]:
+        """The job's events with seq > `after_seq`, at most `limit`."""
+        found = await self._fetch("SELECT job_id, version FROM events WHERE seq = ?", (after_seq,))
+        if found and found[0][0] == job_id:  # resume by version: the (job_id, version) index
+            sql = _SELECT + " WHERE job_id = ? AND version > ? ORDER BY version LIMIT ?"
+            rows = await self._fetch(sql, (job_id, found[0][1], limit))
+        else:
+            sql = _SELECT + " WHERE job_id = ? AND seq > ? ORDER BY version LIMIT ?"
+            rows = await self._fetch(sql, (job_id, after_seq, limit))
+        return [_decode_row(row) for row in rows]
+
+    async def tail(self, after_seq: int = 0, limit: int = PAGE_SIZE) -> list[Recorded]:
+        """Events of every job with seq > `after_seq`, in seq order, at most `limit`."""
+        rows = await self._fetch(_SELECT + " WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+        return [_decode_row(row) for row in rows]
+
+    async def max_seq(self) -> int:
+        rows = await self._fetch("SELECT coalesce(max(seq), 0) FROM events", ())
+        return int(rows[0][0])
+
+    async def job_version(self, job_id: str) -> int:
+        rows = await self._fetch(
+            "SELECT coalesce(max(version), 0) FROM events WHERE job_id = ?", (job_id,)
+        )
+        return int(rows[0][0])
+
+    async def job_exists(self, job_id: str) -> bool:
+        return await self.job_version(job_id) > 0
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.Error as e:
+            raise StoreError(f"read failed: {e}") from e
+
+    async def run_on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` on the writer's thread, between group commits (read models use it)."""
+        if self._writer is None:
+            raise StoreError("the log was opened read-only")
+        conn = self._writer._conn  # noqa: SLF001
+        try:
+            return await self._writer._execute(fn, conn)  # type: ignore[no-any-return]  # noqa: SLF001
+        except sqlite3.Error as e:
+            raise StoreError(str(e)) from e
+
+    async def run_on_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` on the reader's thread."""
+        conn = self._reader._conn  # noqa: SLF001
+        try:
+            return await self._reader._execute(fn, conn)  # type: ignore[no-any-return]  # noqa: SLF001
+        except sqlite3.Error as e:
+            raise StoreError(str(e)) from e
+
+    # ---- subscribing --------------------------------------------------------------------
+
+    async def subscribe(
+        self, after_seq: int = 0, job_id: str | None = None
+    ) -> AsyncIterator[Recorded]:
+        """Yield stored events after `after_seq` (of one job, or all), then live ones, forever.
+
+        Ends when the log is closed. Break out of the loop (or close the generator) to stop.
+        """
+        sub = _Subscriber(job_id)
+        self._subscribers.setdefault(job_id, set()).add(sub)
+        last = after_seq
+        try:
+            while not sub.closed:
+                # Backlog, page by page. Live events pile up in sub.buffer meanwhile.
+                sub.overflowed = False
+                while True:
+                    if job_id is None:
+                        page = await self.tail(last, PAGE_SIZE)
+                    else:
+                        page = await self.read_job_after_seq(job_id, last, PAGE_SIZE)
+                    for rec in page:
+                        yield rec
+                        last = rec.seq
+                    if len(page) < PAGE_SIZE:
+                        break
+                # Live: drain the buffer, skipping what the backlog already gave.
+                while not sub.closed and not sub.overflowed:
+                    if not sub.buffer:
+                        sub.wake.clear()
+                        if self._poll_interval is None:
+                            await sub.wake.wait()
+                        else:
+                            try:
+                                await asyncio.wait_for(sub.wake.wait(), self._poll_interval)
+                            except TimeoutError:
+                                break  # re-read the log: another process may have written
+                        continue
+                    pending, sub.buffer = sub.buffer, []
+                    for rec in pending:
+                        if rec.seq > last:
+                            yield rec
+                            last = rec.seq
+        finally:
+            subs = self._subscribers.get(job_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subscribers[job_id]
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(subs) for subs in self._subscribers.values())
+
+
+async def _connect(database: str, *, uri: bool = False) -> aiosqlite.Connection:
+    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+    # check_same_thread=False: aiosqlite's thread owns the connection, but _on_thread functions
+    # and close() may touch it from the loop thread after the worker is done.
+    try:
+        conn = await aiosqlite.connect(
+            database, uri=uri, isolation_level=None, check_same_thread=False
+        )
+        await conn.execute("PRAGMA busy_timeout = 5000")
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot open the database {database}: {e}") from e
+    return conn
