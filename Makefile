@@ -19,7 +19,8 @@ system-deps:
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=strict
+	$(VPY) -m pip install --quiet -e '.[test]'
+	mkdir -p .typecheck && ln -sfn .. .typecheck/aura  # mypy sees the repo root as `aura`
 	touch $(STAMP)
 
 run: setup
@@ -37,7 +38,7 @@ lint: setup
 	$(VENV)/bin/mypy .
 
 bench: setup
-	$(VPY) -m pip install --quiet -e '.[test,bench]' --config-settings editable_mode=strict
+	$(VPY) -m pip install --quiet -e '.[test,bench]'
 	$(VPY) -m bench
 
 clean:

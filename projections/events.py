@@ -17,10 +17,10 @@ from typing import Any
 import msgspec
 
 __all__ = [
-    "Artifact",
     "DECODER",
     "ENCODER",
     "EVENT_TYPES",
+    "Artifact",
     "ErrorInfo",
     "Event",
     "JobCancelRequested",
@@ -49,7 +49,7 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """A value carried inside an event (camelCase on the wire)."""
 
 
-class ErrorInfo(Payload, kw_only=True):
+class ErrorInfo(Payload, frozen=True, kw_only=True):
     """A failure as the user sees it: a taxonomy code, what happened and what to do."""
 
     code: str
@@ -60,7 +60,7 @@ class ErrorInfo(Payload, kw_only=True):
     step: str | None = None
 
 
-class Artifact(Payload, kw_only=True):
+class Artifact(Payload, frozen=True, kw_only=True):
     """A file a step produced, with what retry needs to verify it is unchanged."""
 
     name: str
@@ -69,7 +69,7 @@ class Artifact(Payload, kw_only=True):
     sha256: str
 
 
-class Output(Payload, kw_only=True):
+class Output(Payload, frozen=True, kw_only=True):
     """The finished video."""
 
     video_path: str
@@ -201,7 +201,7 @@ AnyEvent = (
     | JobFailed
 )
 
-EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__  # type: ignore[attr-defined]
+EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__
 
 
 class Recorded(msgspec.Struct, frozen=True, gc=False):
@@ -236,7 +236,7 @@ def _check_tags() -> None:
     # A class's tag must equal its name: the store writes `type(event).__name__` in the
     # `type` column and decoders dispatch on the tag, so the two may never drift apart.
     for cls in EVENT_TYPES:
-        tag = msgspec.inspect.type_info(cls).tag  # type: ignore[attr-defined]
+        tag = cls.__struct_config__.tag
         if tag != cls.__name__:
             raise TypeError(f"{cls.__name__} has tag {tag!r}")
 

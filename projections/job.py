@@ -8,8 +8,6 @@ from datetime import datetime
 from typing import assert_never
 
 import msgspec
-from msgspec.structs import replace
-
 from aura.projections.events import (
     ErrorInfo,
     JobCanceled,
@@ -30,6 +28,7 @@ from aura.projections.events import (
     StepStarted,
     StepSucceeded,
 )
+from msgspec.structs import replace
 
 __all__ = [
     "TERMINAL_JOB_STATUSES",
@@ -77,7 +76,7 @@ class State(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """Base of the projection structs (camelCase on the wire)."""
 
 
-class StepState(State, kw_only=True):
+class StepState(State, frozen=True, kw_only=True):
     name: str
     status: StepStatus = StepStatus.PENDING
     progress_pct: float = 0.0
@@ -87,14 +86,14 @@ class StepState(State, kw_only=True):
     ended_utc: datetime | None = None
 
 
-class Warning(State, kw_only=True):  # noqa: A001 - the seed's name for a non-fatal finding
+class Warning(State, frozen=True, kw_only=True):
     code: str
     message: str
     step: str | None = None
     attempt: int = 1
 
 
-class JobState(State, kw_only=True):
+class JobState(State, frozen=True, kw_only=True):
     job_id: str
     preset: str
     status: JobStatus

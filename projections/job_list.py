@@ -9,8 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
-from msgspec.structs import replace
-
 from aura.projections.events import (
     JobCanceled,
     JobCreated,
@@ -22,6 +20,7 @@ from aura.projections.events import (
     Recorded,
 )
 from aura.projections.job import JobState, JobStatus
+from msgspec.structs import replace
 
 __all__ = ["JobRow", "apply_row"]
 
