@@ -280,9 +280,7 @@ class EventLog:
                 tentative[job_id] = current
                 continue
             recorded = []
-            for event, (type_name, step, attempt, data) in zip(
-                item.events, item.rows, strict=True
-            ):
+            for event, (type_name, step, attempt, data) in zip(item.events, item.rows, strict=True):
                 seq += 1
                 current += 1
                 rows.append((seq, job_id, current, type_name, step, attempt, ts, data))

@@ -1,0 +1,205 @@
+"""The fixed error taxonomy: every failure a user sees has a code, a message and a remediation.
+
+Codes are `Name` or `Name:{PARAM}` (`MissingApiKey:OPENAI_API_KEY`). docs/errors.md documents
+every code here; a test keeps the two equal. `AuraError` carries one to the edge (HTTP, CLI),
+where it becomes a problem+json response or a one-line message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aura.projections.events import ErrorInfo
+
+__all__ = [
+    "TAXONOMY",
+    "AuraError",
+    "CodeSpec",
+    "Conflict",
+    "JobNotFound",
+    "base_code",
+    "error_info",
+    "make_error",
+]
+
+
+class CodeSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One code of the taxonomy: its HTTP status, a title and the default remediation."""
+
+    title: str
+    remediation: str
+    http_status: int = 500
+
+
+#: The taxonomy, by base code (the part before `:`). Documented in docs/errors.md.
+TAXONOMY: dict[str, CodeSpec] = {
+    "MissingApiKey": CodeSpec(
+        title="A provider's API key is not configured",
+        remediation="Add the key in Settings (or set the environment variable named in the "
+        "code), or choose a provider that needs no key, then retry.",
+        http_status=400,
+    ),
+    "RequiresNvidiaGPU": CodeSpec(
+        title="NVIDIA GPU encoding was asked for but no usable NVIDIA GPU was found",
+        remediation="Set the encoder option to 'auto' or 'x264', or install the NVIDIA driver "
+        "on a machine with an NVIDIA GPU, then retry.",
+        http_status=400,
+    ),
+    "UnsupportedOS": CodeSpec(
+        title="This operating system is not supported",
+        remediation="Run Aura on Linux, macOS or Windows.",
+        http_status=500,
+    ),
+    "FFmpegNotFound": CodeSpec(
+        title="ffmpeg was not found",
+        remediation="Install ffmpeg (Debian/Ubuntu: 'apt-get install ffmpeg') or put it on PATH "
+        "(or set AURA_FFMPEG), then run the system check and retry.",
+        http_status=500,
+    ),
+    "FFmpegFailedExitCode": CodeSpec(
+        title="ffmpeg exited with an error",
+        remediation="Read the ffmpeg output in the error details; check the inputs and the "
+        "options, run the system check, then retry the step.",
+        http_status=500,
+    ),
+    "OutOfDiskSpace": CodeSpec(
+        title="Not enough free disk space",
+        remediation="Free disk space in the data folder's file system (or point --data-dir at "
+        "a larger one), then retry.",
+        http_status=507,
+    ),
+    "OutputDirectoryNotWritable": CodeSpec(
+        title="The output folder cannot be written",
+        remediation="Make the data folder writable (check its permissions, that it is a folder "
+        "and not a file, and that its file system is not read-only), then retry.",
+        http_status=500,
+    ),
+    "InvalidInput": CodeSpec(
+        title="The request has an invalid field",
+        remediation="Correct the field named in the code (see the detail) and submit again.",
+        http_status=400,
+    ),
+    "StepTimeout": CodeSpec(
+        title="A step ran past its time limit",
+        remediation="Retry the job; if it keeps timing out, raise the step's timeout in the "
+        "options or lower the quality setting.",
+        http_status=504,
+    ),
+    "TransientNetworkFailure": CodeSpec(
+        title="A network service could not be reached",
+        remediation="Check the network connection and the provider's base URL, then retry.",
+        http_status=503,
+    ),
+    "Interrupted": CodeSpec(
+        title="The engine stopped while the job was running",
+        remediation="Retry the job: steps that finished are reused.",
+        http_status=500,
+    ),
+    "Canceled": CodeSpec(
+        title="The job was canceled",
+        remediation="Retry the job to continue from the canceled step, or rerun it.",
+        http_status=409,
+    ),
+    "JobNotFound": CodeSpec(
+        title="No such job",
+        remediation="Check the job id (GET /api/jobs lists them).",
+        http_status=404,
+    ),
+    "InvalidState": CodeSpec(
+        title="The job cannot do that in its current state",
+        remediation="Wait for the job to finish (retry needs Failed or Canceled; cancel needs "
+        "Queued or Running), then try again.",
+        http_status=409,
+    ),
+    "Unauthorized": CodeSpec(
+        title="A valid token is required",
+        remediation="Send the server's AURA_TOKEN as 'Authorization: Bearer <token>'.",
+        http_status=401,
+    ),
+    "NotFound": CodeSpec(
+        title="No such resource",
+        remediation="Check the URL; GET /api/openapi.json lists the API.",
+        http_status=404,
+    ),
+    "PayloadTooLarge": CodeSpec(
+        title="The request body is too large",
+        remediation="Send a smaller request body.",
+        http_status=413,
+    ),
+    "Internal": CodeSpec(
+        title="An unexpected internal error",
+        remediation="Retry; if it happens again, download the job's diagnostics and report it "
+        "with the correlation id.",
+        http_status=500,
+    ),
+}
+
+
+def base_code(code: str) -> str:
+    """`MissingApiKey:OPENAI_API_KEY` -> `MissingApiKey`."""
+    return code.split(":", 1)[0]
+
+
+def make_error(
+    code: str,
+    message: str,
+    *,
+    remediation: str | None = None,
+    details: dict[str, Any] | None = None,
+    step: str | None = None,
+    correlation_id: str = "",
+) -> ErrorInfo:
+    """An ErrorInfo for `code`, with the taxonomy's remediation unless one is given."""
+    spec = TAXONOMY.get(base_code(code))
+    if spec is None:
+        raise ValueError(f"{code!r} is not in the error taxonomy")
+    return ErrorInfo(
+        code=code,
+        message=message,
+        remediation=remediation or spec.remediation,
+        details=details or {},
+        correlation_id=correlation_id,
+        step=step,
+    )
+
+
+class AuraError(Exception):
+    """An error with a taxonomy code, carried up to the HTTP or CLI edge."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(f"{info.code}: {info.message}")
+        self.info = info
+
+    @classmethod
+    def of(cls, code: str, message: str, **kwargs: Any) -> AuraError:
+        return cls(make_error(code, message, **kwargs))
+
+    @property
+    def code(self) -> str:
+        return self.info.code
+
+    @property
+    def http_status(self) -> int:
+        return TAXONOMY[base_code(self.info.code)].http_status
+
+
+class JobNotFound(AuraError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(make_error("JobNotFound", f"no job with id {job_id!r}"))
+        self.job_id = job_id
+
+
+class Conflict(AuraError):
+    """The job's state does not allow the request (retry while running, cancel when done)."""
+
+    def __init__(self, job_id: str, message: str) -> None:
+        super().__init__(make_error("InvalidState", f"job {job_id}: {message}"))
+        self.job_id = job_id
+
+
+def error_info(error: BaseException) -> ErrorInfo:
+    """The ErrorInfo of an AuraError; anything else is `Internal` (its type, not its text)."""
+    if isinstance(error, AuraError):
+        return error.info
+    return make_error("Internal", f"unexpected {type(error).__name__}")

@@ -1,0 +1,128 @@
+"""What a job is asked to render: the preset, the brief and the options, validated.
+
+The HTTP body and the CLI both decode into `JobRequest`; a bad field becomes
+`InvalidInput:{FIELD}` naming the field as the client spelled it (camelCase path).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+from aura.engine.errors import AuraError
+
+__all__ = [
+    "PRESETS",
+    "SAMPLE_BRIEF",
+    "SAMPLE_PRESET",
+    "STEP_NAMES",
+    "Brief",
+    "JobRequest",
+    "Options",
+    "decode_request",
+    "validate_request",
+]
+
+STEP_NAMES: tuple[str, ...] = ("preflight", "narration", "broll", "subtitles", "mux")
+SAMPLE_PRESET = "sample-hello-youtube"
+PRESETS: tuple[str, ...] = (SAMPLE_PRESET, "default")
+
+MAX_LINES = 20
+MAX_LINE_CHARS = 300
+
+
+class Request(
+    msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True
+):
+    """Base of request structs: camelCase, unknown fields refused."""
+
+
+class Brief(Request, frozen=True, kw_only=True):
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=120)] = "Hello from Aura"
+    script: Annotated[
+        tuple[Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LINE_CHARS)], ...],
+        msgspec.Meta(min_length=1, max_length=MAX_LINES),
+    ] = ("Hello from Aura.",)
+    aspect: Literal["16:9", "9:16"] = "16:9"
+    #: an espeak-ng voice name (e.g. en-us, en-gb, de); letters, digits, '-', '+' only
+    voice: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9+\-]{1,32}$")] = "en-us"
+    #: narration provider: espeak (offline, no key) or openai (OpenAI-compatible speech API)
+    tts: Literal["espeak", "openai"] = "espeak"
+
+
+class Options(Request, frozen=True, kw_only=True):
+    quality: Literal["draft", "balanced", "high"] = "balanced"
+    encoder: Literal["auto", "x264", "nvenc"] = "auto"
+    subtitles: Literal["burned", "soft", "both"] = "both"
+    #: per-step time limits in seconds, overriding the settings
+    timeouts: dict[str, Annotated[float, msgspec.Meta(gt=0, le=86_400)]] = {}
+
+
+class JobRequest(Request, frozen=True, kw_only=True):
+    preset: Literal["sample-hello-youtube", "default"] = SAMPLE_PRESET
+    brief: Brief | None = None
+    options: Options = Options()
+
+
+#: The sample's built-in script: what `sample-hello-youtube` renders without a brief.
+SAMPLE_BRIEF = Brief(
+    title="Hello, YouTube!",
+    script=(
+        "Hello, and welcome to Aura.",
+        "This video was rendered on your own machine, with no keys and no network.",
+        "Every step you just watched was recorded as an event.",
+        "Thanks for watching!",
+    ),
+)
+
+_FIELD = re.compile(r"at `\$\.?([^`]*)`")
+_DECODER = msgspec.json.Decoder(JobRequest)
+
+
+def _invalid(error: msgspec.ValidationError | msgspec.DecodeError) -> AuraError:
+    text = str(error)
+    match = _FIELD.search(text)
+    field = match.group(1) if match else "body"
+    field = re.sub(r"\[\d+\]", "", field) or "body"
+    if text.startswith("Object contains unknown field"):
+        unknown = re.search(r"field `([^`]*)`", text)
+        if unknown:
+            field = f"{field}.{unknown.group(1)}" if match and match.group(1) else unknown.group(1)
+    return AuraError.of(f"InvalidInput:{field}", text, details={"field": field})
+
+
+def decode_request(body: bytes) -> JobRequest:
+    """Decode and validate a JSON job request; raises AuraError(InvalidInput:{FIELD})."""
+    try:
+        request = _DECODER.decode(body) if body.strip() else JobRequest()
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise _invalid(e) from e
+    return validate_request(request)
+
+
+def validate_request(request: JobRequest) -> JobRequest:
+    """Checks msgspec cannot express: the default preset needs a brief; timeouts name steps."""
+    if request.preset == "default" and request.brief is None:
+        raise AuraError.of(
+            "InvalidInput:brief",
+            "the 'default' preset renders a brief: give one (title, script, aspect, voice)",
+            details={"field": "brief"},
+        )
+    for step in request.options.timeouts:
+        if step not in STEP_NAMES:
+            raise AuraError.of(
+                f"InvalidInput:options.timeouts.{step}",
+                f"unknown step {step!r}; steps are {', '.join(STEP_NAMES)}",
+                details={"field": f"options.timeouts.{step}"},
+            )
+    return request
+
+
+def convert_request(data: dict[str, Any]) -> JobRequest:
+    """A JobRequest from already-parsed JSON (e.g. a stored JobCreated's brief and options)."""
+    try:
+        request = msgspec.convert(data, JobRequest)
+    except msgspec.ValidationError as e:
+        raise _invalid(e) from e
+    return validate_request(request)

@@ -1,0 +1,86 @@
+"""Engine settings: defaults, overridden by AURA_* environment variables, then by arguments."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+from aura.store import Durability
+
+__all__ = ["Settings"]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    #: the data folder: aura.db, per-job work folders and the finished videos
+    data_dir: Path = Path("./data")
+    durability: Durability = Durability.NORMAL
+    #: jobs rendering at once; the rest wait as Queued
+    max_concurrent_jobs: int = 1
+    #: threads each ffmpeg may use (0: ffmpeg decides)
+    ffmpeg_threads: int = 2
+    #: niceness added to ffmpeg and espeak-ng, so the API and live streams stay responsive
+    process_nice: int = 10
+    #: seconds between SIGTERM and SIGKILL when a step's process is stopped
+    kill_grace_seconds: float = 2.0
+    #: default time limit of each step, in seconds (a job's options may override per step)
+    step_timeouts: dict[str, float] = msgspec.field(
+        default_factory=lambda: {
+            "preflight": 30.0,
+            "narration": 300.0,
+            "broll": 900.0,
+            "subtitles": 120.0,
+            "mux": 1800.0,
+        }
+    )
+    #: what start-up does with a job the log shows as running: resume it, or fail it
+    on_interrupted: Literal["resume", "fail"] = "resume"
+    #: the least free disk space preflight accepts, in bytes, on top of the render's estimate
+    min_free_disk_bytes: int = 200 * 1024 * 1024
+    ffmpeg_path: str = "ffmpeg"
+    ffprobe_path: str = "ffprobe"
+    espeak_path: str = "espeak-ng"
+    #: OpenAI-compatible speech API (narration with tts="openai")
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: str | None = None
+    openai_tts_model: str = "tts-1"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Defaults, then AURA_* variables (and OPENAI_API_KEY), then `overrides`."""
+        env = os.environ
+        values: dict[str, object] = {}
+        for name, var in _ENV.items():
+            if var in env:
+                values[name] = env[var]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return msgspec.convert(values, cls, strict=False, dec_hook=_to_path)
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.jobs_dir / job_id
+
+
+def _to_path(kind: type, value: object) -> object:
+    if kind is Path and isinstance(value, str | Path):
+        return Path(value)
+    raise TypeError(f"cannot convert {value!r} to {kind}")
+
+
+_ENV: dict[str, str] = {
+    "data_dir": "AURA_DATA_DIR",
+    "durability": "AURA_DURABILITY",
+    "max_concurrent_jobs": "AURA_MAX_CONCURRENT_JOBS",
+    "ffmpeg_threads": "AURA_FFMPEG_THREADS",
+    "process_nice": "AURA_PROCESS_NICE",
+    "on_interrupted": "AURA_ON_INTERRUPTED",
+    "ffmpeg_path": "AURA_FFMPEG",
+    "ffprobe_path": "AURA_FFPROBE",
+    "espeak_path": "AURA_ESPEAK",
+    "openai_base_url": "AURA_OPENAI_BASE_URL",
+    "openai_api_key": "OPENAI_API_KEY",
+}
