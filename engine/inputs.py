@@ -60,7 +60,7 @@ class Options(Request, frozen=True, kw_only=True):
 
 
 class JobRequest(Request, frozen=True, kw_only=True):
-    preset: Literal["sample-hello-youtube", "default"] = SAMPLE_PRESET
+    preset: Literal["sample-hello-youtube", "default"] = "sample-hello-youtube"
     brief: Brief | None = None
     options: Options = Options()
 
