@@ -1,0 +1,148 @@
+"""The `jobs` table: the job-list read model, a cache derived from the log.
+
+Rows and the projector's position are written in one transaction, so a crash leaves the table
+and its position consistent; dropping both and replaying the log rebuilds it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime
+
+from aura.projections.job import JobStatus
+from aura.projections.job_list import JobRow
+from aura.store.log import EventLog, format_ts
+
+__all__ = ["JobsTable"]
+
+_COLUMNS = "job_id, preset, status, attempt, created_utc, started_utc, ended_utc, last_seq"
+_UPSERT = (
+    f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (job_id) DO UPDATE SET preset = excluded.preset, status = excluded.status, "
+    "attempt = excluded.attempt, created_utc = excluded.created_utc, "
+    "started_utc = excluded.started_utc, ended_utc = excluded.ended_utc, "
+    "last_seq = excluded.last_seq"
+)
+_ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else format_ts(value)
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _to_row(r: tuple[str, str, str, int, str, str | None, str | None, int]) -> JobRow:
+    return JobRow(
+        job_id=r[0],
+        preset=r[1],
+        status=JobStatus(r[2]),
+        attempt=r[3],
+        created_utc=datetime.fromisoformat(r[4]),
+        started_utc=_dt(r[5]),
+        ended_utc=_dt(r[6]),
+        last_seq=r[7],
+    )
+
+
+class JobsTable:
+    """Reads and writes the `jobs` rows and the position of the projector named `name`."""
+
+    def __init__(self, log: EventLog, name: str = "job_list") -> None:
+        self._log = log
+        self._name = name
+
+    async def position(self) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT last_seq FROM projector_positions WHERE name = ?", (self._name,)
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._log.run_on_reader(read)
+
+    async def save(self, rows: Iterable[JobRow], position: int) -> None:
+        """Upsert `rows` and record `position`, atomically."""
+        params = [
+            (
+                r.job_id,
+                r.preset,
+                r.status.value,
+                r.attempt,
+                format_ts(r.created_utc),
+                _ts(r.started_utc),
+                _ts(r.ended_utc),
+                r.last_seq,
+            )
+            for r in rows
+        ]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_UPSERT, params)
+                conn.execute(
+                    "INSERT INTO projector_positions (name, last_seq) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq",
+                    (self._name, position),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._log.run_on_writer(write)
+
+    async def clear(self) -> None:
+        """Drop every row and the position (the next catch-up rebuilds from seq 0)."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM jobs")
+            conn.execute("DELETE FROM projector_positions WHERE name = ?", (self._name,))
+            conn.execute("COMMIT")
+
+        await self._log.run_on_writer(write)
+
+    async def get(self, job_id: str) -> JobRow | None:
+        def read(conn: sqlite3.Connection) -> JobRow | None:
+            r = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            return None if r is None else _to_row(r)
+
+        return await self._log.run_on_reader(read)
+
+    async def list(
+        self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> list[JobRow]:
+        """Newest first."""
+        where, params = ("WHERE status = ?", [status.value]) if status else ("", [])
+        sql = (
+            f"SELECT {_COLUMNS} FROM jobs {where} "
+            "ORDER BY created_utc DESC, job_id DESC LIMIT ? OFFSET ?"
+        )
+
+        def read(conn: sqlite3.Connection) -> list[JobRow]:
+            return [_to_row(r) for r in conn.execute(sql, (*params, limit, offset))]
+
+        return await self._log.run_on_reader(read)
+
+    async def count(self, status: JobStatus | None = None) -> int:
+        where, params = ("WHERE status = ?", (status.value,)) if status else ("", ())
+
+        def read(conn: sqlite3.Connection) -> int:
+            return int(conn.execute(f"SELECT count(*) FROM jobs {where}", params).fetchone()[0])
+
+        return await self._log.run_on_reader(read)
+
+    async def active_job_ids(self) -> builtins.list[str]:
+        """Jobs whose row is Queued or Running, oldest first."""
+
+        def read(conn: sqlite3.Connection) -> builtins.list[str]:
+            sql = "SELECT job_id FROM jobs WHERE status IN (?, ?) ORDER BY created_utc, job_id"
+            return [r[0] for r in conn.execute(sql, _ACTIVE)]
+
+        return await self._log.run_on_reader(read)
