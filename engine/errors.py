@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+
 from aura.projections.events import ErrorInfo
 
 __all__ = [

@@ -10,6 +10,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import msgspec
+
 from aura.engine.errors import AuraError
 
 __all__ = [

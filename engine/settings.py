@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
+
 from aura.store import Durability
 
 __all__ = ["Settings"]

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import assert_never
 
 import msgspec
+from msgspec.structs import replace
+
 from aura.projections.events import (
     ErrorInfo,
     JobCanceled,
@@ -28,7 +30,6 @@ from aura.projections.events import (
     StepStarted,
     StepSucceeded,
 )
-from msgspec.structs import replace
 
 __all__ = [
     "TERMINAL_JOB_STATUSES",

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
+from msgspec.structs import replace
+
 from aura.projections.events import (
     JobCanceled,
     JobCreated,
@@ -20,7 +22,6 @@ from aura.projections.events import (
     Recorded,
 )
 from aura.projections.job import JobState, JobStatus
-from msgspec.structs import replace
 
 __all__ = ["JobRow", "apply_row"]
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 import msgspec
+
 from aura.projections.events import DECODER, ENCODER, Event, Recorded
 from aura.store.errors import ConcurrencyError, CorruptEvent, DatabaseMissing, StoreError
 from aura.store.schema import migrate
