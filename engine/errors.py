@@ -64,6 +64,12 @@ TAXONOMY: dict[str, CodeSpec] = {
         "options, run the system check, then retry the step.",
         http_status=500,
     ),
+    "ToolNotFound": CodeSpec(
+        title="A program a step needs (e.g. espeak-ng) was not found",
+        remediation="Install the program named in the code (Debian/Ubuntu: 'apt-get install "
+        "espeak-ng') or set its path (AURA_ESPEAK), then run the system check and retry.",
+        http_status=500,
+    ),
     "OutOfDiskSpace": CodeSpec(
         title="Not enough free disk space",
         remediation="Free disk space in the data folder's file system (or point --data-dir at "
