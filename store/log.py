@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -379,7 +379,7 @@ class EventLog:
 
     async def subscribe(
         self, after_seq: int = 0, job_id: str | None = None
-    ) -> AsyncIterator[Recorded]:
+    ) -> AsyncGenerator[Recorded, None]:
         """Yield stored events after `after_seq` (of one job, or all), then live ones, forever.
 
         Ends when the log is closed. Break out of the loop (or close the generator) to stop.

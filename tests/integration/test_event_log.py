@@ -1,0 +1,258 @@
+"""The event log on a real SQLite file: append, read, subscribe, concurrency, durability."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from contextlib import aclosing
+from pathlib import Path
+
+import pytest
+
+from aura.projections.events import JobCreated, JobStarted, StepProgressed, StepStarted
+from aura.store import ConcurrencyError, CorruptEvent, DatabaseMissing, EventLog, StoreError
+from aura.store import log as log_module
+
+STEPS = ("preflight", "mux")
+
+
+def created(**kwargs: object) -> JobCreated:
+    return JobCreated(preset="sample-hello-youtube", steps=STEPS, correlation_id="c", **kwargs)  # type: ignore[arg-type]
+
+
+def progress(n: int) -> StepProgressed:
+    return StepProgressed(step="mux", pct=float(n % 100))
+
+
+async def test_append_returns_stored_events_with_global_seq(log: EventLog) -> None:
+    first = await log.append("a", [created(), JobStarted()], expected_version=0)
+    second = await log.append("b", [created()], expected_version=0)
+    assert [(r.seq, r.job_id, r.version) for r in first] == [(1, "a", 1), (2, "a", 2)]
+    assert [(r.seq, r.version) for r in second] == [(3, 1)]
+    assert await log.read("a") == first
+    assert await log.read("a", after_version=1) == first[1:]
+    assert await log.tail(after_seq=1) == [first[1], *second]
+    assert await log.max_seq() == 3
+
+
+async def test_columns_are_readable_with_plain_sqlite(log: EventLog) -> None:
+    await log.append("a", [created(), JobStarted(), StepStarted(step="mux")], 0)
+    with sqlite3.connect(log.path) as conn:
+        rows = conn.execute(
+            "SELECT seq, job_id, version, type, step, attempt FROM events"
+        ).fetchall()
+        ts, data = conn.execute("SELECT ts, data FROM events WHERE seq = 3").fetchone()
+    assert rows == [
+        (1, "a", 1, "JobCreated", None, 1),
+        (2, "a", 2, "JobStarted", None, 1),
+        (3, "a", 3, "StepStarted", "mux", 1),
+    ]
+    assert ts.endswith("Z") and len(ts) == len("2026-01-01T00:00:00.000000Z")
+    assert '"type":"StepStarted"' in data
+
+
+async def test_stale_writer_gets_a_concurrency_error_and_appends_nothing(log: EventLog) -> None:
+    await log.append("a", [created()], 0)
+    await log.append("a", [JobStarted()], 1)
+    with pytest.raises(ConcurrencyError) as caught:
+        await log.append("a", [JobStarted(), StepStarted(step="mux")], 1)
+    assert (caught.value.expected, caught.value.actual) == (1, 2)
+    assert [r.version for r in await log.read("a")] == [1, 2]
+
+
+async def test_group_commit_gives_each_append_its_own_result(log: EventLog) -> None:
+    await log.append("stale", [created()], 0)
+    tasks = [log.append(f"job{i}", [created()], 0) for i in range(50)]
+    tasks.append(log.append("stale", [JobStarted()], 0))  # stale: the job is at version 1
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[-1], ConcurrencyError)
+    stored = [r for result in results[:-1] for r in result]  # type: ignore[union-attr]
+    assert sorted(r.seq for r in stored) == list(range(2, 52))
+    assert all(r.version == 1 for r in stored)
+
+
+async def test_two_appends_to_one_job_in_one_batch_chain_versions(log: EventLog) -> None:
+    await log.append("a", [created()], 0)
+    ok, stale = await asyncio.gather(
+        log.append("a", [JobStarted()], 1),
+        log.append("a", [JobStarted()], 1),
+        return_exceptions=True,
+    )
+    assert not isinstance(ok, BaseException)
+    assert isinstance(stale, ConcurrencyError)
+    assert [r.version for r in await log.read("a")] == [1, 2]
+
+
+async def test_update_and_delete_are_refused(log: EventLog) -> None:
+    await log.append("a", [created()], 0)
+    with sqlite3.connect(log.path) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only: UPDATE refused"):
+            conn.execute("UPDATE events SET job_id = 'b'")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only: DELETE refused"):
+            conn.execute("DELETE FROM events")
+    assert len(await log.read("a")) == 1
+
+
+async def test_subscriber_started_during_appends_sees_each_event_once_in_order(
+    log: EventLog,
+) -> None:
+    await log.append("a", [created()], 0)
+    total = 400
+
+    async def appender() -> None:
+        for n in range(1, total):
+            await log.append("a", [progress(n)], n)
+
+    async def subscriber() -> list[int]:
+        seen = []
+        async with aclosing(log.subscribe(after_seq=0, job_id="a")) as stream:
+            async for rec in stream:
+                seen.append(rec.seq)
+                if rec.version == total:
+                    return seen
+        raise AssertionError("subscription ended early")
+
+    writing = asyncio.create_task(appender())
+    await asyncio.sleep(0)  # let the appender start: the backlog and live events overlap
+    seen = await asyncio.wait_for(subscriber(), timeout=30)
+    await writing
+    assert seen == [r.seq for r in await log.read("a")]
+
+
+async def test_subscription_filters_by_job_and_resumes_after_seq(log: EventLog) -> None:
+    a = await log.append("a", [created(), JobStarted()], 0)
+    await log.append("b", [created()], 0)
+    seen = []
+    async with aclosing(log.subscribe(after_seq=a[0].seq, job_id="a")) as stream:
+        async for rec in stream:
+            seen.append(rec.seq)
+            if len(seen) == 1:
+                await log.append("b", [JobStarted()], 1)
+                await log.append("a", [StepStarted(step="mux")], 2)
+            if len(seen) == 2:
+                break
+    assert seen == [a[1].seq, 5]
+    assert log.subscriber_count == 0
+
+
+async def test_slow_subscriber_falls_back_to_the_log_without_loss(
+    log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log_module, "SUBSCRIBER_BUFFER", 5)
+    await log.append("a", [created()], 0)
+    stream = log.subscribe(after_seq=0, job_id="a")
+    assert (await anext(stream)).version == 1
+    for n in range(1, 60):  # overflows the subscriber's buffer while it is not reading
+        await log.append("a", [progress(n)], n)
+    rest = [(await anext(stream)).version for _ in range(59)]
+    await stream.aclose()
+    assert rest == list(range(2, 61))
+
+
+async def test_close_ends_subscriptions(tmp_path: Path) -> None:
+    log = await EventLog.open(tmp_path)
+    await log.append("a", [created()], 0)
+    seen = []
+    following = asyncio.Event()
+
+    async def follow() -> None:
+        async for rec in log.subscribe():
+            seen.append(rec.seq)
+            following.set()
+
+    task = asyncio.create_task(follow())
+    await asyncio.wait_for(following.wait(), timeout=5)
+    await log.close()
+    await asyncio.wait_for(task, timeout=5)
+    assert seen == [1]
+
+
+async def test_reopened_database_keeps_everything(tmp_path: Path) -> None:
+    log = await EventLog.open(tmp_path)
+    stored = await log.append("a", [created(), JobStarted()], 0)
+    await log.close()
+    reopened = await EventLog.open(tmp_path)
+    try:
+        assert await reopened.read("a") == stored
+        assert (await reopened.append("a", [StepStarted(step="mux")], 2))[0].seq == 3
+    finally:
+        await reopened.close()
+
+
+_WRITER = """
+import asyncio, sys
+from aura.projections.events import JobCreated, StepProgressed
+from aura.store import EventLog
+
+async def main():
+    log = await EventLog.open(sys.argv[1])
+    await log.append("a", [JobCreated(preset="p", steps=("mux",), correlation_id="c")], 0)
+    version = 1
+    while True:
+        results = await asyncio.gather(*[
+            log.append(f"j{version}-{i}", [JobCreated(preset="p", steps=(), correlation_id="c")], 0)
+            for i in range(5)
+        ], log.append("a", [StepProgressed(step="mux", pct=1.0)], version))
+        version += 1
+        print(max(r[-1].seq for r in results), flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_acknowledged_appends_survive_sigkill(tmp_path: Path) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _WRITER, str(tmp_path), stdout=asyncio.subprocess.PIPE
+    )
+    assert child.stdout is not None
+    acknowledged = [int(await child.stdout.readline()) for _ in range(50)]
+    child.kill()
+    await child.wait()
+    log = await EventLog.open(tmp_path)
+    try:
+        assert await log.max_seq() >= acknowledged[-1]
+        versions = [r.version for r in await log.read("a")]
+        assert versions == list(range(1, len(versions) + 1))
+    finally:
+        await log.close()
+
+
+async def test_corrupt_rows_are_errors_naming_their_seq(log: EventLog) -> None:
+    await log.append("a", [created()], 0)
+    with sqlite3.connect(log.path) as conn:
+        conn.execute(
+            "INSERT INTO events VALUES (2, 'a', 2, 'Bogus', NULL, 1, "
+            "'2026-01-01T00:00:00.000000Z', '{\"type\":\"Bogus\"}')"
+        )
+        conn.execute(
+            "INSERT INTO events VALUES (3, 'b', 1, 'JobStarted', NULL, 1, "
+            '\'2026-01-01T00:00:00.000000Z\', \'{"type":"JobStarted","attempt":"x"}\')'
+        )
+    with pytest.raises(CorruptEvent, match="seq 2"):
+        await log.read("a")
+    with pytest.raises(CorruptEvent, match="seq 3") as caught:
+        await log.read("b")
+    assert caught.value.seq == 3
+
+
+async def test_readonly_open_needs_an_existing_database(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseMissing):
+        await EventLog.open(tmp_path / "nowhere", readonly=True)
+    log = await EventLog.open(tmp_path)
+    await log.append("a", [created()], 0)
+    await log.close()
+    readonly = await EventLog.open(tmp_path, readonly=True)
+    try:
+        assert len(await readonly.read("a")) == 1
+        with pytest.raises(StoreError, match="read-only"):
+            await readonly.append("a", [JobStarted()], 1)
+    finally:
+        await readonly.close()
+
+
+async def test_data_folder_under_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="cannot create the data folder"):
+        await EventLog.open(blocker / "data")

@@ -1,0 +1,147 @@
+"""The job-list read model equals a replay of every job, resumes, and can be rebuilt."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import job_events
+
+from aura.engine.errors import make_error
+from aura.engine.projector import Projector
+from aura.projections.events import (
+    Event,
+    JobCanceled,
+    JobCreated,
+    JobFailed,
+    JobRetryRequested,
+    JobStarted,
+    JobSucceeded,
+    Output,
+    StepCanceled,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+)
+from aura.projections.job import JobStatus, fold
+from aura.projections.job_list import JobRow
+from aura.store import EventLog
+
+
+async def append_interleaved(log: EventLog, jobs: dict[str, list[Event]], seed: int) -> None:
+    """Append each job's events in order, jobs interleaved, several appends at once."""
+    rng = random.Random(seed)
+    cursors = dict.fromkeys(jobs, 0)
+    while cursors:
+        batch = rng.sample(sorted(cursors), k=min(len(cursors), 3))
+        appends = []
+        for job_id in batch:
+            start = cursors[job_id]
+            n = rng.randint(1, 4)
+            chunk = jobs[job_id][start : start + n]
+            appends.append(log.append(job_id, chunk, expected_version=start))
+            cursors[job_id] = start + len(chunk)
+            if cursors[job_id] == len(jobs[job_id]):
+                del cursors[job_id]
+        await asyncio.gather(*appends)
+
+
+async def expected_rows(log: EventLog, job_ids: list[str]) -> list[JobRow]:
+    rows = []
+    for job_id in job_ids:
+        state = fold(await log.read(job_id))
+        assert state is not None
+        rows.append(JobRow.of(state))
+    return sorted(rows, key=lambda r: r.job_id)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(job_events(), min_size=1, max_size=6), st.integers(0, 2**16))
+def test_read_model_equals_the_replay_of_every_job(sequences: list[list[Event]], seed: int) -> None:
+    async def scenario(data_dir: Path) -> None:  # hypothesis drives a fresh loop per example
+        jobs = {f"job{i}": events for i, events in enumerate(sequences)}
+        async with await EventLog.open(data_dir) as log:
+            projector = Projector(log)
+            await projector.start()
+            await append_interleaved(log, jobs, seed)
+            await projector.catch_up()
+            listed = sorted(await projector.list(limit=100), key=lambda r: r.job_id)
+            assert listed == await expected_rows(log, sorted(jobs))
+            await projector.stop()
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        asyncio.run(scenario(Path(data_dir)))
+
+
+async def test_projector_resumes_from_its_saved_position(tmp_path: Path) -> None:
+    jobs = {f"job{i}": events for i, events in enumerate(_sample_jobs(4))}
+    first, rest = dict(list(jobs.items())[:2]), dict(list(jobs.items())[2:])
+    async with await EventLog.open(tmp_path) as log:
+        projector = Projector(log)
+        await projector.start()
+        await append_interleaved(log, first, seed=1)
+        await projector.catch_up()
+        await projector.stop()
+        position = await projector.table.position()
+        assert position == await log.max_seq()
+        await append_interleaved(log, rest, seed=2)  # while no projector runs
+    async with await EventLog.open(tmp_path) as log:
+        projector = Projector(log)
+        await projector.start()
+        await projector.catch_up()
+        rows = sorted(await projector.list(limit=100), key=lambda r: r.job_id)
+        assert rows == await expected_rows(log, sorted(jobs))
+        await projector.stop()
+
+
+async def test_rebuild_from_the_log_gives_the_same_rows(tmp_path: Path) -> None:
+    jobs = {f"job{i}": events for i, events in enumerate(_sample_jobs(5))}
+    async with await EventLog.open(tmp_path) as log:
+        projector = Projector(log)
+        await projector.start()
+        await append_interleaved(log, jobs, seed=3)
+        await projector.catch_up()
+        before = await projector.list(limit=100)
+        await projector.rebuild()
+        assert await projector.list(limit=100) == before
+        await projector.stop()
+
+
+async def test_list_filters_by_status_and_pages_newest_first(tmp_path: Path) -> None:
+    jobs = {f"job{i}": events for i, events in enumerate(_sample_jobs(6))}
+    async with await EventLog.open(tmp_path) as log:
+        projector = Projector(log)
+        await projector.start()
+        for job_id, events in jobs.items():  # one after another: creation order is job order
+            await log.append(job_id, events, 0)
+        await projector.catch_up()
+        everything = await projector.list(limit=100)
+        assert [r.job_id for r in everything] == [f"job{i}" for i in reversed(range(6))]
+        assert await projector.list(limit=2, offset=1) == everything[1:3]
+        for status in JobStatus:
+            assert await projector.list(status=status, limit=100) == [
+                r for r in everything if r.status is status
+            ]
+        await projector.stop()
+
+
+def _sample_jobs(n: int) -> list[list[Event]]:
+    """Jobs that end in each way: queued, running, failed, canceled, retried, succeeded."""
+    error = make_error("FFmpegNotFound", "no ffmpeg")
+    output = Output(video_path="v.mp4", size_bytes=1, duration_seconds=8.0, sha256="a")
+    created: list[Event] = [JobCreated(preset="p", steps=("mux",), correlation_id="c")]
+    running = [*created, JobStarted(), StepStarted(step="mux")]
+    failed = [*running, StepFailed(step="mux", error=error), JobFailed(error=error)]
+    shapes: list[list[Event]] = [
+        created,
+        running,
+        failed,
+        [*running, StepCanceled(step="mux"), JobCanceled()],
+        [*failed, JobRetryRequested(attempt=2)],
+        [*running, StepSucceeded(step="mux"), JobSucceeded(output=output)],
+    ]
+    return [shapes[i % len(shapes)] for i in range(n)]

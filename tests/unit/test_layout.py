@@ -1,0 +1,68 @@
+"""Packaging and layering rules: the import root, the http trap, the dependency direction."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_projections_import_only_the_stdlib_msgspec_and_themselves() -> None:
+    allowed_roots = {"__future__", "collections", "datetime", "enum", "typing", "msgspec"}
+    for path in (ROOT / "projections").glob("*.py"):
+        for name in _imports(path):
+            assert name.split(".")[0] in allowed_roots or name.startswith("aura.projections"), (
+                f"{path.name} imports {name}"
+            )
+
+
+def test_store_imports_nothing_of_ours_but_projections_and_itself() -> None:
+    for path in (ROOT / "store").glob("*.py"):
+        for name in _imports(path):
+            if name.startswith("aura."):
+                assert name.startswith(("aura.store", "aura.projections")), f"{path.name}: {name}"
+
+
+def test_engine_does_not_import_http() -> None:
+    for path in (ROOT / "engine").rglob("*.py"):
+        assert not any(n.startswith("aura.http") for n in _imports(path)), path
+
+
+def test_http_folder_is_not_a_regular_package() -> None:
+    assert not (ROOT / "http" / "__init__.py").exists()
+
+
+def test_every_folder_with_modules_is_listed_as_a_package() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(config["tool"]["setuptools"]["packages"])
+    skip = {".venv", "tests", "bench", "docs", "build", "data", "scripts", ".typecheck"}
+    for path in ROOT.rglob("*.py"):
+        parts = path.relative_to(ROOT).parts
+        if parts[0] in skip or len(parts) == 1 or parts[0].startswith("."):
+            continue
+        package = ".".join(("aura", *parts[:-1]))
+        assert package in listed, f"{path} is in {package}, missing from pyproject packages"
+
+
+def test_stdlib_http_and_aiohttp_import_from_the_repo_root() -> None:
+    code = (
+        "import http.client, aiohttp, aura.store, aura.engine.errors; print(http.client.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert str(ROOT) not in result.stdout
