@@ -1,0 +1,248 @@
+"""The engine façade: submit, inspect, cancel, retry and rerun jobs; the composition root that
+wires the log, the job-list projector, crash recovery and the runner.
+
+Every method reads the log, asks aura.engine.decide what the request means, and appends; the
+runner does the rest. Concurrent writers are settled by the log's expected versions: a method
+that loses a race reads again and decides again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from aura.engine.context import Step
+from aura.engine.decide import (
+    check_events,
+    created_event,
+    decide_cancel,
+    decide_retry,
+    is_duplicate,
+    job_id_for_key,
+    new_job_id,
+    request_of,
+)
+from aura.engine.errors import Conflict, JobNotFound
+from aura.engine.inputs import JobRequest, validate_request
+from aura.engine.job_files import output_of
+from aura.engine.projector import Projector
+from aura.engine.recovery import recover
+from aura.engine.runner import OutputProbe, Runner
+from aura.engine.settings import Settings
+from aura.projections.events import Artifact, Event, JobCreated, Output, Recorded
+from aura.projections.job import JobState, JobStatus, fold
+from aura.projections.job_list import JobRow
+from aura.store.errors import ConcurrencyError
+from aura.store.log import EventLog
+
+__all__ = ["Engine", "Submitted"]
+
+#: the artifact that is a job's output video (aura.engine.pipeline.OUTPUT_ARTIFACT)
+OUTPUT_ARTIFACT = "video"
+#: times a request re-reads and decides again after losing a race with another writer
+_RACE_RETRIES = 20
+#: seconds a cancel waits, beyond the kill grace period, for the runner to record the outcome
+_CANCEL_MARGIN = 30.0
+
+
+class Submitted(msgspec.Struct, frozen=True):
+    """What submit returns: the job, and whether an earlier submit with the key created it."""
+
+    job: JobState
+    duplicate: bool
+
+
+def default_pipeline() -> Mapping[str, Step]:
+    """The render pipeline (preflight, narration, broll, subtitles, mux)."""
+    from aura.engine.pipeline import PIPELINE
+
+    pipeline: Mapping[str, Step] = PIPELINE
+    return pipeline
+
+
+def video_probe(settings: Settings) -> OutputProbe:
+    """The Output of a job whose artifacts include the `video`: probed with ffprobe. Without
+    one (test pipelines), the last artifact's recorded size and checksum."""
+
+    async def probe(artifacts: Mapping[str, Artifact]) -> Output:
+        from aura.engine.media import probe_output
+
+        video = artifacts.get(OUTPUT_ARTIFACT)
+        if video is None:
+            return await output_of(artifacts)
+        return await probe_output(Path(video.path), settings)
+
+    return probe
+
+
+class Engine:
+    """Open with `await Engine.open(settings)`; close with `await engine.close()`."""
+
+    settings: Settings
+    log: EventLog
+
+    def __init__(
+        self, settings: Settings, log: EventLog, projector: Projector, runner: Runner
+    ) -> None:
+        self.settings = settings
+        self.log = log
+        self.projector = projector
+        self.runner = runner
+        self.recovered: list[str] = []
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        pipeline: Mapping[str, Step] | None = None,
+        recover: bool = True,
+        output_probe: OutputProbe | None = None,
+    ) -> Engine:
+        """Open the log in settings.data_dir, start the job-list projector, recover the jobs
+        the log shows as queued or running (unless `recover` is False: then they are left
+        alone), and start the runner."""
+        pipeline = default_pipeline() if pipeline is None else pipeline
+        log = await EventLog.open(settings.data_dir, durability=settings.durability)
+        try:
+            projector = Projector(log)
+            await projector.start()
+            probe = output_probe or video_probe(settings)
+            runner = Runner(log, settings, pipeline, output_probe=probe)
+            engine = cls(settings, log, projector, runner)
+            if recover:
+                engine.recovered = await _recover(engine)
+        except BaseException:
+            await log.close()
+            raise
+        return engine
+
+    async def close(self) -> None:
+        """Stop the runner (running jobs stay as the log says; the next start resumes them),
+        the projector and the log."""
+        await self.runner.stop()
+        await self.projector.stop()
+        await self.log.close()
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---- commands -----------------------------------------------------------------------
+
+    async def submit(self, request: JobRequest, *, idempotency_key: str | None = None) -> Submitted:
+        """Create a job and queue it. With `idempotency_key`, the same key and the same request
+        return the job created first (duplicate=True); a different request is a Conflict."""
+        return await self._create(validate_request(request), idempotency_key, None)
+
+    async def rerun(self, job_id: str) -> JobState:
+        """A new job with the same inputs as `job_id` (its JobCreated names the original)."""
+        created = await self._created(job_id)
+        submitted = await self._create(request_of(created), None, job_id)
+        return submitted.job
+
+    async def cancel(self, job_id: str) -> JobState:
+        """Cancel a queued or running job and return its state once the runner has stopped it
+        (JobCanceled appended). Conflict when it already ended."""
+        for _ in range(_RACE_RETRIES):
+            run = self.runner.run_for(job_id)
+            if run is not None and await run.request_cancel() is not None:
+                if run.task is not None:
+                    timeout = self.settings.kill_grace_seconds + _CANCEL_MARGIN
+                    await asyncio.wait({run.task}, timeout=timeout)
+                return await self.get(job_id)
+            self.runner.dequeue(job_id)
+            state = await self.get(job_id)
+            if self.runner.run_for(job_id) is not None:
+                continue  # a run picked it up meanwhile: tell that run
+            events = decide_cancel(state, owned=False)
+            try:
+                return await self._append(state, events)
+            except ConcurrencyError:
+                continue
+        raise Conflict(job_id, "it keeps changing; try the cancel again")
+
+    async def retry(self, job_id: str) -> JobState:
+        """A new attempt of a Failed or Canceled job, from its failed step: JobRetryRequested
+        is appended (status Queued, attempt N+1) before this returns."""
+        for _ in range(_RACE_RETRIES):
+            state = await self.get(job_id)
+            events = decide_retry(state)
+            try:
+                state = await self._append(state, events)
+            except ConcurrencyError:
+                continue
+            self.runner.enqueue(job_id)
+            return state
+        raise Conflict(job_id, "it keeps changing; try the retry again")
+
+    # ---- queries ------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> JobState:
+        """The job's state, folded from its events. Raises JobNotFound."""
+        state = fold(await self.log.read(job_id))
+        if state is None:
+            raise JobNotFound(job_id)
+        return state
+
+    async def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> list[JobRow]:
+        """Jobs newest first, from the job-list read model (caught up with every append)."""
+        await self.projector.catch_up()
+        return await self.projector.list(status, limit, offset)
+
+    async def run_until_idle(self) -> None:
+        """Return once no job is queued or running in this engine (for tests and `aura sample`)."""
+        await self.runner.wait_idle()
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    async def _create(
+        self, request: JobRequest, key: str | None, rerun_of: str | None
+    ) -> Submitted:
+        job_id = new_job_id() if key is None else job_id_for_key(key)
+        created = created_event(
+            request,
+            tuple(self.runner.pipeline),
+            correlation_id=uuid.uuid4().hex,
+            idempotency_key=key,
+            rerun_of=rerun_of,
+        )
+        try:
+            records = await self.log.append(job_id, [created], 0)
+        except ConcurrencyError:
+            if key is None:
+                raise
+            existing = await self._created(job_id)
+            is_duplicate(existing, request, key)
+            return Submitted(job=await self.get(job_id), duplicate=True)
+        state = fold(records)
+        assert state is not None
+        self.runner.enqueue(job_id)
+        return Submitted(job=state, duplicate=False)
+
+    async def _created(self, job_id: str) -> JobCreated:
+        records = await self.log.read(job_id, 0)
+        if not records or not isinstance(records[0].event, JobCreated):
+            raise JobNotFound(job_id)
+        return records[0].event
+
+    async def _append(self, state: JobState, events: list[Event]) -> JobState:
+        check_events(state, events)
+        records: list[Recorded] = await asyncio.shield(
+            self.log.append(state.job_id, events, state.version)
+        )
+        new = fold(records, state)
+        assert new is not None
+        return new
+
+
+async def _recover(engine: Engine) -> list[str]:
+    return await recover(engine.log, engine.projector, engine.settings, engine.runner)

@@ -1,0 +1,59 @@
+"""Crash recovery at start-up: find the jobs the log shows as active and put them back to work.
+
+The active jobs come from the job-list read model (`Projector.active_job_ids`, caught up with
+the log), so start-up reads only those jobs' events, however long the history. A job found
+Running was interrupted: it gets `JobInterrupted` and is resumed, its finished steps reused as in
+a retry (or it fails with `Interrupted` when settings.on_interrupted is "fail"). A Queued job is
+queued again. Temp files a killed writer left in the job's folder are removed first, and no
+process of the previous engine can still be writing there: the step helper gives every child a
+parent-death signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aura.engine.decide import check_events, decide_recovery
+from aura.engine.job_files import remove_temp_files
+from aura.engine.projector import Projector
+from aura.engine.runner import Runner
+from aura.engine.settings import Settings
+from aura.projections.job import JobState, JobStatus, fold
+from aura.store.log import EventLog
+
+__all__ = ["recover", "recover_job"]
+
+logger = logging.getLogger(__name__)
+
+
+async def recover(
+    log: EventLog, projector: Projector, settings: Settings, runner: Runner
+) -> list[str]:
+    """Recover every active job, queueing the resumable ones in submission order.
+
+    Returns the ids of the jobs queued again.
+    """
+    job_ids = await projector.active_job_ids()
+    states = await asyncio.gather(*(recover_job(log, settings, job_id) for job_id in job_ids))
+    queued = [s.job_id for s in states if s is not None and s.status is JobStatus.QUEUED]
+    for job_id in queued:
+        runner.enqueue(job_id)
+    return queued
+
+
+async def recover_job(log: EventLog, settings: Settings, job_id: str) -> JobState | None:
+    """Append what start-up means for one job (JobInterrupted, ...) and clean its folder."""
+    state = fold(await log.read(job_id))
+    if state is None:
+        return None
+    events = decide_recovery(state, settings.on_interrupted)
+    if events:
+        check_events(state, events)
+        state = fold(await log.append(job_id, events, state.version), state)
+        assert state is not None
+        logger.info("job %s: %s", job_id, ", ".join(type(e).__name__ for e in events))
+    removed = await asyncio.to_thread(remove_temp_files, settings.job_dir(job_id))
+    if removed:
+        logger.info("job %s: removed %d orphaned temp file(s)", job_id, len(removed))
+    return state
