@@ -1,0 +1,114 @@
+"""Atomic files: a result appears whole under its final name, or not at all.
+
+Every write goes to a temp file in the destination's folder (same file system, so the rename is
+atomic), is fsynced, renamed with `os.replace` and the folder fsynced. On any failure, a
+cancellation included, the temp file is removed. A zero-byte result is refused: DESIGN.md
+principle 6 promises no zero-byte files.
+
+`produce(path, accept=...)` hands a temp path to a tool such as ffmpeg and renames it only
+after `accept` (e.g. an ffprobe check) has approved the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+__all__ = [
+    "TEMP_MARKER",
+    "EmptyOutput",
+    "commit",
+    "produce",
+    "temp_path_for",
+    "write_bytes",
+    "write_text",
+]
+
+#: part of every temp file's name; tests look for it to prove nothing was left behind
+TEMP_MARKER = ".aura-tmp-"
+
+
+class EmptyOutput(Exception):
+    """A result of zero bytes (or none at all) was refused."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"refused an empty result for {path.name}")
+        self.path = path
+
+
+def temp_path_for(path: Path) -> Path:
+    """A fresh hidden temp name next to `path`, keeping its suffix (ffmpeg picks muxers by it)."""
+    return path.with_name(f".{path.stem}{TEMP_MARKER}{secrets.token_hex(4)}{path.suffix}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit(temp: Path, path: Path) -> None:
+    """fsync `temp`, rename it to `path` and fsync the folder; refuse it if empty."""
+    try:
+        size = temp.stat().st_size
+    except FileNotFoundError:
+        raise EmptyOutput(path) from None
+    if size == 0:
+        raise EmptyOutput(path)
+    fd = os.open(temp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    _fsync_dir(path.parent)
+
+
+def _discard(temp: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        temp.unlink()
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically; raises EmptyOutput for empty data."""
+    if not data:
+        raise EmptyOutput(path)
+    temp = temp_path_for(path)
+    try:
+        with open(temp, "xb") as f:
+            f.write(data)
+        commit(temp, path)
+    except BaseException:
+        _discard(temp)
+        raise
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.asynccontextmanager
+async def produce(
+    path: Path, *, accept: Callable[[Path], Awaitable[None]] | None = None
+) -> AsyncIterator[Path]:
+    """Yield a temp path for a tool to write; on success `accept` it, then commit it to `path`.
+
+    `accept` raises to refuse the file (nothing is renamed then). The temp file is removed on
+    any failure, including cancellation of the task inside the block.
+    """
+    temp = temp_path_for(path)
+    try:
+        yield temp
+        if temp.exists() and temp.stat().st_size > 0 and accept is not None:
+            await accept(temp)
+        commit(temp, path)
+    except BaseException:
+        _discard(temp)
+        raise

@@ -1,0 +1,161 @@
+"""Exceptions -> ErrorInfo: every failure a step raises becomes a taxonomy code.
+
+`map_exception(exc, step=..., correlation_id=..., settings=...)` is what the runner calls when a
+step raises. Secrets (the configured API key, anything that looks like a key or a bearer token)
+are redacted from the message and the details, which end up in events and responses.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from typing import Any
+
+import msgspec
+
+from aura.engine.atomic import EmptyOutput
+from aura.engine.errors import AuraError, make_error
+from aura.engine.media import MediaRejected
+from aura.engine.process import ProcessFailed, ProgramNotFound
+from aura.engine.settings import Settings
+from aura.projections.events import ErrorInfo
+
+__all__ = ["REDACTED", "map_exception", "redact"]
+
+REDACTED = "[REDACTED]"
+#: environment variables whose values are secrets wherever they appear
+SECRET_ENV_VARS = ("OPENAI_API_KEY", "AURA_TOKEN")
+_SECRET_PATTERNS = (
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]{8,}"),
+    re.compile(r"(?i)\b(api[_-]?key|token|authorization)([\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{4,}"),
+)
+_FFMPEG_TOOLS = frozenset({"ffmpeg", "ffprobe"})
+_NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR})
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _secrets(settings: Settings | None) -> list[str]:
+    values = [os.environ.get(name, "") for name in SECRET_ENV_VARS]
+    if settings is not None and settings.openai_api_key:
+        values.append(settings.openai_api_key)
+    return [v for v in values if len(v) >= 4]
+
+
+def redact(text: str, settings: Settings | None = None) -> str:
+    """`text` with known secret values and key-like tokens replaced by [REDACTED]."""
+    for secret in _secrets(settings):
+        text = text.replace(secret, REDACTED)
+    text = _SECRET_PATTERNS[0].sub(REDACTED, text)
+    text = _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    return _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+
+
+def _redact_value(value: Any, settings: Settings | None) -> Any:
+    if isinstance(value, str):
+        return redact(value, settings)
+    if isinstance(value, dict):
+        return {k: _redact_value(v, settings) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v, settings) for v in value]
+    return value
+
+
+def map_exception(
+    exc: BaseException,
+    *,
+    step: str | None,
+    correlation_id: str = "",
+    settings: Settings | None = None,
+) -> ErrorInfo:
+    """The ErrorInfo for `exc` raised in `step`, secrets redacted."""
+    info = _classify(exc, step, settings)
+    return msgspec.structs.replace(
+        info,
+        message=redact(info.message, settings),
+        details=_redact_value(info.details, settings),
+        step=info.step or step,
+        correlation_id=info.correlation_id or correlation_id,
+    )
+
+
+def _classify(exc: BaseException, step: str | None, settings: Settings | None) -> ErrorInfo:
+    """Pick the code; the order matters (ProgramNotFound is an OSError, so is ConnectionError)."""
+    match exc:
+        case AuraError():
+            return exc.info
+        case TimeoutError():
+            name = step or "unknown"
+            return make_error(f"StepTimeout:{name}", f"step {name} ran past its time limit")
+        case ProgramNotFound():
+            return _program_not_found(exc, settings)
+        case ProcessFailed():
+            return _process_failed(exc)
+        case EmptyOutput() | MediaRejected():
+            return make_error(
+                "Internal",
+                f"a step produced an unusable file: {exc}",
+                details={"file": exc.path.name},
+            )
+        case ConnectionError():
+            return _network(exc)
+        case OSError() if exc.errno is not None:
+            return _os_error(exc)
+    if _is_client_error(exc):
+        return _network(exc)
+    return make_error(
+        "Internal", f"unexpected {type(exc).__name__}", details={"exception": str(exc)[:500]}
+    )
+
+
+def _program_not_found(exc: ProgramNotFound, settings: Settings | None) -> ErrorInfo:
+    name = os.path.basename(exc.program)
+    details = {"program": exc.program}
+    configured = (settings.ffmpeg_path, settings.ffprobe_path) if settings else ()
+    if exc.program in configured or name.startswith(tuple(_FFMPEG_TOOLS)):
+        return make_error("FFmpegNotFound", f"{exc.program!r} was not found", details=details)
+    return make_error(f"ToolNotFound:{name}", f"{exc.program!r} was not found", details=details)
+
+
+def _process_failed(exc: ProcessFailed) -> ErrorInfo:
+    details = {"program": exc.program, "exitCode": exc.returncode, "stderrTail": exc.stderr_tail}
+    last = exc.stderr_tail.strip().splitlines()[-1:] or [""]
+    message = f"{exc.program} exited with status {exc.returncode}: {last[0][:300]}".rstrip(": ")
+    if exc.program in _FFMPEG_TOOLS:
+        return make_error(f"FFmpegFailedExitCode:{exc.returncode}", message, details=details)
+    return make_error("Internal", message, details=details)
+
+
+def _network(exc: BaseException) -> ErrorInfo:
+    return make_error(
+        "TransientNetworkFailure",
+        f"network failure: {type(exc).__name__}: {exc}"[:500],
+        details={"exception": type(exc).__name__},
+    )
+
+
+def _os_error(exc: OSError) -> ErrorInfo:
+    code = exc.errno or 0
+    details: dict[str, Any] = {"errno": errno.errorcode.get(code, str(code))}
+    if exc.filename is not None:
+        details["path"] = str(exc.filename)
+    reason = os.strerror(code)
+    if code in _NO_SPACE:
+        return make_error("OutOfDiskSpace", f"no space left: {reason}", details=details)
+    if code in _NOT_WRITABLE:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return make_error(
+            "OutputDirectoryNotWritable", f"cannot write{where}: {reason}", details=details
+        )
+    if code in (errno.ECONNREFUSED, errno.ECONNRESET, errno.ETIMEDOUT, errno.EHOSTUNREACH):
+        return _network(exc)
+    return make_error("Internal", f"unexpected OSError: {reason}", details=details)
+
+
+def _is_client_error(exc: BaseException) -> bool:
+    """aiohttp's ClientError, without importing aiohttp for every mapping."""
+    return any(
+        cls.__module__.startswith("aiohttp") and cls.__name__ == "ClientError"
+        for cls in type(exc).__mro__
+    )

@@ -1,0 +1,196 @@
+"""The system check: one Finding per fact a render depends on, each failure with its own code.
+
+`system_check(settings)` is what `aura doctor` prints and GET /api/system-check returns.
+`job_findings(...)` is the same check for one job's needs (its encoder, narration provider and
+size); the preflight step raises the first error among them and turns warnings into JobWarnings.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import psutil  # type: ignore[import-untyped]
+
+from aura.engine import atomic, gpu
+from aura.engine.error_mapping import map_exception
+from aura.engine.errors import make_error
+from aura.engine.inputs import Brief, Options
+from aura.engine.process import ProcessFailed, ProgramNotFound, run_process
+from aura.engine.settings import Settings
+
+__all__ = [
+    "SUPPORTED_OS",
+    "Finding",
+    "check_disk",
+    "check_gpu",
+    "check_key",
+    "check_os",
+    "check_output_dir",
+    "check_program",
+    "estimate_bytes",
+    "job_findings",
+    "system_check",
+]
+
+#: platform.system() values Aura runs on (process groups and fsync of folders are POSIX)
+SUPPORTED_OS = frozenset({"Linux", "Darwin"})
+Status = Literal["ok", "warning", "error"]
+#: a render's disk need: a fixed part plus this much per second of video (all intermediates)
+_FIXED_BYTES = 8 * 1024 * 1024
+_BYTES_PER_SECOND = 2 * 1024 * 1024
+#: espeak-ng speaks roughly this many characters per second
+_CHARS_PER_SECOND = 12.0
+
+
+class Finding(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """One checked fact: ok, a warning (works, degraded) or an error (a render would fail)."""
+
+    check: str
+    status: Status
+    message: str
+    code: str | None = None
+    remediation: str | None = None
+    details: dict[str, Any] = {}
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "error"
+
+
+def _ok(check: str, message: str, details: dict[str, Any] | None = None) -> Finding:
+    return Finding(check=check, status="ok", message=message, details=details or {})
+
+
+def _bad(
+    check: str,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    *,
+    status: Status = "error",
+) -> Finding:
+    info = make_error(code, message)
+    return Finding(
+        check=check,
+        status=status,
+        message=message,
+        code=code,
+        remediation=info.remediation,
+        details=details or {},
+    )
+
+
+def check_os(system: str | None = None) -> Finding:
+    """The operating system is one Aura supports."""
+    name = system or platform.system()
+    if name in SUPPORTED_OS:
+        return _ok("os", f"{name} is supported", {"system": name})
+    return _bad("os", f"UnsupportedOS:{name}", f"{name} is not supported", {"system": name})
+
+
+async def check_program(check: str, path: str, settings: Settings) -> Finding:
+    """`path` exists and runs (`-version`); ffmpeg/ffprobe map to FFmpegNotFound."""
+    flag = "--version" if check == "espeak-ng" else "-version"
+    try:
+        result = await run_process([path, flag], settings)
+    except (ProgramNotFound, ProcessFailed) as e:
+        code = "FFmpegNotFound" if check in ("ffmpeg", "ffprobe") else f"ToolNotFound:{check}"
+        return _bad(check, code, f"{path!r} is not runnable: {e}", {"path": path})
+    first = result.stdout.decode("utf-8", "replace").strip().splitlines()[:1]
+    return _ok(check, first[0] if first else f"{path} runs", {"path": path})
+
+
+def estimate_bytes(brief: Brief | None) -> int:
+    """A generous estimate of the disk space one render of `brief` needs."""
+    chars = sum(len(line) for line in brief.script) if brief else 600
+    seconds = chars / _CHARS_PER_SECOND + (len(brief.script) if brief else 10) + 1
+    return int(_FIXED_BYTES + seconds * _BYTES_PER_SECOND)
+
+
+def _existing_ancestor(folder: Path) -> Path:
+    path = folder.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_disk(folder: Path, settings: Settings, need_bytes: int) -> Finding:
+    """Free space where `folder` lives is above the render's need plus the configured margin."""
+    where = _existing_ancestor(folder)
+    free = psutil.disk_usage(str(where)).free
+    want = need_bytes + settings.min_free_disk_bytes
+    details = {"path": str(where), "freeBytes": free, "requiredBytes": want}
+    if free < want:
+        message = f"{free / 1e6:.0f} MB free at {where}, {want / 1e6:.0f} MB needed"
+        return _bad("disk", "OutOfDiskSpace", message, details)
+    return _ok("disk", f"{free / 1e9:.1f} GB free at {where}", details)
+
+
+def check_output_dir(folder: Path) -> Finding:
+    """`folder` can be created and written (a probe file, written atomically, then removed)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = atomic.write_bytes(folder / ".aura-write-check", b"ok")
+        probe.unlink()
+    except OSError as e:
+        info = map_exception(e, step=None)
+        return _bad("output", info.code, info.message, {"path": str(folder)})
+    return _ok("output", f"{folder} is writable", {"path": str(folder)})
+
+
+def check_gpu(encoder: str, status: gpu.GpuStatus | None = None) -> Finding:
+    """An NVENC-capable GPU when `encoder` is nvenc (error) or auto (warning: libx264 is used)."""
+    found = status or gpu.detect()
+    details = {"gpus": list(found.names), "canEncode": found.can_encode, "encoder": encoder}
+    if found.usable:
+        return _ok("gpu", f"NVENC available on {', '.join(found.names)}", details)
+    if encoder == "x264":
+        return _ok("gpu", "encoder x264 needs no GPU", details)
+    reason = found.reason or f"{', '.join(found.names)} has no NVENC encoder"
+    if encoder == "nvenc":
+        return _bad("gpu", "RequiresNvidiaGPU", f"encoder nvenc needs a GPU: {reason}", details)
+    message = f"no NVIDIA GPU that can encode ({reason}); encoding with libx264"
+    return _bad("gpu", "RequiresNvidiaGPU", message, details, status="warning")
+
+
+def check_key(name: str, value: str | None, *, required: bool) -> Finding:
+    """A provider key is configured (never shown: only whether it is set)."""
+    check = f"key:{name}"
+    if value:
+        return _ok(check, f"{name} is set")
+    status: Status = "error" if required else "warning"
+    message = f"{name} is not set" + ("" if required else "; tts 'openai' is unavailable")
+    return _bad(check, f"MissingApiKey:{name}", message, status=status)
+
+
+async def system_check(settings: Settings) -> list[Finding]:
+    """Every check, for the machine as it is now (a missing GPU or key is only a warning)."""
+    return [
+        check_os(),
+        await check_program("ffmpeg", settings.ffmpeg_path, settings),
+        await check_program("ffprobe", settings.ffprobe_path, settings),
+        await check_program("espeak-ng", settings.espeak_path, settings),
+        check_output_dir(settings.jobs_dir),
+        check_disk(settings.data_dir, settings, estimate_bytes(None)),
+        check_gpu("auto"),
+        check_key("OPENAI_API_KEY", settings.openai_api_key, required=False),
+    ]
+
+
+async def job_findings(
+    settings: Settings, brief: Brief, options: Options, work_dir: Path
+) -> list[Finding]:
+    """The checks one job depends on, in the order a user should fix them."""
+    findings = [check_os()]
+    if brief.tts == "openai":
+        findings.append(check_key("OPENAI_API_KEY", settings.openai_api_key, required=True))
+    findings.append(await check_program("ffmpeg", settings.ffmpeg_path, settings))
+    if brief.tts == "espeak":
+        findings.append(await check_program("espeak-ng", settings.espeak_path, settings))
+    findings.append(check_output_dir(work_dir))
+    findings.append(check_disk(work_dir, settings, estimate_bytes(brief)))
+    findings.append(check_gpu(options.encoder))
+    return findings

@@ -1,0 +1,79 @@
+"""Step `mux`: b-roll + narration + subtitles -> the final H.264/AAC MP4 (faststart).
+
+Subtitles are burned into the picture, carried as a `mov_text` stream, or both
+(`options.subtitles`). The artifact named `video` is the job's output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ffmpeg
+
+from aura.engine import atomic, gpu
+from aura.engine.context import StepContext
+from aura.engine.ffmpeg import ffmpeg_argv, output_options, run_ffmpeg
+from aura.engine.media import accept_media, make_artifact, probe_duration
+from aura.engine.steps.spec import QUALITY, input_path
+from aura.projections.events import Artifact
+
+__all__ = ["VIDEO_FILE", "mux"]
+
+VIDEO_FILE = "video.mp4"
+SUBTITLE_STYLE = "FontName=DejaVu Sans,FontSize=20,Outline=2,Shadow=0,MarginV=28"
+
+
+async def mux(ctx: StepContext) -> list[Artifact]:
+    """Encode the final video; artifact: `video`."""
+    duration = await probe_duration(input_path(ctx, "narration"), ctx.settings)
+    video = ctx.work_dir / VIDEO_FILE
+
+    async def on_progress(pct: float, eta: float | None) -> None:
+        await ctx.progress(pct, "encoding the video", eta)
+
+    needs: tuple[str, ...] = ("video", "audio")
+    if ctx.options.subtitles in ("soft", "both"):
+        needs += ("subtitle",)
+    async with atomic.produce(video, accept=accept_media(ctx.settings, needs=needs)) as temp:
+        argv = ffmpeg_argv(_graph(ctx, duration, str(temp)), ctx.settings)
+        await run_ffmpeg(
+            argv, ctx.settings, duration_seconds=duration, on_progress=on_progress, cwd=ctx.work_dir
+        )
+    await ctx.progress(100.0, "video ready", 0.0)
+    return [await make_artifact("video", video)]
+
+
+def _encoder_options(ctx: StepContext) -> dict[str, Any]:
+    quality = QUALITY[ctx.options.quality]
+    if gpu.use_nvenc(ctx.options.encoder):
+        return {"vcodec": "h264_nvenc", "preset": quality.nvenc_preset, "cq": quality.crf}
+    return {"vcodec": "libx264", "preset": quality.x264_preset, "crf": quality.crf}
+
+
+def _graph(ctx: StepContext, duration: float, out: str) -> object:
+    """Inputs, the optional burn-in filter and the output options."""
+    quality = QUALITY[ctx.options.quality]
+    srt = input_path(ctx, "subtitles")
+    picture = ffmpeg.input(str(input_path(ctx, "broll"))).video
+    sound = ffmpeg.input(str(input_path(ctx, "narration"))).audio
+    streams: list[Any] = [picture, sound]
+    options: dict[str, Any] = {}
+    if ctx.options.subtitles in ("burned", "both"):
+        # A name relative to ffmpeg's cwd (the work folder) keeps filter escaping trivial.
+        streams[0] = picture.filter("subtitles", filename=srt.name, force_style=SUBTITLE_STYLE)
+    if ctx.options.subtitles in ("soft", "both"):
+        streams.append(ffmpeg.input(str(srt))["s"])
+        options |= {"scodec": "mov_text", "metadata:s:s:0": "language=eng"}
+    return ffmpeg.output(
+        *streams,
+        out,
+        pix_fmt="yuv420p",
+        acodec="aac",
+        audio_bitrate=quality.audio_bitrate,
+        ar=48000,
+        movflags="+faststart",
+        t=f"{duration:.3f}",
+        **_encoder_options(ctx),
+        **options,
+        **output_options(ctx.settings),
+    )
