@@ -129,6 +129,11 @@ TAXONOMY: dict[str, CodeSpec] = {
         remediation="Check the URL; GET /api/openapi.json lists the API.",
         http_status=404,
     ),
+    "MethodNotAllowed": CodeSpec(
+        title="The resource does not support this method",
+        remediation="Check the method; GET /api/openapi.json lists each path's methods.",
+        http_status=405,
+    ),
     "PayloadTooLarge": CodeSpec(
         title="The request body is too large",
         remediation="Send a smaller request body.",
