@@ -66,7 +66,7 @@ async def _ours_concurrent(
     With `fresh_tasks`, each round is instead a `gather` of APPENDERS new tasks, so the rate
     also pays for creating and finishing a task per append.
     """
-    work = [
+    work: list[list[tuple[str, list[Event]]]] = [
         [(f"job-{r:05d}-{i:02d}", [job_created(r * APPENDERS + i)]) for r in range(rounds)]
         for i in range(APPENDERS)
     ]
