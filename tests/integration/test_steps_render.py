@@ -1,0 +1,122 @@
+"""The render steps, called in order as the runner does, with real espeak-ng, ffmpeg and ffprobe."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+from render_helpers import (
+    DRAFT,
+    Recorder,
+    file_size,
+    leftovers,
+    make_ctx,
+    read_text,
+    run_steps,
+    settings_for,
+)
+
+from aura.engine.errors import AuraError
+from aura.engine.inputs import Brief, Options
+from aura.engine.media import probe, probe_duration, probe_output
+from aura.engine.pipeline import OUTPUT_ARTIFACT, PIPELINE
+from aura.engine.steps.mux import mux
+from aura.engine.steps.narration import narration
+from aura.engine.steps.spec import LINE_GAP_SECONDS
+from aura.engine.steps.subtitles import build_srt, cue_times, srt_time
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_a_short_brief_renders_an_h264_aac_mp4_with_rising_progress(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path)
+    recorder = Recorder()
+    artifacts = await run_steps(settings, recorder=recorder)
+
+    video = Path(artifacts[OUTPUT_ARTIFACT].path)
+    info = await probe(video, settings)
+    [picture] = info.of_type("video")
+    assert (picture.codec_name, picture.width, picture.height) == ("h264", 1280, 720)
+    assert [s.codec_name for s in info.of_type("audio")] == ["aac"]
+    assert [s.codec_name for s in info.of_type("subtitle")] == ["mov_text"]
+    narration_seconds = await probe_duration(Path(artifacts["narration"].path), settings)
+    assert abs(info.duration - narration_seconds) <= 0.1 * narration_seconds
+
+    for artifact in artifacts.values():
+        path = Path(artifact.path)
+        assert file_size(path) == artifact.size_bytes > 0
+        assert _sha256(path) == artifact.sha256
+    assert set(artifacts) == {"line-01", "line-02", "narration", "broll", "subtitles", "video"}
+    assert leftovers(tmp_path) == []
+
+    output = await probe_output(video, settings)
+    assert output.video_path == str(video)
+    assert output.sha256 == artifacts["video"].sha256
+    assert output.duration_seconds == pytest.approx(info.duration, abs=0.01)
+    _assert_rising_progress(recorder)
+
+
+def _assert_rising_progress(recorder: Recorder) -> None:
+    """Every step reports progress that never goes back and ends at 100; mux reports an ETA."""
+    for step in PIPELINE:
+        pcts = [pct for name, pct, _, _ in recorder.progress if name == step]
+        assert pcts, f"{step} reported no progress"
+        assert pcts == sorted(pcts), f"{step} progress went backwards: {pcts}"
+        assert pcts[-1] == 100.0
+        assert all(0.0 <= p <= 100.0 for p in pcts)
+    etas = [eta for name, _, _, eta in recorder.progress if name == "mux" and eta is not None]
+    assert etas, "mux reported no ETA from ffmpeg's speed"
+
+
+async def test_subtitle_cues_follow_the_real_line_durations(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    artifacts = await run_steps(settings, until="subtitles")
+    durations = [
+        await probe_duration(Path(artifacts[n].path), settings) for n in ("line-01", "line-02")
+    ]
+    srt = read_text(artifacts["subtitles"].path)
+    times = re.findall(r"(\S+) --> (\S+)", srt)
+    assert times == [(srt_time(a), srt_time(b)) for a, b in cue_times(durations)]
+    assert times[1][0] == srt_time(durations[0] + LINE_GAP_SECONDS)
+    assert "One short line." in srt and "And another." in srt
+
+
+async def test_portrait_burned_only_and_soft_only_variants(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    portrait = Brief(title="Tall", script=("Up.",), aspect="9:16")
+    artifacts = await run_steps(
+        settings,
+        brief=portrait,
+        options=Options(quality="draft", encoder="x264", subtitles="burned"),
+    )
+    info = await probe(Path(artifacts["video"].path), settings)
+    assert [(s.width, s.height) for s in info.of_type("video")] == [(720, 1280)]
+    assert info.of_type("subtitle") == []
+
+    soft = Options(quality="draft", encoder="x264", subtitles="soft")
+    ctx = make_ctx(settings, "mux", brief=portrait, options=soft, artifacts=artifacts)
+    [video] = await mux(ctx)
+    info = await probe(Path(video.path), settings)
+    assert [s.codec_name for s in info.of_type("subtitle")] == ["mov_text"]
+
+
+def test_srt_blocks_are_numbered_and_never_hold_a_blank_line() -> None:
+    srt = build_srt(["a\n\nb", "c"], [1.0, 2.0])
+    assert srt == "1\n00:00:00,000 --> 00:00:01,000\na\nb\n\n2\n00:00:01,300 --> 00:00:03,300\nc\n"
+
+
+async def test_an_unknown_espeak_voice_is_invalid_input(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    brief = Brief(title="t", script=("hi",), voice="zz-nope")
+    ctx = make_ctx(settings, "narration", brief=brief, options=DRAFT)
+    ctx.work_dir.mkdir(parents=True)
+    with pytest.raises(AuraError) as caught:
+        await narration(ctx)
+    assert caught.value.code == "InvalidInput:brief.voice"
+    assert leftovers(tmp_path) == []
