@@ -29,6 +29,8 @@ from aura.engine.decide import (
 from aura.engine.errors import Conflict, JobNotFound
 from aura.engine.inputs import JobRequest, validate_request
 from aura.engine.job_files import output_of
+from aura.engine.media import probe_output
+from aura.engine.pipeline import OUTPUT_ARTIFACT, PIPELINE
 from aura.engine.projector import Projector
 from aura.engine.recovery import recover
 from aura.engine.runner import OutputProbe, Runner
@@ -41,8 +43,6 @@ from aura.store.log import EventLog
 
 __all__ = ["Engine", "Submitted"]
 
-#: the artifact that is a job's output video (aura.engine.pipeline.OUTPUT_ARTIFACT)
-OUTPUT_ARTIFACT = "video"
 #: times a request re-reads and decides again after losing a race with another writer
 _RACE_RETRIES = 20
 #: seconds a cancel waits, beyond the kill grace period, for the runner to record the outcome
@@ -56,21 +56,11 @@ class Submitted(msgspec.Struct, frozen=True):
     duplicate: bool
 
 
-def default_pipeline() -> Mapping[str, Step]:
-    """The render pipeline (preflight, narration, broll, subtitles, mux)."""
-    from aura.engine.pipeline import PIPELINE
-
-    pipeline: Mapping[str, Step] = PIPELINE
-    return pipeline
-
-
 def video_probe(settings: Settings) -> OutputProbe:
     """The Output of a job whose artifacts include the `video`: probed with ffprobe. Without
     one (test pipelines), the last artifact's recorded size and checksum."""
 
     async def probe(artifacts: Mapping[str, Artifact]) -> Output:
-        from aura.engine.media import probe_output
-
         video = artifacts.get(OUTPUT_ARTIFACT)
         if video is None:
             return await output_of(artifacts)
@@ -106,7 +96,7 @@ class Engine:
         """Open the log in settings.data_dir, start the job-list projector, recover the jobs
         the log shows as queued or running (unless `recover` is False: then they are left
         alone), and start the runner."""
-        pipeline = default_pipeline() if pipeline is None else pipeline
+        pipeline = PIPELINE if pipeline is None else pipeline
         log = await EventLog.open(settings.data_dir, durability=settings.durability)
         try:
             projector = Projector(log)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from aura.engine.atomic import TEMP_MARKER
 from aura.projections.events import Artifact, Output
 
 __all__ = [
@@ -30,8 +31,7 @@ logger = logging.getLogger(__name__)
 
 #: names of files that are never results: aura.engine.atomic's temp files (TEMP_MARKER), and
 #: `*.tmp` / `*.part` partial files
-# TODO(steps dev): build this from aura.engine.atomic.TEMP_MARKER once atomic.py is on main.
-TEMP_NAME = re.compile(r"(\.aura-tmp-|\.tmp$|\.part$)")
+TEMP_NAME = re.compile(f"({re.escape(TEMP_MARKER)}|\\.tmp$|\\.part$)")
 _CHUNK = 1 << 20
 
 

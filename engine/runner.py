@@ -35,7 +35,8 @@ from aura.engine.decide import (
     reuse_candidates,
     should_emit_progress,
 )
-from aura.engine.errors import error_info, make_error
+from aura.engine.error_mapping import map_exception
+from aura.engine.errors import make_error
 from aura.engine.inputs import SAMPLE_BRIEF, JobRequest
 from aura.engine.job_files import output_of, remove_temp_files, verify_artifacts
 from aura.engine.settings import Settings
@@ -61,32 +62,21 @@ from aura.projections.job import JobState, JobStatus, fold
 from aura.store.errors import ConcurrencyError
 from aura.store.log import EventLog
 
-__all__ = ["ErrorMapper", "JobRun", "OutputProbe", "Runner", "map_step_error"]
+__all__ = ["JobRun", "OutputProbe", "Runner", "map_step_error"]
 
 logger = logging.getLogger(__name__)
 
 #: turns a finished job's artifacts (by name) into its Output
 OutputProbe = Callable[[Mapping[str, Artifact]], Awaitable[Output]]
-#: (exception, step or None, correlation id) -> the error a user sees
-ErrorMapper = Callable[[BaseException, str | None, str], ErrorInfo]
 
 
-def map_step_error(exc: BaseException, step: str | None, correlation_id: str) -> ErrorInfo:
-    """The taxonomy error for an exception a step raised, with its step and correlation id."""
-    info = _map_exception(exc, step, correlation_id)
+def map_step_error(
+    exc: BaseException, step: str | None, correlation_id: str, settings: Settings | None = None
+) -> ErrorInfo:
+    """The taxonomy error for an exception a step raised, with its step and correlation id
+    (secrets redacted)."""
+    info = map_exception(exc, step=step, correlation_id=correlation_id, settings=settings)
     return replace(info, step=step, correlation_id=correlation_id)
-
-
-def _map_exception(exc: BaseException, step: str | None, correlation_id: str) -> ErrorInfo:
-    # TODO(steps dev): import aura.engine.error_mapping directly once it is on main.
-    try:
-        import importlib
-
-        module = importlib.import_module("aura.engine.error_mapping")
-    except ImportError:
-        return error_info(exc)
-    info: ErrorInfo = module.map_exception(exc, step=step, correlation_id=correlation_id)
-    return info
 
 
 class _Progress:
@@ -210,7 +200,7 @@ class JobRun:
         state = self._state
         if state is None or state.is_terminal:
             return
-        error = map_step_error(exc, None, state.correlation_id)
+        error = map_step_error(exc, None, state.correlation_id, self._settings)
         with contextlib.suppress(Exception):
             await asyncio.shield(self.append([JobFailed(error=error, attempt=state.attempt)]))
 
@@ -298,7 +288,8 @@ class JobRun:
         if task.cancelled():
             return self._failed(name, make_error("Internal", f"step {name} stopped on its own"))
         if exc is not None:
-            return self._failed(name, map_step_error(exc, name, self.state.correlation_id))
+            error = map_step_error(exc, name, self.state.correlation_id, self._settings)
+            return self._failed(name, error)
         artifacts = tuple(task.result())
         return [
             StepSucceeded(

@@ -1,0 +1,281 @@
+"""The runner on a real log (SQLite in tmp_path) with small real steps."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+
+import pytest
+from runner_support import (
+    TIMEOUT,
+    assert_consistent,
+    child_pids,
+    failing_step,
+    gate_step,
+    is_type,
+    pipeline,
+    settings_for,
+    sleep_step,
+    temp_files,
+    types_of,
+    wait_for,
+    wait_gone,
+)
+
+from aura.engine.context import StepContext
+from aura.engine.engine import Engine
+from aura.engine.errors import Conflict, JobNotFound
+from aura.engine.inputs import STEP_NAMES, JobRequest, Options
+from aura.projections.events import (
+    Artifact,
+    JobCreated,
+    JobFailed,
+    JobSucceeded,
+    JobWarning,
+    StepFailed,
+    StepProgressed,
+)
+from aura.projections.job import JobStatus, StepStatus
+from aura.store.errors import ConcurrencyError
+
+DRAFT = JobRequest(options=Options(quality="draft"))
+
+
+async def test_a_job_runs_every_step_in_order_and_succeeds(tmp_path: Path) -> None:
+    async with await Engine.open(settings_for(tmp_path), pipeline=pipeline()) as engine:
+        submitted = await engine.submit(DRAFT)
+        assert not submitted.duplicate
+        assert submitted.job.status is JobStatus.QUEUED
+        await engine.run_until_idle()
+        job_id = submitted.job.job_id
+        records = await engine.log.read(job_id)
+        steps = [f"{t}:{s}" for s in STEP_NAMES for t in ("StepStarted", "StepSucceeded")]
+        assert types_of(records) == ["JobCreated", "JobStarted", *steps, "JobSucceeded"]
+        state = await assert_consistent(engine, job_id)
+        assert state.status is JobStatus.SUCCEEDED
+        assert all(s.status is StepStatus.SUCCEEDED and s.progress_pct == 100 for s in state.steps)
+        mux = engine.settings.job_dir(job_id) / "mux.out"
+        assert state.output is not None and state.output.video_path == str(mux)
+        assert mux.read_bytes() == b"output of mux\n"
+        assert isinstance(records[0].event, JobCreated)
+        assert records[0].event.steps == STEP_NAMES
+
+
+async def test_progress_is_throttled_rising_and_ends_at_100(tmp_path: Path) -> None:
+    async def ticking(ctx: StepContext) -> list[Artifact]:
+        for i in range(120):  # a tick every 10 ms for 1.2 s
+            await ctx.progress(i * 100 / 120, "working", 1.2 - i / 100)
+            await asyncio.sleep(0.01)
+        return []
+
+    async with await Engine.open(
+        settings_for(tmp_path), pipeline=pipeline(broll=ticking)
+    ) as engine:
+        job_id = (await engine.submit(DRAFT)).job.job_id
+        await engine.run_until_idle()
+        records = await engine.log.read(job_id)
+        ticks = [r for r in records if isinstance(r.event, StepProgressed)]
+        assert 2 <= len(ticks) <= 6  # 1.2 s at most one per 250 ms, not 120
+        pcts = [t.event.pct for t in ticks if isinstance(t.event, StepProgressed)]
+        assert pcts == sorted(pcts) and pcts[-1] < 100
+        gaps = [(b.ts - a.ts).total_seconds() for a, b in itertools.pairwise(ticks)]
+        assert all(gap >= 0.2 for gap in gaps)
+        assert all(t.event.eta_seconds is not None for t in ticks)  # type: ignore[union-attr]
+        state = await assert_consistent(engine, job_id)
+        assert state.step("broll").progress_pct == 100
+
+
+async def test_jobs_beyond_the_limit_wait_queued_and_start_in_submission_order(
+    tmp_path: Path,
+) -> None:
+    gates: dict[str, asyncio.Event] = {}
+    settings = settings_for(tmp_path, max_concurrent_jobs=2)
+    async with await Engine.open(settings, pipeline=pipeline(narration=gate_step(gates))) as engine:
+        ids = [(await engine.submit(DRAFT)).job.job_id for _ in range(4)]
+        for job_id in ids[:2]:
+            await wait_for(engine.log, job_id, is_type("StepStarted", "narration"))
+        assert [(await engine.get(j)).status for j in ids] == [
+            JobStatus.RUNNING,
+            JobStatus.RUNNING,
+            JobStatus.QUEUED,
+            JobStatus.QUEUED,
+        ]
+        assert engine.runner.queued_job_ids == ids[2:]
+        gates.setdefault(ids[1], asyncio.Event()).set()
+        await wait_for(engine.log, ids[2], is_type("StepStarted", "narration"))
+        assert (await engine.get(ids[3])).status is JobStatus.QUEUED
+        for job_id in ids:
+            gates.setdefault(job_id, asyncio.Event()).set()
+        await engine.run_until_idle()
+        started = []
+        for job_id in ids:
+            records = await engine.log.read(job_id)
+            started += [(r.seq, job_id) for r in records if r.type == "JobStarted"]
+        started.sort()
+        assert [job_id for _seq, job_id in started] == [ids[0], ids[1], ids[2], ids[3]]
+        for job_id in ids:
+            assert (await assert_consistent(engine, job_id)).status is JobStatus.SUCCEEDED
+
+
+async def test_a_failing_step_fails_the_job_with_its_code_step_and_correlation_id(
+    tmp_path: Path,
+) -> None:
+    async with await Engine.open(
+        settings_for(tmp_path), pipeline=pipeline(broll=failing_step())
+    ) as engine:
+        job_id = (await engine.submit(DRAFT)).job.job_id
+        await engine.run_until_idle()
+        records = await engine.log.read(job_id)
+        assert types_of(records)[-2:] == ["StepFailed:broll", "JobFailed"]
+        state = await assert_consistent(engine, job_id)
+        failed = records[-2].event
+        assert isinstance(failed, StepFailed) and isinstance(records[-1].event, JobFailed)
+        error = failed.error
+        assert error.code == "FFmpegFailedExitCode:1"
+        assert (error.step, error.correlation_id) == ("broll", state.correlation_id)
+        assert error.remediation
+        assert records[-1].event.error == error
+        assert state.status is JobStatus.FAILED
+        assert [state.step(s).status for s in ("subtitles", "mux")] == [StepStatus.PENDING] * 2
+
+
+async def test_an_unexpected_exception_becomes_internal_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    async def broken(ctx: StepContext) -> list[Artifact]:
+        raise ZeroDivisionError("secret detail")
+
+    async with await Engine.open(
+        settings_for(tmp_path), pipeline=pipeline(subtitles=broken)
+    ) as engine:
+        job_id = (await engine.submit(DRAFT)).job.job_id
+        await engine.run_until_idle()
+        state = await assert_consistent(engine, job_id)
+        assert state.status is JobStatus.FAILED
+        assert state.errors[-1].code == "Internal"
+        assert state.errors[-1].step == "subtitles"
+        assert "Traceback" not in state.errors[-1].message
+
+
+async def test_a_step_past_its_timeout_is_stopped_and_fails_with_step_timeout(
+    tmp_path: Path,
+) -> None:
+    request = JobRequest(options=Options(quality="draft", timeouts={"broll": 1.0}))
+    async with await Engine.open(
+        settings_for(tmp_path), pipeline=pipeline(broll=sleep_step(60))
+    ) as engine:
+        job_id = (await engine.submit(request)).job.job_id
+        await wait_for(engine.log, job_id, is_type("StepStarted", "broll"))
+        pids: list[int] = []
+        async with asyncio.timeout(TIMEOUT):
+            while not pids:
+                pids = child_pids("sleep")
+                await asyncio.sleep(0.01)
+        await engine.run_until_idle()
+        assert await asyncio.to_thread(wait_gone, pids, 5.0) == []
+        state = await assert_consistent(engine, job_id)
+        assert state.status is JobStatus.FAILED
+        error = state.errors[-1]
+        assert (error.code, error.step) == ("StepTimeout:broll", "broll")
+        assert error.correlation_id == state.correlation_id
+        assert temp_files(engine.settings.job_dir(job_id)) == []
+
+
+async def test_the_settings_timeout_applies_when_the_job_sets_none(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, step_timeouts={"mux": 0.5})
+    async with await Engine.open(settings, pipeline=pipeline(mux=sleep_step(60))) as engine:
+        job_id = (await engine.submit(DRAFT)).job.job_id
+        await engine.run_until_idle()
+        assert (await engine.get(job_id)).errors[-1].code == "StepTimeout:mux"
+
+
+async def test_a_step_warning_is_recorded(tmp_path: Path) -> None:
+    async def warns(ctx: StepContext) -> list[Artifact]:
+        await ctx.warn("EncoderFallback", "no GPU; using libx264")
+        return []
+
+    async with await Engine.open(settings_for(tmp_path), pipeline=pipeline(preflight=warns)) as e:
+        job_id = (await e.submit(DRAFT)).job.job_id
+        await e.run_until_idle()
+        state = await assert_consistent(e, job_id)
+        assert [(w.code, w.step) for w in state.warnings] == [("EncoderFallback", "preflight")]
+        assert state.status is JobStatus.SUCCEEDED
+
+
+async def test_submit_with_the_same_key_returns_the_same_job(tmp_path: Path) -> None:
+    async with await Engine.open(settings_for(tmp_path), pipeline=pipeline()) as engine:
+        first, second = await asyncio.gather(
+            engine.submit(DRAFT, idempotency_key="key-1"),
+            engine.submit(DRAFT, idempotency_key="key-1"),
+        )
+        assert first.job.job_id == second.job.job_id
+        assert sorted([first.duplicate, second.duplicate]) == [False, True]
+        again = await engine.submit(
+            JobRequest(options=Options(quality="draft")), idempotency_key="key-1"
+        )
+        assert again.duplicate and again.job.job_id == first.job.job_id
+        with pytest.raises(Conflict):
+            await engine.submit(JobRequest(), idempotency_key="key-1")
+        other = await engine.submit(DRAFT, idempotency_key="key-2")
+        assert other.job.job_id != first.job.job_id
+        await engine.run_until_idle()
+        records = await engine.log.read(first.job.job_id)
+        assert types_of(records).count("JobCreated") == 1
+        assert types_of(records).count("JobStarted") == 1
+        assert len(await engine.list_jobs()) == 2
+
+
+async def test_unknown_jobs_are_not_found(tmp_path: Path) -> None:
+    async with await Engine.open(settings_for(tmp_path), pipeline=pipeline()) as engine:
+        for call in (engine.get, engine.cancel, engine.retry, engine.rerun):
+            with pytest.raises(JobNotFound):
+                await call("nope")
+
+
+async def test_rerun_creates_a_new_job_with_the_same_inputs(tmp_path: Path) -> None:
+    request = JobRequest(options=Options(quality="draft", timeouts={"mux": 30.0}))
+    async with await Engine.open(settings_for(tmp_path), pipeline=pipeline()) as engine:
+        original = (await engine.submit(request)).job
+        await engine.run_until_idle()
+        rerun = await engine.rerun(original.job_id)
+        assert rerun.job_id != original.job_id and rerun.status is JobStatus.QUEUED
+        assert rerun.correlation_id != original.correlation_id
+        await engine.run_until_idle()
+        first = (await engine.log.read(original.job_id))[0].event
+        again = (await engine.log.read(rerun.job_id))[0].event
+        assert isinstance(first, JobCreated) and isinstance(again, JobCreated)
+        assert (again.preset, again.brief, again.options) == (
+            first.preset,
+            first.brief,
+            first.options,
+        )
+        assert again.rerun_of == original.job_id
+        assert (await assert_consistent(engine, rerun.job_id)).status is JobStatus.SUCCEEDED
+
+
+async def test_a_runner_whose_job_is_written_elsewhere_stops(tmp_path: Path) -> None:
+    gates: dict[str, asyncio.Event] = {}
+
+    async def gated_progress(ctx: StepContext) -> list[Artifact]:
+        await gates.setdefault(ctx.job_id, asyncio.Event()).wait()
+        await asyncio.sleep(0.3)
+        await ctx.progress(50, "half", None)  # the stale append
+        return []
+
+    async with await Engine.open(
+        settings_for(tmp_path), pipeline=pipeline(broll=gated_progress)
+    ) as engine:
+        job_id = (await engine.submit(DRAFT)).job.job_id
+        started = await wait_for(engine.log, job_id, is_type("StepStarted", "broll"))
+        # Another writer appends to the job behind the runner's back.
+        await engine.log.append(
+            job_id, [JobWarning(code="Other", message="another writer")], started.version
+        )
+        gates.setdefault(job_id, asyncio.Event()).set()
+        await engine.run_until_idle()
+        records = await engine.log.read(job_id)
+        assert types_of(records)[-1] == "JobWarning"  # nothing after the other writer's event
+        assert not any(isinstance(r.event, JobSucceeded) for r in records)
+        with pytest.raises(ConcurrencyError):
+            await engine.log.append(job_id, [JobWarning(code="x", message="y")], started.version)
