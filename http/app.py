@@ -1,0 +1,84 @@
+"""The aiohttp application factory: one app owns the engine (store, runner, recovery) and streams.
+
+`create_app(settings)` returns an app whose start-up opens the engine (which recovers the jobs
+the log shows as running) and whose clean-up closes it; open SSE streams are stopped on
+shutdown. State lives in typed `web.AppKey`s.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from typing import NamedTuple
+
+from aiohttp import web
+
+from aura.engine.context import Step
+from aura.engine.engine import Engine
+from aura.engine.settings import Settings
+from aura.http.problems import problem_middleware
+from aura.http.security import make_auth_middleware
+from aura.http.sse import EventStream, FanOut, StreamConfig, stop_streams
+
+__all__ = [
+    "CONFIG",
+    "ENGINE",
+    "FANOUT",
+    "STREAMS",
+    "HttpConfig",
+    "create_app",
+]
+
+#: request bodies larger than this are refused with 413 (a job request is a few KiB)
+MAX_BODY_BYTES = 256 * 1024
+
+
+class HttpConfig(NamedTuple):
+    settings: Settings
+    #: the access token (AURA_TOKEN) or None; never written to a response or a log
+    token: str | None = None
+    stream: StreamConfig = StreamConfig()
+    max_body_bytes: int = MAX_BODY_BYTES
+
+
+CONFIG = web.AppKey("config", HttpConfig)
+ENGINE = web.AppKey("engine", Engine)
+FANOUT = web.AppKey("fanout", FanOut)
+STREAMS = web.AppKey("streams", weakref.WeakSet[EventStream])
+
+
+def create_app(
+    settings: Settings,
+    *,
+    token: str | None = None,
+    pipeline: Mapping[str, Step] | None = None,
+    stream: StreamConfig | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> web.Application:
+    """The Aura HTTP app. `pipeline` replaces the default steps (tests use tiny real ones)."""
+    from aura.http.routes_jobs import routes as job_routes
+    from aura.http.routes_system import routes as system_routes
+
+    app = web.Application(
+        middlewares=[problem_middleware, make_auth_middleware(token)],
+        client_max_size=max_body_bytes,
+    )
+    app[CONFIG] = HttpConfig(settings, token, stream or StreamConfig(), max_body_bytes)
+    app[STREAMS] = weakref.WeakSet()
+    app.add_routes(job_routes)
+    app.add_routes(system_routes)
+
+    async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+        engine = await Engine.open(settings, pipeline=pipeline)
+        app[ENGINE] = engine
+        app[FANOUT] = FanOut(engine.log)
+        yield
+        app[FANOUT].close()
+        await engine.close()
+
+    async def on_shutdown(app: web.Application) -> None:
+        stop_streams(app[STREAMS])
+
+    app.cleanup_ctx.append(engine_ctx)
+    app.on_shutdown.append(on_shutdown)
+    return app

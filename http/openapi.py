@@ -1,0 +1,263 @@
+"""The OpenAPI 3.1 document served at `GET /api/openapi.json`.
+
+Schemas come from the msgspec structs the handlers encode and decode, so they cannot drift from
+the code; a test compares the paths and methods here with the app's routes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import msgspec
+
+from aura.engine.inputs import JobRequest
+from aura.engine.preflight import Finding
+from aura.http.problems import PROBLEM_CONTENT_TYPE, Problem
+from aura.http.wire import JobList, JobView
+
+__all__ = ["OPERATIONS", "Operation", "openapi_document"]
+
+_REF = "#/components/schemas/{name}"
+_JOB = {"$ref": _REF.format(name="JobView")}
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+class Operation(NamedTuple):
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    #: status -> (description, media type or None, schema or None)
+    responses: dict[str, tuple[str, str | None, dict[str, Any] | None]]
+    parameters: tuple[dict[str, Any], ...] = ()
+    body: dict[str, Any] | None = None
+
+
+def _json(description: str, schema: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    return (description, "application/json", schema)
+
+
+_OBJECT: dict[str, Any] = {"type": "object"}
+_SSE_PARAMS = (
+    _ID,
+    {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "description": "resume after this seq (sent by EventSource on reconnect)",
+    },
+    {
+        "name": "lastEventId",
+        "in": "query",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "description": "resume after this seq (for clients that cannot set headers)",
+    },
+)
+_LIST_PARAMS = (
+    {
+        "name": "status",
+        "in": "query",
+        "schema": {"enum": ["Queued", "Running", "Succeeded", "Failed", "Canceled"]},
+    },
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+)
+_ACTION_BODY = {"required": False, "content": {"application/json": {"schema": _OBJECT}}}
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "post",
+        "/api/jobs",
+        "createJob",
+        "Create a job (Idempotency-Key header honoured)",
+        {
+            "201": _json("created", _JOB),
+            "200": _json("the job an earlier request with this Idempotency-Key created", _JOB),
+        },
+        ({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},),
+        {
+            "required": False,
+            "content": {"application/json": {"schema": {"$ref": _REF.format(name="JobRequest")}}},
+        },
+    ),
+    Operation(
+        "get",
+        "/api/jobs",
+        "listJobs",
+        "List jobs, newest first, from the read model",
+        {"200": _json("a page of jobs", {"$ref": _REF.format(name="JobList")})},
+        _LIST_PARAMS,
+    ),
+    Operation(
+        "get", "/api/jobs/{id}", "getJob", "A job's state", {"200": _json("the job", _JOB)}, (_ID,)
+    ),
+    Operation(
+        "get",
+        "/api/jobs/{id}/events",
+        "followJob",
+        "Server-sent events of the job, resumable by Last-Event-ID",
+        {
+            "200": ("text/event-stream of step-*/job-* events", "text/event-stream", None),
+            "204": ("the job ended at or before Last-Event-ID: stop reconnecting", None, None),
+        },
+        _SSE_PARAMS,
+    ),
+    Operation(
+        "post",
+        "/api/jobs/{id}/cancel",
+        "cancelJob",
+        "Cancel a queued or running job",
+        {"202": _json("the job after the cancel", _JOB)},
+        (_ID,),
+        _ACTION_BODY,
+    ),
+    Operation(
+        "post",
+        "/api/jobs/{id}/retry",
+        "retryJob",
+        "Retry a failed or canceled job from its failed step",
+        {"202": _json("the job, queued for its next attempt", _JOB)},
+        (_ID,),
+        _ACTION_BODY,
+    ),
+    Operation(
+        "post",
+        "/api/jobs/{id}/rerun",
+        "rerunJob",
+        "A new job with the same inputs",
+        {"202": _json("the new job", _JOB)},
+        (_ID,),
+        _ACTION_BODY,
+    ),
+    Operation(
+        "get",
+        "/api/jobs/{id}/log",
+        "jobLog",
+        "The job's raw events as NDJSON (seq, version, type, step, attempt, ts, data)",
+        {"200": ("one event per line", "application/x-ndjson", None)},
+        (_ID,),
+    ),
+    Operation(
+        "get",
+        "/api/jobs/{id}/diagnostics",
+        "jobDiagnostics",
+        "Events, state and system facts, redacted",
+        {"200": _json("the diagnostics bundle", _OBJECT)},
+        (_ID,),
+    ),
+    Operation(
+        "get",
+        "/api/jobs/{id}/output",
+        "jobOutput",
+        "The finished video (range requests supported)",
+        {
+            "200": ("the video", "video/mp4", {"type": "string", "format": "binary"}),
+            "206": ("part of the video", "video/mp4", {"type": "string", "format": "binary"}),
+        },
+        (_ID,),
+    ),
+    Operation(
+        "get",
+        "/api/system-check",
+        "systemCheck",
+        "ffmpeg, disk, output folder, GPU, keys: each failing check with its error code",
+        {
+            "200": _json(
+                "the findings",
+                {
+                    "type": "object",
+                    "properties": {
+                        "ok": {"type": "boolean"},
+                        "findings": {
+                            "type": "array",
+                            "items": {"$ref": _REF.format(name="Finding")},
+                        },
+                    },
+                },
+            )
+        },
+    ),
+    Operation(
+        "get", "/api/errors", "errorTaxonomy", "The error codes", {"200": _json("codes", _OBJECT)}
+    ),
+    Operation(
+        "get", "/api/health", "health", "Liveness (no token needed)", {"200": _json("ok", _OBJECT)}
+    ),
+    Operation(
+        "get",
+        "/api/openapi.json",
+        "openapi",
+        "This document",
+        {"200": _json("OpenAPI 3.1", _OBJECT)},
+    ),
+    Operation(
+        "post",
+        "/api/session",
+        "openSession",
+        "Exchange the token for an HttpOnly cookie (for EventSource)",
+        {"204": ("cookie set", None, None)},
+        (),
+        {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["token"],
+                        "properties": {"token": {"type": "string"}},
+                    }
+                }
+            },
+        },
+    ),
+    Operation(
+        "delete",
+        "/api/session",
+        "closeSession",
+        "Clear the cookie",
+        {"204": ("cleared", None, None)},
+    ),
+)
+
+
+def _responses(op: Operation) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for status, (description, media, schema) in op.responses.items():
+        response: dict[str, Any] = {"description": description}
+        if media is not None:
+            response["content"] = {media: {"schema": schema} if schema else {}}
+        out[status] = response
+    out["default"] = {
+        "description": "an error (RFC 9457 problem details)",
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": _REF.format(name="Problem")}}},
+    }
+    return out
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(
+        [JobView, JobList, JobRequest, Problem, Finding], ref_template=_REF
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        operation: dict[str, Any] = {
+            "operationId": op.operation_id,
+            "summary": op.summary,
+            "responses": _responses(op),
+        }
+        if op.parameters:
+            operation["parameters"] = list(op.parameters)
+        if op.body is not None:
+            operation["requestBody"] = op.body
+        paths.setdefault(op.path, {})[op.method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Aura jobs API", "version": "1"},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": paths,
+    }

@@ -1,0 +1,188 @@
+"""`/api/jobs...`: create, list, read, follow (SSE), cancel, retry, rerun, log, diagnostics, output.
+
+Handlers parse, call the engine and encode; errors are raised as AuraError and the problem
+middleware answers them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from aura.engine.errors import AuraError
+from aura.engine.inputs import decode_request
+from aura.engine.settings import Settings
+from aura.http.app import CONFIG, ENGINE, FANOUT, STREAMS
+from aura.http.diagnostics import diagnostics
+from aura.http.sse import parse_last_event_id, serve_job_stream
+from aura.http.wire import ENCODER, job_list, job_view, log_line
+from aura.projections.job import JobState, JobStatus
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+#: events per page when streaming a job's log
+LOG_PAGE = 500
+MAX_LIST_LIMIT = 500
+
+
+def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=ENCODER.encode(value), status=status, content_type=JSON, headers=headers
+    )
+
+
+def _job(state: JobState, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return _json(job_view(state), status, headers)
+
+
+def _invalid(field: str, message: str) -> AuraError:
+    return AuraError.of(f"InvalidInput:{field}", message, details={"field": field})
+
+
+def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise _invalid(name, f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def _status_query(request: web.Request) -> JobStatus | None:
+    raw = request.query.get("status")
+    if raw is None:
+        return None
+    try:
+        return JobStatus(raw)
+    except ValueError:
+        names = ", ".join(s.value for s in JobStatus)
+        raise _invalid("status", f"status must be one of {names}") from None
+
+
+async def _optional_body(request: web.Request) -> None:
+    """Action endpoints take no parameters: a body, if any, must be a JSON object."""
+    body = await request.read()
+    if not body.strip():
+        return
+    try:
+        value = msgspec.json.decode(body)
+    except msgspec.DecodeError as e:
+        raise _invalid("body", f"the body is not JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise _invalid("body", "the body must be a JSON object (or empty)")
+
+
+@routes.post("/api/jobs")
+async def create_job(request: web.Request) -> web.Response:
+    job_request = decode_request(await request.read())
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > 200:
+        raise _invalid("Idempotency-Key", "Idempotency-Key must be at most 200 characters")
+    submitted = await request.app[ENGINE].submit(job_request, idempotency_key=key)
+    headers = {"Location": f"/api/jobs/{submitted.job.job_id}"}
+    if submitted.duplicate:
+        headers["Idempotent-Replayed"] = "true"
+        return _job(submitted.job, 200, headers)
+    return _job(submitted.job, 201, headers)
+
+
+@routes.get("/api/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    status = _status_query(request)
+    limit = _int_query(request, "limit", 50, 1, MAX_LIST_LIMIT)
+    offset = _int_query(request, "offset", 0, 0, 10**9)
+    rows = await request.app[ENGINE].list_jobs(status=status, limit=limit, offset=offset)
+    return _json(job_list(rows, limit, offset))
+
+
+@routes.get("/api/jobs/{id}")
+async def get_job(request: web.Request) -> web.Response:
+    return _job(await request.app[ENGINE].get(request.match_info["id"]))
+
+
+@routes.get("/api/jobs/{id}/events")
+async def job_events(request: web.Request) -> web.StreamResponse:
+    after = parse_last_event_id(request)
+    state = await request.app[ENGINE].get(request.match_info["id"])
+    return await serve_job_stream(
+        request,
+        fanout=request.app[FANOUT],
+        streams=request.app[STREAMS],
+        config=request.app[CONFIG].stream,
+        job_id=state.job_id,
+        after=after,
+        terminal=state.is_terminal,
+    )
+
+
+@routes.post("/api/jobs/{id}/cancel")
+async def cancel_job(request: web.Request) -> web.Response:
+    await _optional_body(request)
+    return _job(await request.app[ENGINE].cancel(request.match_info["id"]), 202)
+
+
+@routes.post("/api/jobs/{id}/retry")
+async def retry_job(request: web.Request) -> web.Response:
+    await _optional_body(request)
+    return _job(await request.app[ENGINE].retry(request.match_info["id"]), 202)
+
+
+@routes.post("/api/jobs/{id}/rerun")
+async def rerun_job(request: web.Request) -> web.Response:
+    await _optional_body(request)
+    state = await request.app[ENGINE].rerun(request.match_info["id"])
+    return _job(state, 202, {"Location": f"/api/jobs/{state.job_id}"})
+
+
+@routes.get("/api/jobs/{id}/log")
+async def job_log(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    job_id = (await engine.get(request.match_info["id"])).job_id
+    resp = web.StreamResponse(headers={"Content-Type": NDJSON})
+    await resp.prepare(request)
+    after = 0
+    while page := await engine.log.read_job_after_seq(job_id, after, LOG_PAGE):
+        await resp.write(b"".join(ENCODER.encode(log_line(rec)) + b"\n" for rec in page))
+        after = page[-1].seq
+    await resp.write_eof()
+    return resp
+
+
+@routes.get("/api/jobs/{id}/diagnostics")
+async def job_diagnostics(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    state = await engine.get(request.match_info["id"])
+    records = await engine.log.read(state.job_id)
+    return _json(diagnostics(state, records, request.app[CONFIG]))
+
+
+@routes.get("/api/jobs/{id}/output")
+async def job_output(request: web.Request) -> web.FileResponse:
+    engine = request.app[ENGINE]
+    state = await engine.get(request.match_info["id"])
+    path = _served_path(state, engine.settings)
+    return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
+
+
+def _served_path(state: JobState, settings: Settings) -> Path:
+    """The job's video, only if it is a file inside the data folder (symlinks resolved).
+
+    A relative output path is relative to the job's work folder, as artifact paths are.
+    """
+    if state.output is None or not state.output.video_path:
+        raise AuraError.of(
+            "NotFound", f"job {state.job_id} has no output (it is {state.status.value})"
+        )
+    root = settings.data_dir.resolve()
+    path = Path(state.output.video_path)
+    path = (path if path.is_absolute() else settings.job_dir(state.job_id) / path).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise AuraError.of("NotFound", f"job {state.job_id}'s output file is not available")
+    return path

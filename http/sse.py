@@ -1,0 +1,323 @@
+"""Server-sent events of one job: exact resume after `Last-Event-ID`, pushed live, fanned out lean.
+
+Modelled on aiohttp-sse's `EventSourceResponse`: `id:` is the event's seq, `event:` its wire
+name, `data:` one line of JSON; a `retry:` hint first, a `: ping` comment while idle,
+`X-Accel-Buffering: no`. Open streams sit in a WeakSet that the app's on_shutdown stops.
+
+INVARIANTS
+- One store subscription per job with listeners (a `JobFeed`), however many clients follow it;
+  each event's frame is encoded once (the feed caches frames by seq) and each client's pending
+  frames go out in one write call.
+- A client joins the feed before it reads its backlog from the log, and skips any seq it already
+  sent: every event after the client's `Last-Event-ID` is sent exactly once, in seq order.
+  (The feed's subscription starts after the log's last seq when the feed is made; whatever was
+  committed by then is in any later backlog read.)
+- A stream ends after a terminal event (JobSucceeded, JobFailed, JobCanceled) when the log holds
+  no JobRetryRequested after it; a reconnect at or after it gets 204 (EventSource stops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from typing import NamedTuple
+
+from aiohttp import web
+
+from aura.engine.errors import AuraError
+from aura.http.wire import ENCODER, TERMINAL_EVENT_TYPES, WIRE_NAMES, event_data
+from aura.projections.events import JobRetryRequested, Recorded
+from aura.store.log import EventLog
+
+__all__ = [
+    "EventStream",
+    "FanOut",
+    "Frame",
+    "JobFeed",
+    "Listener",
+    "StreamConfig",
+    "encode_frame",
+    "parse_last_event_id",
+    "serve_job_stream",
+    "stop_streams",
+]
+
+#: events read from the log per backlog query
+PAGE_SIZE = 500
+#: frames a feed keeps encoded per job (newest kept)
+FRAME_CACHE = 4096
+#: frames a slow client may have waiting before it falls back to reading the log
+LISTENER_BUFFER = 10_000
+_PING = b": ping\n\n"
+_MAX_ID_DIGITS = 18
+
+
+class StreamConfig(NamedTuple):
+    #: seconds of silence before a keep-alive comment
+    ping_interval: float = 15.0
+    #: the reconnection delay suggested to clients, in milliseconds
+    retry_ms: int = 2000
+
+
+class Frame(NamedTuple):
+    seq: int
+    data: bytes
+    terminal: bool
+
+
+def encode_frame(rec: Recorded) -> Frame:
+    """The SSE message for one recorded event (`id`, `event`, one-line `data`)."""
+    data = ENCODER.encode(event_data(rec))
+    head = f"id: {rec.seq}\nevent: {WIRE_NAMES[rec.type]}\ndata: ".encode()
+    return Frame(rec.seq, head + data + b"\n\n", isinstance(rec.event, TERMINAL_EVENT_TYPES))
+
+
+class Listener:
+    """One client's queue of live frames, filled by its job's feed."""
+
+    __slots__ = ("closed", "overflowed", "pending", "wake")
+
+    def __init__(self) -> None:
+        self.pending: list[Frame] = []
+        self.wake = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+
+    def push(self, frame: Frame) -> None:
+        if self.overflowed:
+            return
+        if len(self.pending) >= LISTENER_BUFFER:
+            self.pending.clear()  # too slow: it re-reads what it missed from the log
+            self.overflowed = True
+        else:
+            self.pending.append(frame)
+        self.wake.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.wake.set()
+
+    async def next_batch(self, idle_seconds: float) -> list[Frame] | None:
+        """The frames waiting (maybe none, if closed or overflowed); None after an idle spell."""
+        if not self.pending and not self.closed and not self.overflowed:
+            self.wake.clear()
+            try:
+                async with asyncio.timeout(idle_seconds):
+                    await self.wake.wait()
+            except TimeoutError:
+                return None
+        batch, self.pending = self.pending, []
+        return batch
+
+
+class JobFeed:
+    """One store subscription for a job, pushing each new event's frame to every listener."""
+
+    def __init__(self, log: EventLog, job_id: str) -> None:
+        self.job_id = job_id
+        self.listeners: set[Listener] = set()
+        self._frames: dict[int, Frame] = {}
+        self._task = asyncio.create_task(self._follow(log, log.last_seq), name=f"feed-{job_id}")
+
+    def frame(self, rec: Recorded) -> Frame:
+        """The event's frame, encoded once per feed."""
+        frame = self._frames.get(rec.seq)
+        if frame is None:
+            frame = self._frames[rec.seq] = encode_frame(rec)
+            if len(self._frames) > FRAME_CACHE:
+                del self._frames[next(iter(self._frames))]
+        return frame
+
+    async def _follow(self, log: EventLog, after: int) -> None:
+        try:
+            async for rec in log.subscribe(after, self.job_id):
+                frame = self.frame(rec)
+                for listener in self.listeners:
+                    listener.push(frame)
+        finally:  # the log closed (or the feed was stopped): streams end
+            for listener in self.listeners:
+                listener.close()
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+class FanOut:
+    """The feeds of the jobs that have clients; a feed goes when its last client leaves."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self.feeds: dict[str, JobFeed] = {}
+
+    def join(self, job_id: str) -> tuple[JobFeed, Listener]:
+        feed = self.feeds.get(job_id)
+        if feed is None:
+            feed = self.feeds[job_id] = JobFeed(self.log, job_id)
+        listener = Listener()
+        feed.listeners.add(listener)
+        return feed, listener
+
+    def leave(self, feed: JobFeed, listener: Listener) -> None:
+        feed.listeners.discard(listener)
+        if not feed.listeners and self.feeds.get(feed.job_id) is feed:
+            del self.feeds[feed.job_id]
+            feed.stop()
+
+    @property
+    def listener_count(self) -> int:
+        return sum(len(feed.listeners) for feed in self.feeds.values())
+
+    def close(self) -> None:
+        for feed in list(self.feeds.values()):
+            feed.stop()
+        self.feeds.clear()
+
+
+class EventStream(web.StreamResponse):
+    """A `text/event-stream` response bound to one listener; `stop()` ends it."""
+
+    def __init__(self, listener: Listener) -> None:
+        super().__init__(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "Connection": "keep-alive",
+                "X-Accel-Buffering": "no",
+            },
+        )
+        self.listener = listener
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
+def stop_streams(streams: weakref.WeakSet[EventStream]) -> None:
+    """End every open stream (on shutdown): each sends what it has and finishes."""
+    for stream in list(streams):
+        stream.stop()
+
+
+def parse_last_event_id(request: web.Request) -> int:
+    """The seq to resume after: the `Last-Event-ID` header, else `?lastEventId=`, else 0.
+
+    The header wins: a browser reconnects to the URL it opened (with its old query) and sends
+    the newest id it saw in the header.
+    """
+    name, raw = "Last-Event-ID", request.headers.get("Last-Event-ID")
+    if raw is None or not raw.strip():
+        name, raw = "lastEventId", request.query.get("lastEventId")
+    if raw is None or not raw.strip():
+        return 0
+    value = raw.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > _MAX_ID_DIGITS:
+        raise AuraError.of(
+            f"InvalidInput:{name}",
+            f"{name} must be an event id (a non-negative integer), got {raw[:40]!r}",
+            details={"field": name},
+        )
+    return int(value)
+
+
+async def _retried_after(log: EventLog, job_id: str, seq: int) -> bool:
+    """Whether the log holds a JobRetryRequested of the job after `seq`."""
+    while True:
+        page = await log.read_job_after_seq(job_id, seq, PAGE_SIZE)
+        if any(isinstance(rec.event, JobRetryRequested) for rec in page):
+            return True
+        if len(page) < PAGE_SIZE:
+            return False
+        seq = page[-1].seq
+
+
+async def _ended_before(log: EventLog, job_id: str, after: int, first: list[Recorded]) -> bool:
+    """For a job whose state is terminal: whether its last terminal event is at or before
+    `after` (no terminal event and no retry after it), so a reconnect gets 204."""
+    page = first
+    while True:
+        for rec in page:
+            if isinstance(rec.event, (*TERMINAL_EVENT_TYPES, JobRetryRequested)):
+                return False
+        if len(page) < PAGE_SIZE:
+            return True
+        page = await log.read_job_after_seq(job_id, page[-1].seq, PAGE_SIZE)
+
+
+class _Sender:
+    """Writes frames in order, once each, and says when the stream must end."""
+
+    def __init__(self, log: EventLog, job_id: str, resp: EventStream, last: int) -> None:
+        self.log, self.job_id, self.resp, self.last = log, job_id, resp, last
+
+    async def send(self, frames: list[Frame]) -> bool:
+        """Write the frames after `last` in one call; True when the stream must end."""
+        chunk: list[bytes] = []
+        end = False
+        for frame in frames:
+            if frame.seq <= self.last:
+                continue
+            chunk.append(frame.data)
+            self.last = frame.seq
+            if frame.terminal and not await _retried_after(self.log, self.job_id, frame.seq):
+                end = True
+                break
+        if chunk:
+            await self.resp.write(b"".join(chunk))
+        return end
+
+
+async def serve_job_stream(
+    request: web.Request,
+    *,
+    fanout: FanOut,
+    streams: weakref.WeakSet[EventStream],
+    config: StreamConfig,
+    job_id: str,
+    after: int,
+    terminal: bool,
+) -> web.StreamResponse:
+    """Answer `GET /api/jobs/{id}/events` for a job known to exist; `terminal`: its state now."""
+    log = fanout.log
+    feed, listener = fanout.join(job_id)
+    try:
+        page = await log.read_job_after_seq(job_id, after, PAGE_SIZE)
+        if terminal and await _ended_before(log, job_id, after, page):
+            return web.Response(status=204)
+        resp = EventStream(listener)
+        await resp.prepare(request)
+        streams.add(resp)
+        await resp.write(f"retry: {config.retry_ms}\n\n".encode())
+        with contextlib.suppress(ConnectionResetError):  # the client went away
+            await _pump(feed, listener, _Sender(log, job_id, resp, after), page, config)
+        return resp
+    finally:
+        fanout.leave(feed, listener)
+
+
+async def _pump(
+    feed: JobFeed, listener: Listener, sender: _Sender, page: list[Recorded], config: StreamConfig
+) -> None:
+    log, job_id = sender.log, sender.job_id
+    while True:
+        # Backlog from the log, page by page; live frames pile up in the listener meanwhile.
+        while True:
+            if await sender.send([feed.frame(rec) for rec in page]):
+                return
+            if len(page) < PAGE_SIZE:
+                break
+            page = await log.read_job_after_seq(job_id, sender.last, PAGE_SIZE)
+        # Live: what the feed pushed, skipping what the backlog already sent.
+        while True:
+            batch = await listener.next_batch(config.ping_interval)
+            if listener.closed:  # shutdown or the log closed: send what arrived, then end
+                await sender.send(batch or [])
+                return
+            if listener.overflowed:
+                listener.overflowed = False
+                page = await log.read_job_after_seq(job_id, sender.last, PAGE_SIZE)
+                break
+            if batch is None:
+                await sender.resp.write(_PING)
+            elif await sender.send(batch):
+                return

@@ -1,0 +1,284 @@
+"""The JSON shapes the HTTP API answers, and the mapping of log events to SSE messages.
+
+The public job shape is built field by field from `JobState`, so the projection's internal
+fields (correlation id, cancel flag, version, last seq) never leak into a response. Timestamps
+are ISO 8601 UTC with microseconds and a `Z`, like the log's `ts` column.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from aura.projections.events import (
+    ErrorInfo,
+    JobCanceled,
+    JobCancelRequested,
+    JobCreated,
+    JobFailed,
+    JobInterrupted,
+    JobRetryRequested,
+    JobStarted,
+    JobSucceeded,
+    JobWarning,
+    Output,
+    Recorded,
+    StepCanceled,
+    StepFailed,
+    StepProgressed,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+)
+from aura.projections.job import JobState, JobStatus, StepStatus
+from aura.projections.job_list import JobRow
+from aura.store.log import format_ts
+
+__all__ = [
+    "ENCODER",
+    "TERMINAL_EVENT_TYPES",
+    "WIRE_NAMES",
+    "JobList",
+    "JobSummary",
+    "JobView",
+    "LogLine",
+    "StepView",
+    "WarningView",
+    "event_data",
+    "job_list",
+    "job_view",
+    "log_line",
+    "ts_or_none",
+]
+
+ENCODER = msgspec.json.Encoder()
+
+#: log type name -> SSE event name (the seed's names are the wire's)
+WIRE_NAMES: dict[str, str] = {
+    "StepProgressed": "step-progress",
+    "StepStarted": "step-status",
+    "StepSucceeded": "step-status",
+    "StepSkipped": "step-status",
+    "StepCanceled": "step-status",
+    "StepFailed": "step-error",
+    "JobCreated": "job-status",
+    "JobStarted": "job-status",
+    "JobRetryRequested": "job-status",
+    "JobInterrupted": "job-status",
+    "JobCancelRequested": "job-status",
+    "JobSucceeded": "job-completed",
+    "JobFailed": "job-failed",
+    "JobWarning": "job-warning",
+    "JobCanceled": "job-canceled",
+}
+
+#: events that end a job's attempt: a stream ends after one unless a retry follows it
+TERMINAL_EVENT_TYPES: tuple[type, ...] = (JobSucceeded, JobFailed, JobCanceled)
+
+#: job-status's `status` for a cancel request: the job is still active until JobCanceled
+CANCELING = "Canceling"
+
+
+class Wire(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Base of response shapes (camelCase)."""
+
+
+class StepView(Wire, frozen=True, kw_only=True):
+    name: str
+    status: StepStatus
+    progress_pct: float
+    eta_seconds: float | None
+    attempt: int
+    started_utc: str | None
+    ended_utc: str | None
+
+
+class WarningView(Wire, frozen=True, kw_only=True):
+    code: str
+    message: str
+    step: str | None
+    attempt: int
+
+
+class JobView(Wire, frozen=True, kw_only=True):
+    """`GET /api/jobs/{id}`: exactly the shape issue 5 pins."""
+
+    job_id: str
+    preset: str
+    status: JobStatus
+    attempt: int
+    steps: tuple[StepView, ...]
+    output: Output | None
+    warnings: tuple[WarningView, ...]
+    errors: tuple[ErrorInfo, ...]
+    created_utc: str
+    started_utc: str | None
+    ended_utc: str | None
+
+
+class JobSummary(Wire, frozen=True, kw_only=True):
+    """One row of `GET /api/jobs` (from the read model)."""
+
+    job_id: str
+    preset: str
+    status: JobStatus
+    attempt: int
+    created_utc: str
+    started_utc: str | None
+    ended_utc: str | None
+
+
+class JobList(Wire, frozen=True, kw_only=True):
+    jobs: tuple[JobSummary, ...]
+    limit: int
+    offset: int
+    #: the offset of the next page, or null on the last page
+    next_offset: int | None
+
+
+class LogLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One NDJSON line of `GET /api/jobs/{id}/log`: a raw event with its envelope."""
+
+    seq: int
+    version: int
+    type: str
+    step: str | None
+    attempt: int
+    ts: str
+    data: msgspec.Raw
+
+
+def ts_or_none(ts: datetime | None) -> str | None:
+    return None if ts is None else format_ts(ts)
+
+
+def job_view(state: JobState) -> JobView:
+    return JobView(
+        job_id=state.job_id,
+        preset=state.preset,
+        status=state.status,
+        attempt=state.attempt,
+        steps=tuple(
+            StepView(
+                name=s.name,
+                status=s.status,
+                progress_pct=s.progress_pct,
+                eta_seconds=s.eta_seconds,
+                attempt=s.attempt,
+                started_utc=ts_or_none(s.started_utc),
+                ended_utc=ts_or_none(s.ended_utc),
+            )
+            for s in state.steps
+        ),
+        output=state.output,
+        warnings=tuple(
+            WarningView(code=w.code, message=w.message, step=w.step, attempt=w.attempt)
+            for w in state.warnings
+        ),
+        errors=state.errors,
+        created_utc=format_ts(state.created_utc),
+        started_utc=ts_or_none(state.started_utc),
+        ended_utc=ts_or_none(state.ended_utc),
+    )
+
+
+def job_summary(row: JobRow) -> JobSummary:
+    return JobSummary(
+        job_id=row.job_id,
+        preset=row.preset,
+        status=row.status,
+        attempt=row.attempt,
+        created_utc=format_ts(row.created_utc),
+        started_utc=ts_or_none(row.started_utc),
+        ended_utc=ts_or_none(row.ended_utc),
+    )
+
+
+def job_list(rows: list[JobRow], limit: int, offset: int) -> JobList:
+    return JobList(
+        jobs=tuple(job_summary(r) for r in rows),
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if len(rows) == limit else None,
+    )
+
+
+def log_line(rec: Recorded) -> LogLine:
+    event = rec.event
+    return LogLine(
+        seq=rec.seq,
+        version=rec.version,
+        type=rec.type,
+        step=event.step_name,
+        attempt=event.attempt,
+        ts=format_ts(rec.ts),
+        data=msgspec.Raw(ENCODER.encode(event)),
+    )
+
+
+def _step_status(
+    status: StepStatus, event: StepStarted | StepSucceeded | StepCanceled
+) -> dict[str, Any]:
+    return {"step": event.step, "status": status, "attempt": event.attempt}
+
+
+def _job_status(status: str, attempt: int) -> dict[str, Any]:
+    return {"status": status, "attempt": attempt}
+
+
+def _payload(rec: Recorded) -> dict[str, Any]:  # noqa: C901 - one case per event type
+    """The type-specific members of an SSE message's data."""
+    match rec.event:
+        case StepProgressed() as e:
+            return {
+                "step": e.step,
+                "progressPct": e.pct,
+                "etaSeconds": e.eta_seconds,
+                "message": e.message,
+            }
+        case StepStarted() as e:
+            return _step_status(StepStatus.RUNNING, e)
+        case StepSucceeded() as e:
+            return _step_status(StepStatus.SUCCEEDED, e) | {"durationSeconds": e.duration_seconds}
+        case StepSkipped() as e:
+            return {
+                "step": e.step,
+                "status": StepStatus.SKIPPED,
+                "attempt": e.attempt,
+                "reason": e.reason,
+                "reusedFromAttempt": e.reused_from_attempt,
+            }
+        case StepCanceled() as e:
+            return _step_status(StepStatus.CANCELED, e)
+        case StepFailed() as e:
+            return {
+                "step": e.step,
+                "error": e.error,
+                "status": StepStatus.FAILED,
+                "attempt": e.attempt,
+            }
+        case JobCreated() | JobInterrupted() as e:
+            extra = {"step": e.step} if isinstance(e, JobInterrupted) else {"preset": e.preset}
+            return _job_status(JobStatus.QUEUED, e.attempt) | extra
+        case JobStarted() as e:
+            return _job_status(JobStatus.RUNNING, e.attempt)
+        case JobRetryRequested() as e:
+            return _job_status(JobStatus.QUEUED, e.attempt) | {"fromStep": e.from_step}
+        case JobCancelRequested() as e:
+            return _job_status(CANCELING, e.attempt)
+        case JobSucceeded() as e:
+            return _job_status(JobStatus.SUCCEEDED, e.attempt) | {"output": e.output}
+        case JobFailed() as e:
+            return _job_status(JobStatus.FAILED, e.attempt) | {"error": e.error}
+        case JobCanceled() as e:
+            return _job_status(JobStatus.CANCELED, e.attempt)
+        case JobWarning() as e:
+            return {"code": e.code, "message": e.message, "step": e.step, "attempt": e.attempt}
+    raise TypeError(f"no wire mapping for {rec.type}")  # pragma: no cover - closed union
+
+
+def event_data(rec: Recorded) -> dict[str, Any]:
+    """The `data:` object of the SSE message for `rec`: jobId, type, ts, then the payload."""
+    return {"jobId": rec.job_id, "type": rec.type, "ts": format_ts(rec.ts)} | _payload(rec)

@@ -1,0 +1,247 @@
+"""The live stream: names and data of every message, exact resume, end and 204, fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from typing import Any
+
+import aiohttp
+
+from aura.http.app import ENGINE, FANOUT
+from aura.http.sse import StreamConfig
+from aura.http.wire import WIRE_NAMES
+from aura.tests.e2e.helpers import (
+    TINY_STEPS,
+    TinyPipeline,
+    finished_job,
+    follow,
+    log_lines,
+    submit,
+)
+from aura.tests.e2e.sse_client import SseEvent, read_events
+
+TS_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"
+
+
+def as_log(events: list[SseEvent]) -> list[tuple[int, str]]:
+    return [(e.id, e.data["type"]) for e in events]
+
+
+def log_pairs(lines: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    return [(line["seq"], line["type"]) for line in lines]
+
+
+async def wait_for(predicate: Any, seconds: float = 5.0) -> None:
+    """Wait, bounded, for a state the server reaches by itself (a disconnect it notices): there
+    is no event to await across the socket, so poll the condition, never a fixed sleep."""
+    async with asyncio.timeout(seconds):
+        while not predicate():  # noqa: ASYNC110 - the condition is the server's, not ours
+            await asyncio.sleep(0.01)
+
+
+async def test_follows_a_job_to_job_completed_and_the_stream_ends(
+    client: Any, tiny: TinyPipeline
+) -> None:
+    tiny.paced = {"render"}
+    job = await submit(client)
+    events = await follow(client, job["jobId"])
+    lines = await log_lines(client, job["jobId"])
+    assert as_log(events) == log_pairs(lines)
+    assert events[0].event == "job-status" and events[0].data["status"] == "Queued"
+    assert events[-1].event == "job-completed"
+    assert events[-1].data["output"]["sizeBytes"] > 0
+    names = {e.event for e in events}
+    assert {"job-status", "step-status", "step-progress", "job-completed"} <= names
+    for e in events:
+        assert e.event == WIRE_NAMES[e.data["type"]]
+        assert e.data["jobId"] == job["jobId"]
+        assert re.match(TS_PATTERN, e.data["ts"])
+        if e.event == "step-progress":
+            assert {"step", "progressPct", "etaSeconds"} <= e.data.keys()
+        if e.event == "step-status":
+            assert {"step", "status", "attempt"} <= e.data.keys()
+        if e.event == "job-status":
+            assert {"status", "attempt"} <= e.data.keys()
+    assert [line["ts"] for line in lines] == [e.data["ts"] for e in events]
+
+
+async def test_resume_after_any_k_events_gives_exactly_the_log(
+    client: Any, tiny: TinyPipeline
+) -> None:
+    tiny.paced = {"render", "publish"}  # more events: every progress tick is recorded
+    job = await finished_job(client)
+    job_id = job["jobId"]
+    expected = log_pairs(await log_lines(client, job_id))
+    full = await follow(client, job_id)
+    rng = random.Random(5)
+    ks = sorted({0, 1, len(full) - 1, *(rng.randrange(len(full)) for _ in range(30))})
+    for i, k in enumerate(ks):
+        first = await follow(client, job_id, limit=k) if k else []
+        after = first[-1].id if first else 0
+        rest = await follow(client, job_id, after=after, header=i % 2 == 0)
+        assert as_log(first + rest) == expected, f"k={k}"
+        assert [e.data for e in first + rest] == [e.data for e in full]
+
+
+async def test_reconnect_at_or_after_the_end_gets_204(client: Any) -> None:
+    job = await finished_job(client)
+    last = (await log_lines(client, job["jobId"]))[-1]["seq"]
+    for after, how in ((last, "header"), (last + 1000, "header"), (last, "query")):
+        headers = {"Last-Event-ID": str(after)} if how == "header" else {}
+        params = {"lastEventId": str(after)} if how == "query" else {}
+        resp = await client.get(f"/api/jobs/{job['jobId']}/events", headers=headers, params=params)
+        assert resp.status == 204
+    # the header wins over the query a browser keeps in its URL
+    resp = await client.get(
+        f"/api/jobs/{job['jobId']}/events?lastEventId=1", headers={"Last-Event-ID": str(last)}
+    )
+    assert resp.status == 204
+
+
+async def test_malformed_last_event_id_is_a_400_problem(client: Any) -> None:
+    job = await finished_job(client)
+    for bad in ("abc", "-1", "1.5", "9" * 40, "\uff11\uff12"):
+        resp = await client.get(f"/api/jobs/{job['jobId']}/events", headers={"Last-Event-ID": bad})
+        assert resp.status == 400
+        assert resp.headers["Content-Type"].startswith("application/problem+json")
+        body = await resp.json()
+        assert body["code"] == "InvalidInput:Last-Event-ID"
+    resp = await client.get(f"/api/jobs/{job['jobId']}/events?lastEventId=x")
+    assert (await resp.json())["code"] == "InvalidInput:lastEventId"
+
+
+async def test_unknown_job_stream_is_404(client: Any) -> None:
+    resp = await client.get("/api/jobs/nope/events")
+    assert resp.status == 404
+    assert (await resp.json())["code"] == "JobNotFound"
+
+
+async def test_live_stream_resumes_exactly_while_the_job_runs(
+    client: Any, tiny: TinyPipeline
+) -> None:
+    gate = tiny.gate("render")
+    job = await submit(client)
+    job_id = job["jobId"]
+    await gate.entered.wait()
+    first = await follow(client, job_id, limit=4)
+    gate.open()
+    rest = await follow(client, job_id, after=first[-1].id)
+    assert as_log(first + rest) == log_pairs(await log_lines(client, job_id))
+    assert rest[-1].event == "job-completed"
+
+
+async def test_a_failed_job_ends_the_stream_and_a_retry_continues_it(
+    client: Any, tiny: TinyPipeline
+) -> None:
+    tiny.fail["render"] = {1}
+    job = await submit(client)
+    job_id = job["jobId"]
+    first = await follow(client, job_id)
+    assert first[-1].event == "job-failed"
+    assert any(e.event == "step-error" and e.data["step"] == "render" for e in first)
+    error = first[-1].data["error"]
+    assert error["code"] == "FFmpegFailedExitCode:1" and error["remediation"]
+    resp = await client.get(
+        f"/api/jobs/{job_id}/events", headers={"Last-Event-ID": str(first[-1].id)}
+    )
+    assert resp.status == 204
+    resp = await client.post(f"/api/jobs/{job_id}/retry")
+    assert resp.status == 202
+    rest = await follow(client, job_id, after=first[-1].id, header=False)
+    assert rest[0].data["type"] == "JobRetryRequested"
+    assert rest[-1].event == "job-completed"
+    assert as_log(first + rest) == log_pairs(await log_lines(client, job_id))
+    # a fresh stream replays both attempts and ends only at the job's current end
+    assert as_log(await follow(client, job_id)) == as_log(first + rest)
+
+
+async def test_two_hundred_concurrent_subscribers_all_receive_every_event(
+    client: Any, tiny: TinyPipeline
+) -> None:
+    gate = tiny.gate("prepare")
+    job = await submit(client)
+    job_id = job["jobId"]
+    await gate.entered.wait()
+    url = client.make_url(f"/api/jobs/{job_id}/events")
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        responses = await asyncio.gather(*(session.get(url) for _ in range(200)))
+        fanout = client.app[FANOUT]
+        await wait_for(lambda: fanout.listener_count == 200)
+        assert len(fanout.feeds) == 1  # one store subscription serves them all
+        gate.open()
+        results = await asyncio.gather(*(read_events(r) for r in responses))
+        for r in responses:
+            r.release()
+    expected = log_pairs(await log_lines(client, job_id))
+    assert expected[-1][1] == "JobSucceeded"
+    for events in results:
+        assert as_log(events) == expected
+
+
+async def test_a_vanished_client_frees_its_subscription(client: Any, tiny: TinyPipeline) -> None:
+    gate = tiny.gate("prepare")
+    job = await submit(client)
+    await gate.entered.wait()
+    log = client.app[ENGINE].log
+    base = log.subscriber_count
+    url = client.make_url(f"/api/jobs/{job['jobId']}/events")
+    async with aiohttp.ClientSession() as session:
+        resp = await session.get(url)
+        assert len(await read_events(resp, limit=2)) == 2
+        assert client.app[FANOUT].listener_count == 1
+        await wait_for(lambda: log.subscriber_count == base + 1)
+        resp.close()  # drop the connection without reading further
+    await wait_for(lambda: client.app[FANOUT].listener_count == 0)
+    await wait_for(lambda: log.subscriber_count == base)
+    assert client.app[FANOUT].feeds == {}
+    gate.open()
+
+
+async def test_idle_streams_get_keep_alive_comments(make_client: Any, tiny: TinyPipeline) -> None:
+    client = await make_client(stream=StreamConfig(ping_interval=0.05, retry_ms=1234))
+    gate = tiny.gate("prepare")
+    job = await submit(client)
+    await gate.entered.wait()
+    async with client.get(f"/api/jobs/{job['jobId']}/events") as resp:
+        assert resp.headers["X-Accel-Buffering"] == "no"
+        assert resp.headers["Cache-Control"] == "no-cache"
+        seen: list[bytes] = []
+        while b": ping\n" not in seen:
+            seen.append(await resp.content.readline())
+        assert b"retry: 1234\n" in seen
+    gate.open()
+
+
+async def test_shutdown_ends_open_streams(make_client: Any, tiny: TinyPipeline) -> None:
+    client = await make_client()
+    gate = tiny.gate("prepare")
+    job = await submit(client)
+    await gate.entered.wait()
+    resp = await client.get(f"/api/jobs/{job['jobId']}/events")
+    assert len(await read_events(resp, limit=1)) == 1
+    closing = asyncio.create_task(client.server.close())
+    rest = await read_events(resp)  # ends (EOF) instead of hanging
+    assert all(e.data["jobId"] == job["jobId"] for e in rest)
+    resp.release()
+    gate.open()
+    await closing
+
+
+async def test_every_event_type_maps_to_a_wire_name() -> None:
+    from aura.projections.events import EVENT_TYPES
+
+    assert set(WIRE_NAMES) == {t.__name__ for t in EVENT_TYPES}
+    assert set(WIRE_NAMES.values()) == {
+        "step-progress",
+        "step-status",
+        "step-error",
+        "job-status",
+        "job-completed",
+        "job-failed",
+        "job-warning",
+        "job-canceled",
+    }
+    assert TINY_STEPS
