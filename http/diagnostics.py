@@ -75,7 +75,7 @@ def system_facts(config: HttpConfig) -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "settings": {name: str(getattr(settings, name)) for name in _SETTINGS}
-        | {"openaiApiKey": "set" if settings.openai_api_key else "not set"},
+        | {"openaiKeyConfigured": settings.openai_api_key is not None},
         "tokenRequired": config.token is not None,
     }
 

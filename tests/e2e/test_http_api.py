@@ -1,0 +1,250 @@
+"""The REST API on a real server: shapes, problem+json, idempotency, actions, log, output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from aura.engine.settings import Settings
+from aura.http.app import MAX_BODY_BYTES
+from aura.tests.e2e.helpers import (
+    TINY_STEPS,
+    VIDEO_BYTES,
+    TinyPipeline,
+    finished_job,
+    follow,
+    log_lines,
+    submit,
+)
+
+JOB_KEYS = {
+    "jobId",
+    "preset",
+    "status",
+    "attempt",
+    "steps",
+    "output",
+    "warnings",
+    "errors",
+    "createdUtc",
+    "startedUtc",
+    "endedUtc",
+}
+STEP_KEYS = {"name", "status", "progressPct", "etaSeconds", "attempt", "startedUtc", "endedUtc"}
+PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "remediation", "correlationId"}
+
+
+async def problem(resp: Any, status: int, code: str) -> dict[str, Any]:
+    assert resp.status == status, await resp.text()
+    assert resp.headers["Content-Type"].startswith("application/problem+json")
+    body: dict[str, Any] = await resp.json()
+    assert set(body) == PROBLEM_KEYS
+    assert body["status"] == status and body["code"] == code
+    assert body["title"] and body["detail"] and body["remediation"] and body["correlationId"]
+    assert body["type"] == "/api/errors#" + code.split(":")[0]
+    return body
+
+
+async def test_create_answers_201_with_the_job_in_the_exact_shape(client: Any) -> None:
+    resp = await client.post("/api/jobs", json={"preset": "sample-hello-youtube"})
+    assert resp.status == 201
+    job = await resp.json()
+    assert resp.headers["Location"] == f"/api/jobs/{job['jobId']}"
+    assert set(job) == JOB_KEYS
+    assert job["status"] == "Queued" and job["attempt"] == 1 and job["output"] is None
+    assert [s["name"] for s in job["steps"]] == list(TINY_STEPS)
+    await follow(client, job["jobId"])
+    done = await (await client.get(f"/api/jobs/{job['jobId']}")).json()
+    assert set(done) == JOB_KEYS
+    assert all(set(step) == STEP_KEYS for step in done["steps"])
+    assert done["status"] == "Succeeded"
+    assert [s["status"] for s in done["steps"]] == ["Succeeded"] * 3
+    assert set(done["output"]) == {"videoPath", "sizeBytes", "durationSeconds", "sha256"}
+    assert done["endedUtc"].endswith("Z") and done["startedUtc"] >= done["createdUtc"]
+
+
+async def test_invalid_input_is_a_400_problem_naming_the_field(client: Any) -> None:
+    resp = await client.post("/api/jobs", json={"options": {"quality": "ultra"}})
+    await problem(resp, 400, "InvalidInput:options.quality")
+    resp = await client.post("/api/jobs", json={"preset": "default"})
+    await problem(resp, 400, "InvalidInput:brief")
+    resp = await client.post("/api/jobs", data=b"{not json", headers={"X-Correlation-Id": "abc-1"})
+    body = await problem(resp, 400, "InvalidInput:body")
+    assert body["correlationId"] == "abc-1" and resp.headers["X-Correlation-Id"] == "abc-1"
+
+
+async def test_idempotency_key_returns_the_same_job_for_the_same_body(client: Any) -> None:
+    body = {"preset": "sample-hello-youtube", "options": {"quality": "draft"}}
+    headers = {"Idempotency-Key": "key-1"}
+    first = await client.post("/api/jobs", json=body, headers=headers)
+    assert first.status == 201
+    again = await client.post("/api/jobs", json=body, headers=headers)
+    assert again.status == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert (await again.json())["jobId"] == (await first.json())["jobId"]
+    other = await client.post("/api/jobs", json={"options": {"quality": "high"}}, headers=headers)
+    await problem(other, 409, "InvalidState")
+
+
+async def test_unknown_job_is_404_and_unknown_routes_are_problems(client: Any) -> None:
+    for path in ("/api/jobs/nope", "/api/jobs/nope/log", "/api/jobs/nope/output"):
+        await problem(await client.get(path), 404, "JobNotFound")
+    await problem(await client.post("/api/jobs/nope/retry"), 404, "JobNotFound")
+    await problem(await client.get("/api/nothing-here"), 404, "NotFound")
+    await problem(await client.delete("/api/jobs"), 405, "MethodNotAllowed")
+
+
+async def test_retry_of_a_running_job_is_409(client: Any, tiny: TinyPipeline) -> None:
+    gate = tiny.gate("render")
+    job = await submit(client)
+    await gate.entered.wait()
+    body = await problem(await client.post(f"/api/jobs/{job['jobId']}/retry"), 409, "InvalidState")
+    assert job["jobId"] in body["detail"]
+    gate.open()
+
+
+async def test_cancel_retry_and_rerun_answer_202_with_the_job(
+    client: Any, tiny: TinyPipeline
+) -> None:
+    gate = tiny.gate("render")
+    job = await submit(client)
+    job_id = job["jobId"]
+    await gate.entered.wait()
+    resp = await client.post(f"/api/jobs/{job_id}/cancel")
+    assert resp.status == 202
+    canceled = await resp.json()
+    assert canceled["status"] == "Canceled" and set(canceled) == JOB_KEYS
+    await problem(await client.post(f"/api/jobs/{job_id}/cancel"), 409, "InvalidState")
+    events = await follow(client, job_id)
+    assert events[-1].event == "job-canceled"
+    assert any(e.data["type"] == "JobCancelRequested" for e in events)
+    del tiny.gates["render"]
+    resp = await client.post(f"/api/jobs/{job_id}/retry", json={})
+    assert resp.status == 202 and (await resp.json())["attempt"] == 2
+    assert (await follow(client, job_id, after=events[-1].id))[-1].event == "job-completed"
+    resp = await client.post(f"/api/jobs/{job_id}/rerun")
+    assert resp.status == 202
+    rerun = await resp.json()
+    assert rerun["jobId"] != job_id and rerun["attempt"] == 1
+    assert resp.headers["Location"] == f"/api/jobs/{rerun['jobId']}"
+    await problem(
+        await client.post(f"/api/jobs/{job_id}/rerun", data=b"[1]"), 400, "InvalidInput:body"
+    )
+    await follow(client, rerun["jobId"])
+
+
+async def test_list_filters_by_status_and_pages(client: Any, tiny: TinyPipeline) -> None:
+    done = [await finished_job(client) for _ in range(3)]
+    gate = tiny.gate("prepare")
+    running = await submit(client)
+    await gate.entered.wait()
+    page = await (await client.get("/api/jobs?limit=2")).json()
+    assert set(page) == {"jobs", "limit", "offset", "nextOffset"}
+    assert [j["jobId"] for j in page["jobs"]] == [running["jobId"], done[2]["jobId"]]
+    assert page["nextOffset"] == 2
+    page2 = await (await client.get("/api/jobs?limit=2&offset=2")).json()
+    assert [j["jobId"] for j in page2["jobs"]] == [done[1]["jobId"], done[0]["jobId"]]
+    assert page2["nextOffset"] is None or page2["nextOffset"] == 4
+    ok = await (await client.get("/api/jobs?status=Succeeded")).json()
+    assert {j["jobId"] for j in ok["jobs"]} == {j["jobId"] for j in done}
+    run = await (await client.get("/api/jobs?status=Running")).json()
+    assert [j["jobId"] for j in run["jobs"]] == [running["jobId"]]
+    await problem(await client.get("/api/jobs?status=Done"), 400, "InvalidInput:status")
+    await problem(await client.get("/api/jobs?limit=0"), 400, "InvalidInput:limit")
+    gate.open()
+
+
+async def test_log_is_ndjson_of_the_raw_events(client: Any) -> None:
+    job = await finished_job(client)
+    lines = await log_lines(client, job["jobId"])
+    assert all(
+        set(line) == {"seq", "version", "type", "step", "attempt", "ts", "data"} for line in lines
+    )
+    assert [line["version"] for line in lines] == list(range(1, len(lines) + 1))
+    assert lines[0]["type"] == "JobCreated" and lines[-1]["type"] == "JobSucceeded"
+    assert lines[0]["data"]["preset"] == "sample-hello-youtube"
+    assert {line["step"] for line in lines if line["type"] == "StepStarted"} == set(TINY_STEPS)
+
+
+async def test_output_download_supports_range_requests(client: Any) -> None:
+    job = await finished_job(client)
+    url = f"/api/jobs/{job['jobId']}/output"
+    resp = await client.get(url)
+    assert resp.status == 200 and resp.headers["Content-Type"] == "video/mp4"
+    assert await resp.read() == VIDEO_BYTES
+    assert resp.headers["Accept-Ranges"] == "bytes"
+    part = await client.get(url, headers={"Range": "bytes=100-199"})
+    assert part.status == 206
+    assert part.headers["Content-Range"] == f"bytes 100-199/{len(VIDEO_BYTES)}"
+    assert await part.read() == VIDEO_BYTES[100:200]
+    tail = await client.get(url, headers={"Range": "bytes=-10"})
+    assert tail.status == 206 and await tail.read() == VIDEO_BYTES[-10:]
+    state = await (await client.get(f"/api/jobs/{job['jobId']}")).json()
+    assert state["output"]["sha256"] == hashlib.sha256(VIDEO_BYTES).hexdigest()
+
+
+async def test_output_of_an_unfinished_job_is_404(client: Any, tiny: TinyPipeline) -> None:
+    gate = tiny.gate("prepare")
+    job = await submit(client)
+    await gate.entered.wait()
+    await problem(await client.get(f"/api/jobs/{job['jobId']}/output"), 404, "NotFound")
+    gate.open()
+
+
+async def test_no_file_outside_the_data_folder_is_served(
+    client: Any, tiny: TinyPipeline, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside" / "secret.mp4"
+    tiny.output_path = outside  # a job whose recorded output lies outside the data folder
+    job = await finished_job(client)
+    assert outside.read_bytes() == VIDEO_BYTES
+    await problem(await client.get(f"/api/jobs/{job['jobId']}/output"), 404, "NotFound")
+    for path in ("/api/jobs/..%2F..%2Fetc%2Fpasswd/output", "/api/jobs/../../etc/passwd"):
+        resp = await client.get(path)
+        assert resp.status == 404
+        assert b"root:" not in await resp.read()
+
+
+async def test_request_bodies_are_size_bounded(client: Any) -> None:
+    big = json.dumps({"preset": "default", "brief": {"title": "x" * MAX_BODY_BYTES}})
+    resp = await client.post("/api/jobs", data=big, headers={"Content-Type": "application/json"})
+    await problem(resp, 413, "PayloadTooLarge")
+    resp = await client.post("/api/jobs/x/cancel", data=b"{" + b" " * MAX_BODY_BYTES + b"}")
+    await problem(resp, 413, "PayloadTooLarge")
+
+
+async def test_errors_health_and_system_check(client: Any) -> None:
+    health = await client.get("/api/health")
+    assert health.status == 200 and (await health.json())["status"] == "ok"
+    errors = (await (await client.get("/api/errors")).json())["errors"]
+    codes = {e["code"] for e in errors}
+    assert {"InvalidInput", "JobNotFound", "FFmpegNotFound", "MissingApiKey"} <= codes
+    assert all(e["remediation"] and e["httpStatus"] >= 400 for e in errors)
+    check = await (await client.get("/api/system-check")).json()
+    assert isinstance(check["ok"], bool)
+    by_check = {f["check"]: f for f in check["findings"]}
+    assert {"ffmpeg", "disk"} <= set(by_check)
+    failing = [f for f in check["findings"] if f["status"] != "ok"]
+    assert all(f["code"] and f["remediation"] for f in failing)
+
+
+async def test_diagnostics_bundle_events_state_and_system_without_secrets(
+    make_client: Any, settings: Settings
+) -> None:
+    secret = "sk-test-0123456789abcdef"
+    client = await make_client(settings=Settings(data_dir=settings.data_dir, openai_api_key=secret))
+    body = {"preset": "default", "brief": {"title": f"leak {secret}", "script": ["Hi."]}}
+    resp = await client.post("/api/jobs", json=body)
+    job = await resp.json()
+    await follow(client, job["jobId"])
+    resp = await client.get(f"/api/jobs/{job['jobId']}/diagnostics")
+    text = await resp.text()
+    assert secret not in text
+    bundle = json.loads(text)
+    assert set(bundle) >= {"jobId", "correlationId", "state", "events", "system"}
+    assert bundle["state"]["status"] == "Succeeded"
+    assert len(bundle["events"]) == len(await log_lines(client, job["jobId"]))
+    assert bundle["system"]["settings"]["openaiKeyConfigured"] is True
+    assert "[redacted]" in bundle["events"][0]["data"]["brief"]["title"]
+    assert secret not in await (await client.get("/api/system-check")).text()

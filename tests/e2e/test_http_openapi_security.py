@@ -1,0 +1,118 @@
+"""OpenAPI matches the app's routes; the token guards a server bound beyond loopback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from aura.http.app import create_app
+from aura.http.openapi import openapi_document
+from aura.http.security import COOKIE_NAME, is_loopback
+from aura.tests.e2e.helpers import finished_job, submit
+from aura.tests.e2e.sse_client import read_events
+from aura.tests.e2e.test_http_api import JOB_KEYS, problem
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def app_routes(app: Any) -> set[tuple[str, str]]:
+    routes = set()
+    for route in app.router.routes():
+        if route.method == "HEAD":  # aiohttp adds HEAD to every GET
+            continue
+        routes.add((route.method.lower(), route.resource.canonical))
+    return routes
+
+
+def document_routes(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(method, path) for path, ops in doc["paths"].items() for method in ops}
+
+
+async def test_openapi_document_matches_the_apps_routes(client: Any) -> None:
+    served = await (await client.get("/api/openapi.json")).json()
+    assert served == msgspec.json.decode(msgspec.json.encode(openapi_document()))
+    assert served["openapi"].startswith("3.1")
+    assert document_routes(served) == app_routes(client.app)
+    ids = [op["operationId"] for ops in served["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+
+
+async def test_openapi_job_schema_is_the_served_job_shape(client: Any) -> None:
+    schemas = openapi_document()["components"]["schemas"]
+    assert set(schemas["JobView"]["properties"]) == JOB_KEYS
+    assert set(schemas["JobView"]["required"]) == JOB_KEYS
+    job = await submit(client)
+    assert set(job) == set(schemas["JobView"]["properties"])
+    refs = {
+        ref
+        for ops in openapi_document()["paths"].values()
+        for op in ops.values()
+        for ref in _refs(op)
+    }
+    assert {r.rsplit("/", 1)[1] for r in refs} <= set(schemas)
+
+
+def _refs(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        found = [value["$ref"]] if "$ref" in value else []
+        return found + [r for v in value.values() for r in _refs(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _refs(v)]
+    return []
+
+
+def test_loopback_addresses() -> None:
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "192.168.1.10", "::", "example.com"))
+
+
+async def test_with_a_token_every_api_call_needs_it(make_client: Any) -> None:
+    client = await make_client(token=TOKEN)
+    for method, path in (("get", "/api/jobs"), ("post", "/api/jobs"), ("get", "/api/jobs/x")):
+        await problem(await client.request(method, path), 401, "Unauthorized")
+    bad = {"Authorization": "Bearer wrong"}
+    await problem(await client.get("/api/jobs", headers=bad), 401, "Unauthorized")
+    assert (await client.get("/api/health")).status == 200
+    good = {"Authorization": f"Bearer {TOKEN}"}
+    resp = await client.post("/api/jobs", json={}, headers=good)
+    assert resp.status == 201
+    assert TOKEN not in await resp.text()
+
+
+async def test_the_session_cookie_lets_event_source_follow_a_job(make_client: Any) -> None:
+    client = await make_client(token=TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    job = await (await client.post("/api/jobs", json={}, headers=auth)).json()
+    await problem(await client.post("/api/session", json={"token": "nope"}), 401, "Unauthorized")
+    jar = aiohttp.CookieJar(unsafe=True)  # the test server is an IP address
+    async with aiohttp.ClientSession(cookie_jar=jar) as browser:
+        url = client.make_url(f"/api/jobs/{job['jobId']}/events")
+        async with browser.get(url) as resp:
+            assert resp.status == 401
+        async with browser.post(client.make_url("/api/session"), json={"token": TOKEN}) as resp:
+            assert resp.status == 204
+            cookie = resp.cookies[COOKIE_NAME]
+            assert cookie["httponly"] and cookie["samesite"] == "Strict"
+            assert TOKEN not in cookie.value and TOKEN not in str(resp.headers)
+        async with browser.get(url) as resp:
+            assert resp.status == 200
+            events = await read_events(resp)
+        assert events[-1].event == "job-completed"
+        async with browser.delete(client.make_url("/api/session")) as resp:
+            assert resp.status == 204
+        async with browser.get(client.make_url("/api/jobs")) as resp:
+            assert resp.status == 401
+
+
+async def test_without_a_token_loopback_needs_none(client: Any) -> None:
+    job = await finished_job(client)
+    resp = await client.get(f"/api/jobs/{job['jobId']}")
+    assert resp.status == 200 and set(await resp.json()) == JOB_KEYS
+
+
+def test_create_app_takes_no_secret_from_the_environment(monkeypatch: Any, settings: Any) -> None:
+    monkeypatch.setenv("AURA_TOKEN", TOKEN)
+    app = create_app(settings)  # the token is the caller's (aura serve reads AURA_TOKEN)
+    assert TOKEN not in repr(app)
