@@ -1,0 +1,195 @@
+"""Each seed error code, produced for real on this machine, mapped, and leaving nothing behind."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import ffmpeg
+import pytest
+from render_helpers import DRAFT, SHORT_BRIEF, leftovers, make_ctx, run_steps, settings_for
+
+from aura.engine import atomic, gpu
+from aura.engine.context import Step
+from aura.engine.engine import Engine
+from aura.engine.error_mapping import map_exception
+from aura.engine.errors import TAXONOMY, base_code
+from aura.engine.ffmpeg import ffmpeg_argv, run_ffmpeg
+from aura.engine.inputs import Brief, JobRequest, Options
+from aura.engine.settings import Settings
+from aura.engine.steps.broll import broll
+from aura.engine.steps.mux import mux
+from aura.engine.steps.narration import narration
+from aura.engine.steps.preflight import preflight
+from aura.projections.events import Artifact, ErrorInfo, StepFailed
+from aura.projections.job import JobStatus
+
+
+async def fail(step: Step, settings: Settings, name: str, **kwargs: object) -> ErrorInfo:
+    """Run `step` expecting it to fail; the mapped error, checked for its common fields."""
+    ctx = make_ctx(settings, name, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(Exception) as caught:
+        await step(ctx)
+    info = map_exception(caught.value, step=name, correlation_id="corr-1", settings=settings)
+    assert info.step == name and info.correlation_id == "corr-1"
+    assert info.remediation and info.message
+    return info
+
+
+def assert_code(info: ErrorInfo, code: str) -> None:
+    assert info.code == code, info
+    assert info.remediation == TAXONOMY[base_code(code)].remediation
+
+
+async def test_ffmpeg_missing_fails_preflight_with_ffmpeg_not_found(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, ffmpeg_path="aura-no-ffmpeg-here")
+    info = await fail(preflight, settings, "preflight")
+    assert_code(info, "FFmpegNotFound")
+    assert leftovers(tmp_path) == []
+
+
+async def test_ffmpeg_missing_mid_pipeline_maps_to_ffmpeg_not_found(tmp_path: Path) -> None:
+    artifacts = await run_steps(settings_for(tmp_path), until="narration")
+    broken = settings_for(tmp_path, ffmpeg_path=str(tmp_path / "bin" / "ffmpeg"))
+    info = await fail(broll, broken, "broll", artifacts=artifacts)
+    assert_code(info, "FFmpegNotFound")
+    assert not (broken.job_dir("job-1") / "broll.mp4").exists()
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_bad_filter_is_ffmpeg_failed_exit_code_with_the_stderr_tail(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    source = ffmpeg.input("testsrc2=s=160x120:d=1", f="lavfi").filter("aura_no_such_filter")
+    with pytest.raises(Exception) as caught:
+        async with atomic.produce(tmp_path / "bad.mp4") as temp:
+            await run_ffmpeg(
+                ffmpeg_argv(source.output(str(temp)), settings), settings, duration_seconds=1
+            )
+    info = map_exception(caught.value, step="broll", correlation_id="c", settings=settings)
+    exit_code = int(info.code.split(":")[1])
+    assert_code(info, f"FFmpegFailedExitCode:{exit_code}")
+    assert exit_code != 0
+    assert "aura_no_such_filter" in info.details["stderrTail"]
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_corrupt_input_fails_mux_with_ffmpeg_failed_exit_code(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    artifacts = await run_steps(settings, until="subtitles")
+    fake = tmp_path / "data" / "jobs" / "job-1" / "broll.mp4"
+    fake.write_bytes(b"not a video at all")
+    artifacts["broll"] = Artifact(name="broll", path=str(fake), size_bytes=18, sha256="x")
+    info = await fail(mux, settings, "mux", artifacts=artifacts)
+    assert info.code.startswith("FFmpegFailedExitCode:")
+    assert_code(info, info.code)
+    assert not (fake.parent / "video.mp4").exists()
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_step_past_its_limit_is_step_timeout_and_its_ffmpeg_is_killed(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path)
+    long_brief = Brief(
+        title="Long", script=("A rather long line to make the b-roll take time.",) * 4
+    )
+    request = JobRequest(
+        preset="default",
+        brief=long_brief,
+        options=Options(quality="high", encoder="x264", timeouts={"broll": 0.2}),
+    )
+    engine = await Engine.open(settings)
+    try:
+        job_id = (await engine.submit(request)).job.job_id
+        await engine.run_until_idle()
+        state = await engine.get(job_id)
+        records = await engine.log.read(job_id)
+    finally:
+        await engine.close()
+    assert state.status == JobStatus.FAILED
+    [failed] = [r.event for r in records if isinstance(r.event, StepFailed)]
+    assert_code(failed.error, "StepTimeout:broll")
+    assert failed.error.step == "broll"
+    assert _ffmpeg_children() == []
+    assert not (settings.job_dir(job_id) / "broll.mp4").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_timeout_error_maps_to_step_timeout_of_the_step() -> None:
+    info = map_exception(TimeoutError(), step="mux", correlation_id="c")
+    assert_code(info, "StepTimeout:mux")
+
+
+async def test_openai_narration_without_a_key_fails_preflight(tmp_path: Path) -> None:
+    brief = Brief(title="t", script=("hi",), tts="openai")
+    info = await fail(preflight, settings_for(tmp_path), "preflight", brief=brief)
+    assert_code(info, "MissingApiKey:OPENAI_API_KEY")
+
+
+async def test_a_refused_connection_is_transient_network_failure(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret = "sk-test-secret-key-1234567890"
+    settings = settings_for(
+        tmp_path, openai_api_key=secret, openai_base_url=f"http://127.0.0.1:{port}/v1"
+    )
+    brief = Brief(title="t", script=("hi",), tts="openai")
+    settings.job_dir("job-1").mkdir(parents=True)
+    info = await fail(narration, settings, "narration", brief=brief)
+    assert_code(info, "TransientNetworkFailure")
+    assert secret not in str(info)
+    assert leftovers(tmp_path) == []
+
+
+async def test_nvenc_without_an_nvidia_gpu_is_requires_nvidia_gpu(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    options = Options(quality="draft", encoder="nvenc")
+    if gpu.detect().usable:  # a machine with an NVENC GPU passes this check instead
+        assert await preflight(make_ctx(settings, "preflight", options=options)) == []
+        return
+    info = await fail(preflight, settings, "preflight", options=options)
+    assert_code(info, "RequiresNvidiaGPU")
+
+
+async def test_a_data_folder_under_a_regular_file_is_not_writable(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a regular file")
+    settings = settings_for(tmp_path, data_dir=blocker / "data")
+    info = await fail(preflight, settings, "preflight")
+    assert_code(info, "OutputDirectoryNotWritable")
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_write_into_a_missing_folder_path_maps_to_not_writable(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    with pytest.raises(OSError) as caught:
+        atomic.write_text(blocker / "subtitles.srt", "1")
+    info = map_exception(caught.value, step="subtitles", correlation_id="c")
+    assert_code(info, "OutputDirectoryNotWritable")
+
+
+async def test_free_disk_below_the_threshold_is_out_of_disk_space(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, min_free_disk_bytes=1 << 62)
+    info = await fail(preflight, settings, "preflight", brief=SHORT_BRIEF, options=DRAFT)
+    assert_code(info, "OutOfDiskSpace")
+    assert info.details["requiredBytes"] > info.details["freeBytes"]
+    assert leftovers(tmp_path) == []
+
+
+def _ffmpeg_children() -> list[int]:
+    """ffmpeg processes this test process started that are still alive."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if "(ffmpeg)" in stat and fields[0] != "Z" and int(fields[1]) == os.getpid():
+            found.append(int(entry))
+    return found

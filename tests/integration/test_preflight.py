@@ -1,0 +1,106 @@
+"""The system check and the preflight step, against this machine as it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+from render_helpers import DRAFT, SHORT_BRIEF, Recorder, make_ctx, settings_for
+
+from aura.engine import gpu
+from aura.engine.errors import TAXONOMY
+from aura.engine.inputs import Brief, Options
+from aura.engine.preflight import (
+    check_gpu,
+    check_key,
+    check_os,
+    estimate_bytes,
+    job_findings,
+    system_check,
+)
+from aura.engine.steps.preflight import ENCODER_FALLBACK, preflight
+
+
+async def test_the_system_check_finds_this_machine_ready(tmp_path: Path) -> None:
+    findings = await system_check(settings_for(tmp_path))
+    by_check = {f.check: f for f in findings}
+    assert set(by_check) == {
+        "os", "ffmpeg", "ffprobe", "espeak-ng", "output", "disk", "gpu", "key:OPENAI_API_KEY"
+    }  # fmt: skip
+    for name in ("os", "ffmpeg", "ffprobe", "espeak-ng", "output", "disk"):
+        assert by_check[name].status == "ok", by_check[name]
+    assert by_check["ffmpeg"].message.startswith("ffmpeg version")
+    assert not any(f.failed for f in findings)
+    key = by_check["key:OPENAI_API_KEY"]
+    assert (key.status, key.code) == ("warning", "MissingApiKey:OPENAI_API_KEY")
+    wire = msgspec.json.decode(msgspec.json.encode(findings))
+    assert {"check", "status", "message", "code", "remediation", "details"} <= set(wire[0])
+
+
+async def test_every_failing_finding_carries_its_code_and_remediation(tmp_path: Path) -> None:
+    settings = settings_for(
+        tmp_path,
+        ffmpeg_path="aura-missing-ffmpeg",
+        ffprobe_path="aura-missing-ffprobe",
+        espeak_path="aura-missing-espeak",
+        min_free_disk_bytes=1 << 62,
+    )
+    findings = {f.check: f for f in await system_check(settings)}
+    assert findings["ffmpeg"].code == "FFmpegNotFound"
+    assert findings["ffprobe"].code == "FFmpegNotFound"
+    assert findings["espeak-ng"].code == "ToolNotFound:espeak-ng"
+    assert findings["disk"].code == "OutOfDiskSpace"
+    for finding in findings.values():
+        if finding.failed:
+            assert finding.code is not None
+            assert finding.remediation == TAXONOMY[finding.code.split(":")[0]].remediation
+
+
+def test_an_unknown_operating_system_is_unsupported() -> None:
+    finding = check_os("Plan9")
+    assert (finding.status, finding.code) == ("error", "UnsupportedOS:Plan9")
+    assert check_os("Linux").status == "ok"
+
+
+def test_gpu_findings_follow_the_encoder() -> None:
+    none = gpu.GpuStatus((), False, "NVML: library not found")
+    assert check_gpu("x264", none).status == "ok"
+    assert (check_gpu("auto", none).status, check_gpu("auto", none).code) == (
+        "warning",
+        "RequiresNvidiaGPU",
+    )
+    assert check_gpu("nvenc", none).code == "RequiresNvidiaGPU"
+    no_encoder = gpu.GpuStatus(("NVIDIA H100",), False)
+    assert "no NVENC" in check_gpu("nvenc", no_encoder).message
+    assert check_gpu("nvenc", gpu.GpuStatus(("RTX",), True)).status == "ok"
+
+
+def test_a_key_is_reported_set_without_its_value() -> None:
+    finding = check_key("OPENAI_API_KEY", "sk-secret-value-123456", required=True)
+    assert finding.status == "ok"
+    assert "sk-secret" not in msgspec.json.encode(finding).decode()
+    assert check_key("OPENAI_API_KEY", None, required=True).status == "error"
+
+
+def test_the_disk_estimate_grows_with_the_script() -> None:
+    longer = Brief(title="t", script=("word " * 50,) * 10)
+    assert estimate_bytes(longer) > estimate_bytes(SHORT_BRIEF) > 0
+
+
+async def test_auto_encoder_without_a_gpu_warns_and_falls_back(tmp_path: Path) -> None:
+    recorder = Recorder()
+    options = Options(quality="draft", encoder="auto")
+    ctx = make_ctx(settings_for(tmp_path), "preflight", options=options, recorder=recorder)
+    assert await preflight(ctx) == []
+    codes = [code for _, code, _ in recorder.warnings]
+    assert codes == ([] if gpu.detect().usable else [ENCODER_FALLBACK])
+    assert recorder.progress[-1][1] == 100.0
+
+
+async def test_the_job_checks_skip_espeak_for_openai_and_need_its_key(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, espeak_path="aura-missing-espeak", openai_api_key="k" * 20)
+    brief = Brief(title="t", script=("hi",), tts="openai")
+    findings = await job_findings(settings, brief, DRAFT, settings.job_dir("j"))
+    checks = [f.check for f in findings]
+    assert "espeak-ng" not in checks and "key:OPENAI_API_KEY" in checks
+    assert not any(f.failed for f in findings)
