@@ -40,6 +40,7 @@ __all__ = [
     "sleep_step",
     "temp_files",
     "types_of",
+    "until",
     "wait_for",
     "wait_gone",
 ]
@@ -158,6 +159,15 @@ async def assert_consistent(engine: Engine, job_id: str) -> JobState:
     rows = {row.job_id: row for row in await engine.list_jobs(limit=10_000)}
     assert rows[job_id] == JobRow.of(state)
     return state
+
+
+async def until(predicate: Callable[[], object], limit: float = TIMEOUT) -> None:
+    """Wait for a condition no event announces (a child process, a file), checking often."""
+    async with asyncio.timeout(limit):
+        while True:
+            if predicate():
+                return
+            await asyncio.sleep(0.005)
 
 
 def child_pids(name: str, parent: int | None = None) -> list[int]:
