@@ -1,0 +1,306 @@
+"""`aura submit|watch|retry|rerun|cancel`: clients of a running server (`aura serve`).
+
+`--url` (default http://127.0.0.1:8765, or $AURA_URL) names the server; AURA_TOKEN, when set, is
+sent as a bearer token. `watch` draws one progress bar per step from the job's SSE stream and,
+when the connection drops, reconnects by itself with the last event id it saw, so it misses
+and repeats nothing. A server that is not running is a one-line error naming the URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+
+__all__ = ["DEFAULT_URL", "ApiError", "Progress", "add_arguments", "iter_sse", "run", "watch"]
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+#: a stream silent this long (the server pings every 15 s) is treated as dropped
+READ_TIMEOUT = 45.0
+#: reconnect delays after a dropped stream, doubling up to the last; give up after RECONNECT_FOR
+BACKOFF = (0.25, 0.5, 1.0, 2.0, 4.0)
+RECONNECT_FOR = 120.0
+_TERMINAL = {"Succeeded", "Failed", "Canceled"}
+_BAR = 24
+
+
+class ApiError(Exception):
+    """A problem+json answer (or the server being unreachable), as one printable message."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("AURA_URL", DEFAULT_URL),
+        help=f"the server (default: $AURA_URL or {DEFAULT_URL})",
+    )
+    if command_name == "submit":
+        _submit_arguments(parser)
+        return
+    parser.add_argument("job_id", metavar="JOB_ID")
+    if command_name in ("retry", "rerun"):
+        parser.add_argument("--watch", action="store_true", help="follow the job afterwards")
+
+
+def _submit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=("sample-hello-youtube", "default"))
+    parser.add_argument("--brief", type=Path, help="a JSON file with the brief")
+    parser.add_argument("--title", help="the brief's title")
+    parser.add_argument(
+        "--line", action="append", dest="lines", metavar="TEXT", help="a script line (repeat)"
+    )
+    parser.add_argument("--aspect", choices=("16:9", "9:16"))
+    parser.add_argument("--voice", help="an espeak-ng voice (e.g. en-us)")
+    parser.add_argument("--quality", choices=("draft", "balanced", "high"))
+    parser.add_argument("--encoder", choices=("auto", "x264", "nvenc"))
+    parser.add_argument("--subtitles", choices=("burned", "soft", "both"))
+    parser.add_argument(
+        "--timeout",
+        action="append",
+        default=[],
+        metavar="STEP=SECONDS",
+        help="a step's time limit (repeat)",
+    )
+    parser.add_argument("--idempotency-key", help="the same key and body return the same job")
+    parser.add_argument("--watch", action="store_true", help="follow the job until it ends")
+
+
+def request_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The POST /api/jobs body from the flags (the server validates it)."""
+    brief: dict[str, Any] = {}
+    if args.brief is not None:
+        brief = json.loads(args.brief.read_text())
+    for flag, name in (("title", "title"), ("lines", "script"), ("aspect", "aspect")):
+        if getattr(args, flag) is not None:
+            brief[name] = getattr(args, flag)
+    if args.voice is not None:
+        brief["voice"] = args.voice
+    options: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in ("quality", "encoder", "subtitles")
+        if getattr(args, name) is not None
+    }
+    if args.timeout:
+        options["timeouts"] = dict(_timeout(t) for t in args.timeout)
+    preset = args.preset or ("default" if brief else "sample-hello-youtube")
+    body: dict[str, Any] = {"preset": preset, "options": options}
+    if brief:
+        body["brief"] = brief
+    return body
+
+
+def _timeout(text: str) -> tuple[str, float]:
+    step, _, seconds = text.partition("=")
+    try:
+        return step, float(seconds)
+    except ValueError:
+        raise ApiError(f"--timeout {text!r}: expected STEP=SECONDS", 2) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_run(args))
+    except ApiError as e:
+        print(f"aura {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+async def _run(args: argparse.Namespace) -> int:
+    token = os.environ.get("AURA_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=READ_TIMEOUT)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+        api = Api(session, args.url.rstrip("/"))
+        if args.command == "watch":
+            return await watch(api, args.job_id, sys.stdout)
+        if args.command == "submit":
+            extra = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+            job = await api.call("POST", "/api/jobs", json=request_body(args), headers=extra)
+        else:
+            job = await api.call("POST", f"/api/jobs/{args.job_id}/{args.command}")
+        print(job["jobId"] if args.command in ("submit", "rerun") else _summary(job), flush=True)
+        if getattr(args, "watch", False):
+            return await watch(api, job["jobId"], sys.stdout)
+    return 0
+
+
+def _summary(job: dict[str, Any]) -> str:
+    return f"{job['jobId']} {job['status']} (attempt {job['attempt']})"
+
+
+class Api:
+    """JSON calls to the server, turning problems and refused connections into ApiError."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        self.session = session
+        self.url = url
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            async with self.session.request(method, self.url + path, **kwargs) as resp:
+                body = await resp.read()
+                if resp.status >= 400:
+                    raise ApiError(_problem_text(resp.status, body))
+                return json.loads(body) if body else None
+        except aiohttp.ClientConnectionError as e:
+            raise self.unreachable(e) from None
+
+    def unreachable(self, error: BaseException) -> ApiError:
+        return ApiError(
+            f"no Aura server at {self.url} ({type(error).__name__}); start one with `aura serve`", 2
+        )
+
+
+def _problem_text(status: int, body: bytes) -> str:
+    try:
+        problem = json.loads(body)
+        return f"{problem['code']}: {problem['detail']} ({problem['remediation']})"
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {status}: {body[:200].decode(errors='replace')}"
+
+
+# ---- the live view -----------------------------------------------------------------------
+
+
+async def iter_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[int, str, dict[str, Any]]]:
+    """(id, event, data) of each message of a text/event-stream response, until it ends."""
+    fields: dict[str, str] = {}
+    async for raw in resp.content:
+        line = raw.decode().rstrip("\r\n")
+        if line:
+            if not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = value.removeprefix(" ")
+            continue
+        if "data" in fields and "id" in fields:
+            yield int(fields["id"]), fields.get("event", "message"), json.loads(fields["data"])
+        fields = {}
+
+
+class Progress:
+    """One bar per step, redrawn in place on a terminal, one line per change otherwise."""
+
+    def __init__(self, job: dict[str, Any], out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.status = job["status"]
+        self.steps = {
+            s["name"]: [s["status"], s["progressPct"], s["etaSeconds"]] for s in job["steps"]
+        }
+        self.drawn = 0
+        self.notes: list[str] = []
+
+    def apply(self, event: str, data: dict[str, Any]) -> None:
+        step = self.steps.get(data.get("step") or "")
+        if event == "step-progress" and step is not None:
+            step[1], step[2] = data["progressPct"], data["etaSeconds"]
+            if self.tty:
+                return self.draw()
+            return None
+        if event in ("step-status", "step-error") and step is not None:
+            step[0] = data["status"]
+            step[1] = 100.0 if data["status"] in ("Succeeded", "Skipped") else step[1]
+            step[2] = None
+        if event.startswith("job-") and "status" in data:
+            self.status = data["status"]
+        if event in ("step-error", "job-failed", "job-warning"):
+            self.notes.append(_note(event, data))
+        self.draw(f"{data['type']}" + (f" {data['step']}" if data.get("step") else ""))
+        return None
+
+    def draw(self, change: str = "") -> None:
+        if not self.tty:
+            if change:
+                print(f"{change}: {self.status}", file=self.out, flush=True)
+            return
+        lines = [f"job {self.status}"] + [_bar(name, *s) for name, s in self.steps.items()]
+        lines += self.notes
+        up = f"\x1b[{self.drawn}F" if self.drawn else ""
+        self.out.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+        self.out.flush()
+        self.drawn = len(lines)
+
+
+def _bar(name: str, status: str, pct: float, eta: float | None) -> str:
+    filled = int(_BAR * min(max(pct, 0.0), 100.0) / 100)
+    eta_text = f" eta {eta:.0f}s" if eta is not None and status == "Running" else ""
+    return f"{name:<10} [{'#' * filled}{'.' * (_BAR - filled)}] {pct:5.1f}% {status}{eta_text}"
+
+
+def _note(event: str, data: dict[str, Any]) -> str:
+    if event == "job-warning":
+        return f"warning {data['code']}: {data['message']}"
+    error = data["error"]
+    return f"error {error['code']}: {error['message']} -> {error['remediation']}"
+
+
+async def watch(api: Api, job_id: str, out: TextIO) -> int:
+    """Follow the job until its stream ends; exit 0 if it succeeded, 1 otherwise."""
+    progress = Progress(await api.call("GET", f"/api/jobs/{job_id}"), out)
+    progress.draw()
+    last: int | None = None
+    failures = 0
+    deadline: float | None = None
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            last, ended = await _follow_once(api, job_id, last, progress)
+            failures, deadline = 0, None
+            if ended:
+                break
+        except (aiohttp.ClientError, TimeoutError) as e:
+            deadline = deadline or loop.time() + RECONNECT_FOR
+            if loop.time() > deadline:
+                raise api.unreachable(e) from None
+            await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+            failures += 1
+    return _outcome(await api.call("GET", f"/api/jobs/{job_id}"), out)
+
+
+async def _follow_once(
+    api: Api, job_id: str, last: int | None, progress: Progress
+) -> tuple[int | None, bool]:
+    """One connection: (the last id seen, whether the stream is over for good: 204)."""
+    headers = {"Last-Event-ID": str(last)} if last is not None else {}
+    url = f"{api.url}/api/jobs/{job_id}/events"
+    async with api.session.get(url, headers=headers) as resp:
+        if resp.status == 204:
+            return last, True
+        if resp.status >= 400:
+            raise ApiError(_problem_text(resp.status, await resp.read()))
+        async for seq, event, data in iter_sse(resp):
+            last = seq
+            progress.apply(event, data)
+    return last, False
+
+
+def _outcome(job: dict[str, Any], out: TextIO) -> int:
+    if job["status"] == "Succeeded":
+        output = job["output"]
+        print(
+            f"done: {output['videoPath']} ({output['sizeBytes']} bytes, "
+            f"{output['durationSeconds']:.1f} s)",
+            file=out,
+            flush=True,
+        )
+        return 0
+    for error in job["errors"][-1:]:
+        print(
+            f"{job['status']}: {error['code']}: {error['message']}\n  {error['remediation']}",
+            file=out,
+            flush=True,
+        )
+    if not job["errors"]:
+        print(job["status"], file=out, flush=True)
+    return 1

@@ -1,0 +1,93 @@
+"""`aura serve`: run the HTTP server (API, live streams) over the data folder.
+
+Binds 127.0.0.1:8765 by default (`--host`/`--port`, or AURA_HOST/AURA_PORT). Binding any other
+address needs AURA_TOKEN, which every request must then carry. Prints the URL once listening
+(the real port when `--port 0`), and stops cleanly on SIGINT or SIGTERM: open streams end, the
+runner stops, and jobs still running are resumed by the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from aura.cli.main import add_data_dir
+from aura.engine.settings import Settings
+from aura.http.app import create_app
+from aura.http.security import is_loopback
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "add_arguments", "run", "serve"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+#: seconds open requests get to finish on shutdown
+SHUTDOWN_TIMEOUT = 5.0
+
+
+def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
+    add_data_dir(parser)
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("AURA_HOST", DEFAULT_HOST),
+        help=f"address to bind (default: $AURA_HOST or {DEFAULT_HOST}); "
+        "any non-loopback address requires AURA_TOKEN",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("AURA_PORT", DEFAULT_PORT)),
+        help=f"port (default: $AURA_PORT or {DEFAULT_PORT}; 0 picks a free one)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    token = os.environ.get("AURA_TOKEN") or None
+    if not is_loopback(args.host) and token is None:
+        print(
+            f"aura serve: refusing to bind {args.host} without a token: set AURA_TOKEN "
+            "(clients then send it as 'Authorization: Bearer ...'), or bind 127.0.0.1",
+            file=sys.stderr,
+        )
+        return 2
+    settings = Settings.from_env(data_dir=args.data_dir)
+    try:
+        asyncio.run(serve(settings, args.host, args.port, token))
+    except OSError as e:
+        print(
+            f"aura serve: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+async def serve(settings: Settings, host: str, port: int, token: str | None) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    app = create_app(settings, token=token)
+    # handler_cancellation: a vanished SSE client's handler is canceled at once, freeing its
+    # subscription (engine appends are shielded, so a canceled request loses no event).
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        url = _url(runner, host)
+        print(f"Aura is listening on {url}  (data in {settings.data_dir})", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("Aura: stopping", flush=True)
+    finally:
+        await runner.cleanup()
+
+
+def _url(runner: web.AppRunner, host: str) -> str:
+    port = runner.addresses[0][1]  # the real port, when --port 0 asked the OS for one
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
