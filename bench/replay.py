@@ -1,0 +1,302 @@
+"""Replay throughput: read + decode + fold, against the raw floor and the eventsourcing library.
+
+- one job of JOB_EVENTS events: `EventLog.read` then `fold`;
+- a log of LOG_EVENTS events (LOG_JOBS jobs, interleaved as concurrent jobs are): `tail` page
+  by page, each event applied to its job's state.
+
+Against raw `sqlite3` fetching the same rows and decoding `ts` and `data` into the same
+`Recorded` and event Structs, then the same fold (target: at least 0.7x), and against the
+eventsourcing repository rebuilding one aggregate of JOB_EVENTS events (target: at least 5x).
+Rebuilding a LOG_EVENTS-event aggregate would take the peer about half a minute a run, so the
+log case is compared with the peer's rate on JOB_EVENTS events (a rate per event).
+
+The fixture databases are written once with raw sqlite3, in the store's exact row format, and
+cached under bench/out/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
+from aura.projections.events import DECODER, Recorded
+from aura.projections.job import JobState, apply, fold
+from aura.store.log import DB_FILE_NAME, EventLog
+from aura.store.schema import MIGRATIONS, migrate
+
+from ._common import INSERT, OUT, REPEATS, Row, job_events, median, report, rows_of, runs
+
+__all__ = ["main"]
+
+JOB_EVENTS = 100_000
+LOG_EVENTS = 1_000_000
+LOG_JOBS = 2_000
+#: jobs running at once while the log was written: their events interleave
+LOG_WAVE = 50
+#: bump when the fixtures' content changes, so cached ones are rebuilt
+FIXTURE_VERSION = 1
+
+BIG_JOB = "job-big"
+_SELECT = "SELECT seq, job_id, version, ts, data FROM events"
+
+
+def _fixtures() -> Path:
+    return OUT / f"replay-v{FIXTURE_VERSION}-schema{len(MIGRATIONS)}"
+
+
+def _build(path: Path, rows: Iterator[Row]) -> None:
+    """Write `rows` into a new database at `path` (a folder) as the store would lay them out."""
+    partial = path.with_name(path.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    conn = sqlite3.connect(partial / DB_FILE_NAME, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=OFF")
+        migrate(conn)
+        conn.execute("BEGIN")
+        conn.executemany(INSERT, rows)
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    partial.rename(path)
+
+
+def _log_rows() -> Iterator[Row]:
+    """LOG_EVENTS rows: waves of LOG_WAVE jobs whose events interleave round-robin."""
+    per_job = LOG_EVENTS // LOG_JOBS
+    seq = 1
+    for wave in range(0, LOG_JOBS, LOG_WAVE):
+        jobs = [
+            list(rows_of(f"job-{n:05d}", job_events(n, per_job), 0))
+            for n in range(wave, wave + LOG_WAVE)
+        ]
+        for i in range(per_job):
+            for job in jobs:
+                yield (seq, *job[i][1:])
+                seq += 1
+
+
+def _es_build(path: Path) -> None:
+    app = _es_app(path.with_name(path.name + ".partial"))
+    job = _EsJob()
+    for k in range(JOB_EVENTS - 1):
+        job.progress(step="render", pct=k / JOB_EVENTS * 100, eta_seconds=1.0)
+    app.save(job)
+    (path.with_name(path.name + ".partial") / "id").write_text(str(job.id))
+    app.close()
+    path.with_name(path.name + ".partial").rename(path)
+
+
+def ensure_fixtures() -> Path:
+    """Build the cached fixtures that are missing; returns their folder."""
+    root = _fixtures()
+    steps: list[tuple[str, Callable[[Path], None]]] = [
+        ("job", lambda p: _build(p, rows_of(BIG_JOB, job_events(0, JOB_EVENTS), 1))),
+        ("log", lambda p: _build(p, _log_rows())),
+        ("eventsourcing", _es_build),
+    ]
+    for name, build in steps:
+        if not (root / name).is_dir():
+            started = time.perf_counter()
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(root / f"{name}.partial", ignore_errors=True)
+            build(root / name)
+            print(f"  built fixture {name} in {time.perf_counter() - started:.1f} s", flush=True)
+    return root
+
+
+# ---- ours -------------------------------------------------------------------------------
+
+
+async def _ours_job(path: Path) -> tuple[float, float]:
+    """(events/s of read + decode + fold, events/s of read + decode alone)."""
+    log = await EventLog.open(path, readonly=True)
+    try:
+        started = time.perf_counter()
+        records = await log.read(BIG_JOB)
+        decoded = time.perf_counter()
+        state = fold(records)
+        elapsed = time.perf_counter() - started
+    finally:
+        await log.close()
+    assert state is not None and state.version == JOB_EVENTS, state
+    return len(records) / elapsed, len(records) / (decoded - started)
+
+
+async def _ours_log(path: Path) -> tuple[float, float]:
+    log = await EventLog.open(path, readonly=True)
+    states: dict[str, JobState] = {}
+    count, last, reading = 0, 0, 0.0
+    try:
+        started = time.perf_counter()
+        while True:
+            t = time.perf_counter()
+            page = await log.tail(last)
+            reading += time.perf_counter() - t
+            if not page:
+                break
+            for rec in page:
+                states[rec.job_id] = apply(states.get(rec.job_id), rec)
+            count += len(page)
+            last = page[-1].seq
+        elapsed = time.perf_counter() - started
+    finally:
+        await log.close()
+    assert count == LOG_EVENTS and len(states) == LOG_JOBS
+    return count / elapsed, count / reading
+
+
+# ---- raw sqlite3 ------------------------------------------------------------------------
+
+
+def _raw_connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path / DB_FILE_NAME}?mode=ro", uri=True)
+
+
+def _record(row: tuple[int, str, int, str, str]) -> Recorded:
+    seq, job_id, version, ts, data = row
+    return Recorded(seq, job_id, version, datetime.fromisoformat(ts), DECODER.decode(data))
+
+
+def _raw_job(path: Path) -> tuple[float, float]:
+    conn = _raw_connect(path)
+    try:
+        started = time.perf_counter()
+        rows = conn.execute(_SELECT + " WHERE job_id = ? ORDER BY version", (BIG_JOB,)).fetchall()
+        records = [_record(row) for row in rows]
+        decoded = time.perf_counter()
+        state = fold(records)
+        elapsed = time.perf_counter() - started
+    finally:
+        conn.close()
+    assert state is not None and state.version == JOB_EVENTS, state
+    return len(records) / elapsed, len(records) / (decoded - started)
+
+
+def _raw_log(path: Path) -> tuple[float, float]:
+    conn = _raw_connect(path)
+    states: dict[str, JobState] = {}
+    count, reading = 0, 0.0
+    try:
+        started = time.perf_counter()
+        cursor = conn.execute(_SELECT + " ORDER BY seq")
+        while True:
+            t = time.perf_counter()
+            page = [_record(row) for row in cursor.fetchmany(1000)]
+            reading += time.perf_counter() - t
+            if not page:
+                break
+            for rec in page:
+                states[rec.job_id] = apply(states.get(rec.job_id), rec)
+            count += len(page)
+        elapsed = time.perf_counter() - started
+    finally:
+        conn.close()
+    assert count == LOG_EVENTS and len(states) == LOG_JOBS
+    return count / elapsed, count / reading
+
+
+# ---- the eventsourcing peer -------------------------------------------------------------
+
+
+class _EsJob(Aggregate):
+    """A job as an eventsourcing aggregate: created, then progress events."""
+
+    def __init__(self) -> None:
+        self.step = ""
+        self.pct = 0.0
+        self.eta_seconds: float | None = None
+
+    @event("Progressed")
+    def progress(self, step: str, pct: float, eta_seconds: float | None) -> None:
+        self.step = step
+        self.pct = pct
+        self.eta_seconds = eta_seconds
+
+
+class _EsJobs(Application[uuid.UUID]):
+    pass
+
+
+def _es_app(path: Path) -> _EsJobs:
+    path.mkdir(parents=True, exist_ok=True)
+    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path / "es.db")}
+    return _EsJobs(env=env)
+
+
+def _peer(path: Path) -> float:
+    app = _es_app(path)
+    try:
+        job_id = uuid.UUID((path / "id").read_text())
+        started = time.perf_counter()
+        job: _EsJob = app.repository.get(job_id)
+        elapsed = time.perf_counter() - started
+    finally:
+        app.close()
+    assert job.version == JOB_EVENTS, job.version
+    return JOB_EVENTS / elapsed
+
+
+def main() -> list[str]:
+    root = ensure_fixtures()
+    print(
+        f"one job of {JOB_EVENTS:,} events; a log of {LOG_EVENTS:,} events in {LOG_JOBS:,} jobs; "
+        f"eventsourcing aggregate of {JOB_EVENTS:,} events; {REPEATS} runs, medians"
+    )
+    figures: dict[str, list[float]] = {}
+    for run in range(REPEATS):
+        cases: dict[str, Callable[[], tuple[float, float]]] = {
+            "ours job": lambda: asyncio.run(_ours_job(root / "job")),
+            "raw job": lambda: _raw_job(root / "job"),
+            "ours log": lambda: asyncio.run(_ours_log(root / "log")),
+            "raw log": lambda: _raw_log(root / "log"),
+        }
+        for name, case in cases.items():
+            full, read_only = case()
+            figures.setdefault(name, []).append(full)
+            figures.setdefault(name + " read+decode", []).append(read_only)
+        figures.setdefault("eventsourcing", []).append(_peer(root / "eventsourcing"))
+        print(
+            "  run {}: {}".format(
+                run + 1, ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in figures.items())
+            ),
+            flush=True,
+        )
+    for name, values in figures.items():
+        print(f"  {name} {runs(values)}")
+    m = {name: median(values) for name, values in figures.items()}
+    return [
+        report("job, read+decode+fold", m["ours job"], m["raw job"], 0.7, "raw sqlite3"),
+        report("log, read+decode+fold", m["ours log"], m["raw log"], 0.7, "raw sqlite3"),
+        report(
+            "job, read+decode (info)",
+            m["ours job read+decode"],
+            m["raw job read+decode"],
+            0.7,
+            "raw sqlite3",
+        ),
+        report(
+            "log, read+decode (info)",
+            m["ours log read+decode"],
+            m["raw log read+decode"],
+            0.7,
+            "raw sqlite3",
+        ),
+        report("job vs peer", m["ours job"], m["eventsourcing"], 5, "eventsourcing"),
+        report("log vs peer", m["ours log"], m["eventsourcing"], 5, "eventsourcing"),
+    ]
+
+
+if __name__ == "__main__":
+    main()
