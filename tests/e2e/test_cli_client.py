@@ -1,0 +1,150 @@
+"""`aura serve` and the client commands as real processes on 127.0.0.1, with real renders."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+AURA = [sys.executable, "-m", "aura.cli.main"]
+RENDER = [
+    "--title",
+    "CLI test",
+    "--line",
+    "One short line.",
+    "--line",
+    "And another.",
+    "--quality",
+    "draft",
+    "--encoder",
+    "x264",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AURA_")}
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def server(data_dir: Path, port: int = 0) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`aura serve` in its own process; yields it and the URL it printed."""
+    proc = subprocess.Popen(
+        [*AURA, "serve", "--data-dir", str(data_dir), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line, line
+        yield proc, line.split("listening on ", 1)[1].split()[0]
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=30)  # also closes the pipe
+        assert proc.returncode == 0, rest
+
+
+def aura(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AURA, *args], capture_output=True, text=True, timeout=120, env=env or clean_env()
+    )
+
+
+def log_of(url: str, job_id: str) -> list[dict[str, object]]:
+    with urllib.request.urlopen(f"{url}/api/jobs/{job_id}/log") as resp:
+        return [json.loads(line) for line in resp.read().splitlines()]
+
+
+def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
+    result = aura("serve", "--data-dir", str(tmp_path), "--host", "0.0.0.0", "--port", "0")
+    assert result.returncode == 2
+    assert "AURA_TOKEN" in result.stderr and "0.0.0.0" in result.stderr
+    assert not (tmp_path / "aura.db").exists()
+
+
+def test_a_server_that_is_not_running_is_a_one_line_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    for args in (("watch", "abc"), ("cancel", "abc"), ("submit",)):
+        result = aura(*args, "--url", url)
+        assert result.returncode == 2, result
+        assert result.stderr.count("\n") == 1 and url in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_submit_watch_retry_and_cancel_against_a_running_server(tmp_path: Path) -> None:
+    with server(tmp_path / "data") as (_, url):
+        result = aura("submit", "--url", url, *RENDER, "--watch")
+        assert result.returncode == 0, result.stderr
+        job_id, *lines = result.stdout.splitlines()
+        assert lines[-1].startswith("done: ") and lines[-1].endswith(" s)")
+        changes = [line.split(":")[0] for line in lines if ": " in line and " " in line][:-1]
+        expected = [
+            f"{e['type']}" + (f" {e['step']}" if e["step"] else "")
+            for e in log_of(url, job_id)
+            if e["type"] != "StepProgressed"
+        ]
+        assert changes == expected
+        again = aura("watch", job_id, "--url", url)  # a finished job: replays and ends
+        assert again.returncode == 0 and again.stdout.splitlines() == lines
+        cancel = aura("cancel", job_id, "--url", url)
+        assert cancel.returncode == 1 and "InvalidState" in cancel.stderr
+        retry = aura("retry", job_id, "--url", url)
+        assert retry.returncode == 1 and "InvalidState" in retry.stderr
+        rerun = aura("rerun", job_id, "--url", url)
+        assert rerun.returncode == 0, rerun.stderr
+        new_id = rerun.stdout.strip()
+        assert new_id != job_id and log_of(url, new_id)[0]["data"]["rerunOf"] == job_id
+
+
+@pytest.mark.slow
+def test_watch_resumes_by_itself_across_a_server_restart(tmp_path: Path) -> None:
+    port = free_port()
+    data = tmp_path / "data"
+    with server(data, port) as (_, url):
+        job_id = aura("submit", "--url", url, *RENDER).stdout.strip()
+        watcher = subprocess.Popen(
+            [*AURA, "watch", job_id, "--url", url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+        assert watcher.stdout is not None
+        seen = [watcher.stdout.readline()]
+        while "StepStarted" not in seen[-1]:
+            seen.append(watcher.stdout.readline())
+    # the server is gone mid-render; a new one on the same port recovers the job
+    with server(data, port):
+        out, err = watcher.communicate(timeout=120)
+        assert watcher.returncode == 0, err
+        lines = [line.rstrip("\n") for line in seen] + out.splitlines()
+        changes = [line.split(":")[0] for line in lines[:-1]]
+        expected = [
+            f"{e['type']}" + (f" {e['step']}" if e["step"] else "")
+            for e in log_of(url, job_id)
+            if e["type"] != "StepProgressed"
+        ]
+        assert changes == expected  # every change once, in order, across the drop
+        assert any(c.startswith("JobInterrupted") for c in changes)
