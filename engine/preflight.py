@@ -98,7 +98,8 @@ async def check_program(check: str, path: str, settings: Settings) -> Finding:
         result = await run_process([path, flag], settings)
     except (ProgramNotFound, ProcessFailed) as e:
         code = "FFmpegNotFound" if check in ("ffmpeg", "ffprobe") else f"ToolNotFound:{check}"
-        return _bad(check, code, f"{path!r} is not runnable: {e}", {"path": path})
+        why = "was not found" if isinstance(e, ProgramNotFound) else f"does not run ({e})"
+        return _bad(check, code, f"{check} {why} at {path!r}", {"path": path})
     first = result.stdout.decode("utf-8", "replace").strip().splitlines()[:1]
     return _ok(check, first[0] if first else f"{path} runs", {"path": path})
 

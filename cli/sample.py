@@ -1,0 +1,139 @@
+"""`aura sample`: render the sample video in-process, with a live progress bar per step.
+
+The job runs in this process through the Engine and is followed through the log's push
+subscription, so the bars show exactly what the events say. Progress goes to stderr (redrawn in
+place on a terminal, one line per step change otherwise); the last line on stdout is the path of
+the finished video. Ctrl-C cancels the job cleanly (its ffmpeg is stopped, no temp file is left).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import TextIO
+
+from aura.cli.main import add_data_dir
+from aura.engine.engine import Engine
+from aura.engine.errors import AuraError
+from aura.engine.inputs import JobRequest, Options
+from aura.engine.settings import Settings
+from aura.projections.events import JobWarning, Recorded, StepEvent, StepProgressed
+from aura.projections.job import JobState, JobStatus, StepState, StepStatus, apply
+
+__all__ = ["Bars", "add_arguments", "run"]
+
+_BAR = 24
+EXIT_FAILED = 1
+EXIT_CANCELED = 130
+
+
+def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
+    parser.add_argument(
+        "--quality",
+        choices=("draft", "balanced", "high"),
+        default="balanced",
+        help="render quality",
+    )
+    parser.add_argument(
+        "--encoder", choices=("auto", "x264", "nvenc"), default="auto", help="H.264 encoder"
+    )
+    add_data_dir(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(data_dir=args.data_dir)
+    request = JobRequest(options=Options(quality=args.quality, encoder=args.encoder))
+    return asyncio.run(render(settings, request, sys.stderr, sys.stdout))
+
+
+async def render(settings: Settings, request: JobRequest, err: TextIO, out: TextIO) -> int:
+    """Submit the job, draw its progress until it ends; the exit status of `aura sample`."""
+    # Other jobs in the data folder are left alone: `aura serve` resumes them.
+    engine = await Engine.open(settings, recover=False)
+    try:
+        job = (await engine.submit(request)).job
+        bars = Bars(err)
+        try:
+            state = await follow(engine, job.job_id, bars)
+        except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels this task
+            print("\ncanceling...", file=err, flush=True)
+            state = await _cancel(engine, job.job_id)
+        return _report(state, err, out)
+    finally:
+        await engine.close()
+
+
+async def follow(engine: Engine, job_id: str, bars: Bars) -> JobState:
+    """Draw every event of the job from the log until it reaches a terminal state."""
+    state: JobState | None = None
+    async for rec in engine.log.subscribe(job_id=job_id):
+        state = apply(state, rec)
+        bars.show(state, rec)
+        if state.is_terminal:
+            break
+    assert state is not None
+    return state
+
+
+async def _cancel(engine: Engine, job_id: str) -> JobState:
+    try:
+        return await engine.cancel(job_id)
+    except AuraError:  # it ended meanwhile
+        return await engine.get(job_id)
+
+
+def _report(state: JobState, err: TextIO, out: TextIO) -> int:
+    if state.status == JobStatus.SUCCEEDED and state.output is not None:
+        output = state.output
+        print(f"done: {output.size_bytes} bytes, {output.duration_seconds:.1f} s", file=err)
+        print(output.video_path, file=out, flush=True)
+        return 0
+    for error in state.errors[-1:]:
+        print(f"{state.status}: {error.code}: {error.message}", file=err)
+        print(f"  remediation: {error.remediation}", file=err)
+        print(f"  correlation id: {error.correlation_id}", file=err)
+    if state.status == JobStatus.CANCELED:
+        print("canceled", file=err, flush=True)
+        return EXIT_CANCELED
+    return EXIT_FAILED
+
+
+class Bars:
+    """One bar per step: redrawn in place on a terminal, one line per step change otherwise."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.drawn = 0
+
+    def show(self, state: JobState, rec: Recorded) -> None:
+        event = rec.event
+        if isinstance(event, JobWarning):
+            self._line(f"warning {event.code}: {event.message}")
+        if self.tty:
+            self._redraw(state)
+        elif isinstance(event, StepEvent) and not isinstance(event, StepProgressed):
+            self._line(bar(state.step(event.step)))
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+        self.drawn = 0
+
+    def _redraw(self, state: JobState) -> None:
+        lines = [bar(step) for step in state.steps]
+        up = f"\x1b[{self.drawn}F" if self.drawn else ""
+        self.out.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+        self.out.flush()
+        self.drawn = len(lines)
+
+
+def bar(step: StepState) -> str:
+    """`broll      [########........]  52.0% Running eta 3s`."""
+    name, status, pct, eta = step.name, step.status, step.progress_pct, step.eta_seconds
+    if status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
+        pct = 100.0
+    filled = int(_BAR * min(max(pct, 0.0), 100.0) / 100)
+    eta_text = f" eta {eta:.0f}s" if eta is not None and status == StepStatus.RUNNING else ""
+    return f"{name:<10} [{'#' * filled}{'.' * (_BAR - filled)}] {pct:5.1f}% {status}{eta_text}"
