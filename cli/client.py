@@ -200,6 +200,8 @@ class Progress:
         }
         self.drawn = 0
         self.notes: list[str] = []
+        #: the id of the last event applied: where a reconnect resumes
+        self.last: int | None = None
 
     def apply(self, event: str, data: dict[str, Any]) -> None:
         step = self.steps.get(data.get("step") or "")
@@ -249,17 +251,16 @@ async def watch(api: Api, job_id: str, out: TextIO) -> int:
     """Follow the job until its stream ends; exit 0 if it succeeded, 1 otherwise."""
     progress = Progress(await api.call("GET", f"/api/jobs/{job_id}"), out)
     progress.draw()
-    last: int | None = None
     failures = 0
     deadline: float | None = None
     loop = asyncio.get_running_loop()
     while True:
         try:
-            last, ended = await _follow_once(api, job_id, last, progress)
-            failures, deadline = 0, None
-            if ended:
+            if await _follow_once(api, job_id, progress):
                 break
+            failures, deadline = 0, None
         except (aiohttp.ClientError, TimeoutError) as e:
+            # Dropped: reconnect after the last id applied (kept even when the drop raised).
             deadline = deadline or loop.time() + RECONNECT_FOR
             if loop.time() > deadline:
                 raise api.unreachable(e) from None
@@ -268,21 +269,20 @@ async def watch(api: Api, job_id: str, out: TextIO) -> int:
     return _outcome(await api.call("GET", f"/api/jobs/{job_id}"), out)
 
 
-async def _follow_once(
-    api: Api, job_id: str, last: int | None, progress: Progress
-) -> tuple[int | None, bool]:
-    """One connection: (the last id seen, whether the stream is over for good: 204)."""
+async def _follow_once(api: Api, job_id: str, progress: Progress) -> bool:
+    """One connection, from `progress.last`; True when the stream is over for good (204)."""
+    last = progress.last
     headers = {"Last-Event-ID": str(last)} if last is not None else {}
     url = f"{api.url}/api/jobs/{job_id}/events"
     async with api.session.get(url, headers=headers) as resp:
         if resp.status == 204:
-            return last, True
+            return True
         if resp.status >= 400:
             raise ApiError(_problem_text(resp.status, await resp.read()))
         async for seq, event, data in iter_sse(resp):
-            last = seq
             progress.apply(event, data)
-    return last, False
+            progress.last = seq
+    return False
 
 
 def _outcome(job: dict[str, Any], out: TextIO) -> int:

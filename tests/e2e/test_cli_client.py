@@ -137,8 +137,13 @@ def test_watch_resumes_by_itself_across_a_server_restart(tmp_path: Path) -> None
             seen.append(watcher.stdout.readline())
     # the server is gone mid-render; a new one on the same port recovers the job
     with server(data, port):
-        out, err = watcher.communicate(timeout=120)
-        assert watcher.returncode == 0, err
+        # read through the same buffered pipe object (communicate() would skip its buffer)
+        out = watcher.stdout.read()
+        assert watcher.stderr is not None
+        err = watcher.stderr.read()
+        assert watcher.wait(timeout=120) == 0, err
+        watcher.stdout.close()
+        watcher.stderr.close()
         lines = [line.rstrip("\n") for line in seen] + out.splitlines()
         changes = [line.split(":")[0] for line in lines[:-1]]
         expected = [
