@@ -192,7 +192,6 @@ class JobRun:
             return
         request = request_of(created)
         self._settings.job_dir(self.job_id).mkdir(parents=True, exist_ok=True)
-        await self.append([JobStarted(attempt=state.attempt)])
         final = await self._steps(records, request)
         await asyncio.shield(self.append(final))
 
@@ -205,18 +204,25 @@ class JobRun:
             await asyncio.shield(self.append([JobFailed(error=error, attempt=state.attempt)]))
 
     async def _steps(self, records: list[Recorded], request: JobRequest) -> list[Event]:
-        """Run or reuse each step in order; returns the job's terminal events."""
+        """Run or reuse each step in order; returns the job's terminal events.
+
+        Events decided without waiting on anything (JobStarted, StepSucceeded, StepSkipped)
+        are carried into the next append, so each step costs one commit: a step's StepStarted
+        is always committed before it runs, and the carry is committed on its own before any
+        slow check (artifact verification, the output probe).
+        """
         candidates = reuse_candidates(records)
         artifacts: dict[str, Artifact] = {}
+        carry: list[Event] = [JobStarted(attempt=self.state.attempt)]
         upstream_changed = False
         for step in self.state.steps:
             if self.state.cancel_requested:
-                return [JobCanceled(attempt=self.state.attempt)]
-            candidate = candidates.get(step.name)
-            verified = (
-                candidate is not None
-                and not upstream_changed
-                and await verify_artifacts(candidate.artifacts, self.work_dir)
+                return [*carry, JobCanceled(attempt=self.state.attempt)]
+            candidate = None if upstream_changed else candidates.get(step.name)
+            if candidate is not None:
+                carry = await self._flush(carry)
+            verified = candidate is not None and await verify_artifacts(
+                candidate.artifacts, self.work_dir
             )
             skipped = decide_reuse(
                 step.name,
@@ -226,25 +232,34 @@ class JobRun:
                 attempt=self.state.attempt,
             )
             if skipped is not None and candidate is not None:
-                await self.append([skipped])
+                carry.append(skipped)
                 artifacts.update((a.name, a) for a in candidate.artifacts)
                 continue
-            outcome = await self._run_step(step.name, request, artifacts)
+            outcome = await self._run_step(step.name, request, artifacts, carry)
             succeeded = outcome[0]
             if not isinstance(succeeded, StepSucceeded):
                 return outcome
-            await self.append(outcome)
+            carry = outcome
             upstream_changed = upstream_changed or artifacts_changed(candidate, succeeded.artifacts)
             artifacts.update((a.name, a) for a in succeeded.artifacts)
+        await self._flush(carry)
         output = await self._runner.output_probe(artifacts)
         return [JobSucceeded(output=output, attempt=self.state.attempt)]
 
+    async def _flush(self, carry: list[Event]) -> list[Event]:
+        await self.append(carry)
+        return []
+
     async def _run_step(
-        self, name: str, request: JobRequest, artifacts: Mapping[str, Artifact]
+        self,
+        name: str,
+        request: JobRequest,
+        artifacts: Mapping[str, Artifact],
+        carry: list[Event],
     ) -> list[Event]:
         """Run one step to its outcome: [StepSucceeded], or the job's terminal events."""
         attempt = self.state.attempt
-        await self.append([StepStarted(step=name, attempt=attempt)])
+        await self.append([*carry, StepStarted(step=name, attempt=attempt)])
         if self.state.cancel_requested:
             return [StepCanceled(step=name, attempt=attempt), JobCanceled(attempt=attempt)]
         step = self._runner.pipeline.get(name)
