@@ -9,6 +9,9 @@ INVARIANTS
   full pipe and memory stays bounded.
 - Any exception while the child runs (CancelledError from a cancel or a step timeout included)
   stops the group: SIGTERM, then SIGKILL after `settings.kill_grace_seconds`, then re-raises.
+
+With AURA_TRACE_COMMANDS=FILE every command is appended to FILE as a JSON line (`argv`, `cwd`):
+bench/render.py replays them bare from a shell script to measure the engine's overhead.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import sys
@@ -26,13 +30,15 @@ from pathlib import Path
 
 from aura.engine.settings import Settings
 
-__all__ = ["ProcessFailed", "ProcessResult", "ProgramNotFound", "run_process"]
+__all__ = ["TRACE_ENV", "ProcessFailed", "ProcessResult", "ProgramNotFound", "run_process"]
 
 #: lines of stderr kept for error reports
 STDERR_TAIL_LINES = 40
 #: characters of stderr kept for error reports
 STDERR_TAIL_CHARS = 4000
 _PR_SET_PDEATHSIG = 1
+#: names a file to append every command to (see the module docstring)
+TRACE_ENV = "AURA_TRACE_COMMANDS"
 
 LineCallback = Callable[[str], Awaitable[None]]
 
@@ -111,6 +117,7 @@ async def run_process(
     :param on_stdout_line: receives each stdout line (decoded, stripped) as it arrives; without
         it stdout is collected and returned.
     """
+    _trace(argv, cwd)
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -137,6 +144,15 @@ async def run_process(
     if returncode != 0:
         raise ProcessFailed(argv, returncode, stderr_tail)
     return ProcessResult(returncode, stdout, stderr_tail)
+
+
+def _trace(argv: Sequence[str], cwd: Path | None) -> None:
+    trace = os.environ.get(TRACE_ENV)
+    if trace:
+        with open(trace, "a", encoding="utf-8") as f:
+            f.write(
+                json.dumps({"argv": list(argv), "cwd": None if cwd is None else str(cwd)}) + "\n"
+            )
 
 
 async def _communicate(
