@@ -17,7 +17,6 @@ from aura.engine.context import StepContext
 from aura.engine.errors import AuraError
 from aura.engine.ffmpeg import ffmpeg_argv, run_ffmpeg
 from aura.engine.media import accept_media, make_artifact, probe_duration
-from aura.engine.openai_tts import synthesize_to_file
 from aura.engine.process import ProcessFailed, run_process
 from aura.engine.steps.spec import LINE_GAP_SECONDS, line_artifact
 from aura.projections.events import Artifact
@@ -48,6 +47,9 @@ async def narration(ctx: StepContext) -> list[Artifact]:
 async def _speak(ctx: StepContext, text: str, path: Path) -> None:
     """One line to a WAV file at `path`, atomically."""
     if ctx.brief.tts == "openai":
+        # Imported here: aiohttp's client costs ~0.15 s of start-up that espeak renders never need.
+        from aura.engine.openai_tts import synthesize_to_file
+
         await synthesize_to_file(text, ctx.brief.voice, path, ctx.settings)
         return
     async with atomic.produce(path) as temp:
