@@ -1,6 +1,6 @@
 """Append throughput of the event log, against the raw floor and the eventsourcing library.
 
-(a) 50 concurrent appenders of one event each (each to a new job), round after round, group
+(a) 50 concurrent appender tasks, each appending one event at a time to a new job, group
     committed; against raw `sqlite3` inserting the same rows with `executemany` in batches of the
     sizes our group commit formed, same PRAGMAs and schema. Target: at least 0.6x.
 (b) One appender awaiting each append (one job, version after version); against bare aiosqlite,
@@ -8,20 +8,28 @@
 (c) eventsourcing's SQLite application recorder saving the same events, one per
     `insert_events`, at its default durability (synchronous FULL); our (a) at NORMAL and at FULL
     must each be at least 10x its rate.
+
+Each run alternates ours and its baseline CHUNKS times (the baseline writing exactly the rows
+ours just wrote), so both see the same load on this shared machine. A no-SQL skeleton (the
+futures, wake-ups and one aiosqlite thread hop per batch that any group commit on aiosqlite
+pays) shows the ceiling this design puts on the ratio of (a).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable
 from pathlib import Path
 
 import aiosqlite
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
-from aura.projections.events import Event, StepProgressed
+from aura.projections.events import Event, StepProgressed, encode_event
 from aura.store.log import DB_FILE_NAME, Durability, EventLog
 from aura.store.schema import migrate
 
@@ -37,56 +45,31 @@ ROUNDS = 200
 SINGLE_EVENTS = 2_000
 #: saves per run of case (c)
 PEER_SAVES = 1_000
+#: times a run alternates between ours and its baseline
+CHUNKS = 10
 
-_SELECT_ROWS = "SELECT seq, job_id, version, type, step, attempt, ts, data FROM events ORDER BY seq"
-# Every transaction of one group commit stamps its rows with one `ts`, so the runs of equal
-# `ts` are the batches the group commit formed.
-_SELECT_BATCHES = "SELECT count(*) FROM events GROUP BY ts ORDER BY min(seq)"
-
-
-def _stored(path: Path) -> tuple[list[Row], list[int]]:
-    """The rows a run wrote and the sizes of the transactions it wrote them in."""
-    conn = sqlite3.connect(path / DB_FILE_NAME)
-    try:
-        rows = conn.execute(_SELECT_ROWS).fetchall()
-        batches = [n for (n,) in conn.execute(_SELECT_BATCHES)]
-    finally:
-        conn.close()
-    return rows, batches
+_SELECT_ROWS = (
+    "SELECT seq, job_id, version, type, step, attempt, ts, data FROM events "
+    "WHERE seq > ? ORDER BY seq"
+)
 
 
-# ---- (a) concurrent appenders -----------------------------------------------------------
+class _Written:
+    """The rows a run has written since the last call, in the transactions that wrote them."""
 
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path / DB_FILE_NAME)
+        self._last = 0
 
-async def _ours_concurrent(
-    path: Path, durability: Durability, rounds: int, *, fresh_tasks: bool = False
-) -> float:
-    """APPENDERS appender tasks, each appending `rounds` times one event to a new job.
+    def batches(self) -> list[list[Row]]:
+        rows: list[Row] = self._conn.execute(_SELECT_ROWS, (self._last,)).fetchall()
+        if rows:
+            self._last = rows[-1][0]
+        # One group commit stamps all its rows with one `ts`: each run of equal `ts` is a batch.
+        return [list(batch) for _, batch in itertools.groupby(rows, key=lambda row: row[6])]
 
-    With `fresh_tasks`, each round is instead a `gather` of APPENDERS new tasks, so the rate
-    also pays for creating and finishing a task per append.
-    """
-    work: list[list[tuple[str, list[Event]]]] = [
-        [(f"job-{r:05d}-{i:02d}", [job_created(r * APPENDERS + i)]) for r in range(rounds)]
-        for i in range(APPENDERS)
-    ]
-    log = await EventLog.open(path, durability=durability)
-
-    async def appender(appends: list[tuple[str, list[Event]]]) -> None:
-        for job_id, events in appends:
-            await log.append(job_id, events, 0)
-
-    try:
-        started = time.perf_counter()
-        if fresh_tasks:
-            for r in range(rounds):
-                await asyncio.gather(*(log.append(*work[i][r], 0) for i in range(APPENDERS)))
-        else:
-            await asyncio.gather(*(appender(appends) for appends in work))
-        elapsed = time.perf_counter() - started
-    finally:
-        await log.close()
-    return rounds * APPENDERS / elapsed
+    def close(self) -> None:
+        self._conn.close()
 
 
 def _raw_connect(path: Path, durability: Durability) -> sqlite3.Connection:
@@ -97,104 +80,165 @@ def _raw_connect(path: Path, durability: Durability) -> sqlite3.Connection:
     return conn
 
 
-def _raw_batches(path: Path, durability: Durability, rows: list[Row], sizes: list[int]) -> float:
-    batches, at = [], 0
-    for size in sizes:
-        batches.append(rows[at : at + size])
-        at += size
-    conn = _raw_connect(path, durability)
+async def _timed(work: Awaitable[object]) -> float:
+    """Seconds `work` takes (a coroutine or a gather: neither runs before it is awaited)."""
+    started = time.perf_counter()
+    await work
+    return time.perf_counter() - started
+
+
+# ---- (a) concurrent appenders -----------------------------------------------------------
+
+
+async def _concurrent(durability: Durability, *, fresh_tasks: bool = False) -> tuple[float, ...]:
+    """(ours events/s, raw events/s, median batch size) of one run of case (a).
+
+    With `fresh_tasks`, each round is a `gather` of APPENDERS new tasks instead, so the rate
+    also pays for creating and finishing a task per append.
+    """
+    name = f"append-a-{durability.value.lower()}"
+    path, raw_path = fresh_dir(name), fresh_dir(name + "-raw")
+    log = await EventLog.open(path, durability=durability)
+    raw = _raw_connect(raw_path, durability)
+    written = _Written(path)
+    ours_s = raw_s = 0.0
+    sizes: list[int] = []
+    per_chunk = ROUNDS // CHUNKS
+
+    async def appender(appends: list[tuple[str, list[Event]]]) -> None:
+        for job_id, events in appends:
+            await log.append(job_id, events, 0)
+
+    async def rounds(by_round: list[tuple[tuple[str, list[Event]], ...]]) -> None:
+        for appends in by_round:
+            await asyncio.gather(*(log.append(job_id, e, 0) for job_id, e in appends))
+
     try:
-        started = time.perf_counter()
-        for batch in batches:
-            conn.execute("BEGIN")
-            conn.executemany(INSERT, batch)
-            conn.execute("COMMIT")
-        elapsed = time.perf_counter() - started
+        for chunk in range(CHUNKS):
+            work: list[list[tuple[str, list[Event]]]] = [
+                [
+                    (f"job-{chunk}-{r:04d}-{i:02d}", [job_created(r * APPENDERS + i)])
+                    for r in range(per_chunk)
+                ]
+                for i in range(APPENDERS)
+            ]
+            if fresh_tasks:
+                ours_s += await _timed(rounds(list(zip(*work, strict=True))))
+            else:
+                ours_s += await _timed(asyncio.gather(*(appender(a) for a in work)))
+            batches = written.batches()
+            sizes.extend(len(batch) for batch in batches)
+            started = time.perf_counter()
+            for batch in batches:
+                raw.execute("BEGIN")
+                raw.executemany(INSERT, batch)
+                raw.execute("COMMIT")
+            raw_s += time.perf_counter() - started
     finally:
-        conn.close()
-    return len(rows) / elapsed
+        written.close()
+        raw.close()
+        await log.close()
+    count = sum(sizes)
+    assert count == ROUNDS // CHUNKS * CHUNKS * APPENDERS
+    return count / ours_s, count / raw_s, median([float(s) for s in sizes])
 
 
-def _case_concurrent(
-    durability: Durability, *, fresh_tasks: bool = False
-) -> tuple[list[float], list[float], list[int]]:
-    ours, raw, sizes = [], [], []
-    for run in range(REPEATS):
-        path = fresh_dir(f"append-a-{durability.value.lower()}")
-        ours.append(
-            asyncio.run(_ours_concurrent(path, durability, ROUNDS, fresh_tasks=fresh_tasks))
-        )
-        rows, batch_sizes = _stored(path)
-        sizes.extend(batch_sizes)
-        raw.append(_raw_batches(fresh_dir("append-a-raw"), durability, rows, batch_sizes))
-        print(f"  run {run + 1}: ours {ours[-1]:,.0f}/s raw {raw[-1]:,.0f}/s", flush=True)
-    return ours, raw, sizes
+async def _skeleton() -> float:
+    """Appends/s of case (a)'s shape with no SQL: futures, wake-ups, one thread hop per batch."""
+    conn = await aiosqlite.connect(":memory:")
+    pending: list[asyncio.Future[None]] = []
+    flusher: list[asyncio.Task[None]] = []
+
+    def write(batch: list[asyncio.Future[None]]) -> list[None]:
+        return [None] * len(batch)
+
+    async def flush() -> None:
+        while pending:
+            batch = pending[:]
+            pending.clear()
+            await conn._execute(write, batch)  # type: ignore[no-untyped-call]
+            for future in batch:
+                future.set_result(None)
+        flusher.clear()
+
+    async def append() -> None:
+        future = asyncio.get_running_loop().create_future()
+        pending.append(future)
+        if not flusher:
+            flusher.append(asyncio.create_task(flush()))
+        await future
+
+    async def appender() -> None:
+        for _ in range(ROUNDS):
+            await append()
+
+    try:
+        elapsed = await _timed(asyncio.gather(*(appender() for _ in range(APPENDERS))))
+    finally:
+        await conn.close()
+    return ROUNDS * APPENDERS / elapsed
 
 
 # ---- (b) one appender -------------------------------------------------------------------
 
 
-def _progress(count: int) -> list[Event]:
-    return [StepProgressed(step=STEPS[0], pct=k / count * 100) for k in range(count)]
-
-
-async def _ours_single(path: Path, count: int) -> float:
-    events = _progress(count)
+async def _single() -> tuple[float, float]:
+    """(ours events/s, bare aiosqlite events/s) of one run of case (b)."""
+    path, bare_path = fresh_dir("append-b"), fresh_dir("append-b-bare")
     log = await EventLog.open(path)
-    try:
-        await log.append("job-single", [job_created(0)], 0)
-        started = time.perf_counter()
-        for version, event in enumerate(events, start=1):
-            await log.append("job-single", [event], version)
-        elapsed = time.perf_counter() - started
-    finally:
-        await log.close()
-    return count / elapsed
+    bare = await aiosqlite.connect(bare_path / DB_FILE_NAME)
+    written = _Written(path)
+    ours_s = bare_s = 0.0
+    per_chunk = SINGLE_EVENTS // CHUNKS
+    events = [StepProgressed(step=STEPS[0], pct=k * 100 / SINGLE_EVENTS) for k in range(per_chunk)]
 
+    async def ours(version: int) -> None:
+        for event in events:
+            version += 1
+            await log.append("job-single", [event], version - 1)
 
-async def _bare_aiosqlite(path: Path, rows: Sequence[Row]) -> float:
-    conn = await aiosqlite.connect(path / DB_FILE_NAME)
-    try:
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute(f"PRAGMA synchronous={Durability.NORMAL.value}")
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        await conn._execute(migrate, conn._conn)  # type: ignore[no-untyped-call]
-        started = time.perf_counter()
+    async def baseline(rows: list[Row]) -> None:
         for row in rows:
-            await conn.execute(INSERT, row)
-            await conn.commit()
-        elapsed = time.perf_counter() - started
+            await bare.execute(INSERT, row)
+            await bare.commit()
+
+    try:
+        await bare.execute("PRAGMA journal_mode=WAL")
+        await bare.execute(f"PRAGMA synchronous={Durability.NORMAL.value}")
+        await bare._execute(migrate, bare._conn)  # type: ignore[no-untyped-call]
+        await log.append("job-single", [job_created(0)], 0)
+        version = 1
+        written.batches()  # skip JobCreated
+        for _ in range(CHUNKS):
+            ours_s += await _timed(ours(version))
+            version += per_chunk
+            rows = [row for batch in written.batches() for row in batch]
+            bare_s += await _timed(baseline(rows))
     finally:
-        await conn.close()
-    return len(rows) / elapsed
-
-
-def _case_single() -> tuple[list[float], list[float]]:
-    ours, bare = [], []
-    for run in range(REPEATS):
-        path = fresh_dir("append-b")
-        ours.append(asyncio.run(_ours_single(path, SINGLE_EVENTS)))
-        rows, _ = _stored(path)
-        bare.append(asyncio.run(_bare_aiosqlite(fresh_dir("append-b-bare"), rows[1:])))
-        print(f"  run {run + 1}: ours {ours[-1]:,.0f}/s bare {bare[-1]:,.0f}/s", flush=True)
-    return ours, bare
+        written.close()
+        await bare.close()
+        await log.close()
+    count = per_chunk * CHUNKS
+    return count / ours_s, count / bare_s
 
 
 # ---- (c) the eventsourcing peer ---------------------------------------------------------
 
 
-def _peer(path: Path, rows: Sequence[Row]) -> tuple[float, int]:
-    """eventsourcing's recorder saving `rows`' events one per save; (rate, its synchronous)."""
-    from eventsourcing.persistence import StoredEvent
-    from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
-
-    datastore = SQLiteDatastore(str(path / "eventsourcing.db"))
+def _peer() -> tuple[float, int]:
+    """eventsourcing's recorder saving PEER_SAVES events, one per save: (events/s, synchronous)."""
+    datastore = SQLiteDatastore(str(fresh_dir("append-c") / "eventsourcing.db"))
     try:
         recorder = SQLiteApplicationRecorder(datastore)
         recorder.create_table()
         stored = [
-            StoredEvent(originator_id=uuid.uuid4(), originator_version=1, topic=t, state=d.encode())
-            for (_, _, _, t, _, _, _, d) in rows
+            StoredEvent(
+                originator_id=uuid.uuid4(),
+                originator_version=1,
+                topic="JobCreated",
+                state=msg,
+            )
+            for msg in (encode_event(job_created(n)) for n in range(PEER_SAVES))
         ]
         started = time.perf_counter()
         for event in stored:
@@ -208,60 +252,66 @@ def _peer(path: Path, rows: Sequence[Row]) -> tuple[float, int]:
     return len(stored) / elapsed, synchronous
 
 
-def _case_peer() -> tuple[list[float], int]:
-    path = fresh_dir("append-c-rows")
-    asyncio.run(_ours_concurrent(path, Durability.NORMAL, PEER_SAVES // APPENDERS))
-    rows, _ = _stored(path)
-    rates, synchronous = [], -1
-    for run in range(REPEATS):
-        rate, synchronous = _peer(fresh_dir("append-c"), rows)
-        rates.append(rate)
-        print(f"  run {run + 1}: eventsourcing {rate:,.0f}/s", flush=True)
-    return rates, synchronous
-
-
 def main() -> list[str]:
     print(
-        f"(a) {APPENDERS} concurrent appender tasks x {ROUNDS} appends of one event to a new job, "
-        f"{REPEATS} runs, medians"
+        f"(a) {APPENDERS} appender tasks x {ROUNDS} appends of one event to a new job; "
+        f"(b) {SINGLE_EVENTS} appends of one event to one job; (c) eventsourcing, {PEER_SAVES} "
+        f"saves of one event. {REPEATS} runs, each alternating ours and baseline {CHUNKS} times"
     )
-    lines = []
-    a_ours, a_raw, sizes = _case_concurrent(Durability.NORMAL)
-    print(
-        f"  group commit batch sizes: median {median([float(s) for s in sizes]):.0f}, "
-        f"min {min(sizes)}, max {max(sizes)}, {len(sizes)} transactions"
-    )
-    print(f"  ours {runs(a_ours)} raw {runs(a_raw)}")
-    lines.append(
-        report("(a) concurrent, NORMAL", median(a_ours), median(a_raw), 0.6, "raw sqlite3")
-    )
-    f_ours, f_raw, _ = _case_concurrent(Durability.FULL)
-    print(f"  ours {runs(f_ours)} raw {runs(f_raw)}")
-    lines.append(
-        report("(a) concurrent, FULL (info)", median(f_ours), median(f_raw), 0.6, "raw sqlite3")
-    )
-    t_ours, t_raw, _ = _case_concurrent(Durability.NORMAL, fresh_tasks=True)
-    print(f"  ours {runs(t_ours)} raw {runs(t_raw)}")
-    lines.append(
-        report(
-            "(a) NORMAL, a new task per append (info)",
-            median(t_ours),
-            median(t_raw),
-            0.6,
-            "raw sqlite3",
+    figures: dict[str, list[float]] = {}
+    synchronous = -1
+    for run in range(REPEATS):
+        results = {
+            "a NORMAL": asyncio.run(_concurrent(Durability.NORMAL)),
+            "a FULL": asyncio.run(_concurrent(Durability.FULL)),
+            "a new tasks": asyncio.run(_concurrent(Durability.NORMAL, fresh_tasks=True)),
+            "b": asyncio.run(_single()),
+        }
+        for case, result in results.items():
+            figures.setdefault(f"{case} ours", []).append(result[0])
+            figures.setdefault(f"{case} base", []).append(result[1])
+            if len(result) > 2:
+                figures.setdefault(f"{case} batch", []).append(result[2])
+        peer, synchronous = _peer()
+        figures.setdefault("eventsourcing", []).append(peer)
+        figures.setdefault("skeleton", []).append(asyncio.run(_skeleton()))
+        print(
+            f"  run {run + 1}: "
+            + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in figures.items() if "batch" not in k),
+            flush=True,
         )
+    for name, values in figures.items():
+        if "batch" not in name:
+            print(f"  {name} {runs(values)}")
+    m = {name: median(values) for name, values in figures.items()}
+    print(
+        f"  group commit batch size (median per run): "
+        f"{', '.join(f'{s:.0f}' for s in figures['a NORMAL batch'])} at NORMAL, "
+        f"{', '.join(f'{s:.0f}' for s in figures['a FULL batch'])} at FULL"
     )
-
-    print(f"(b) one appender, {SINGLE_EVENTS} events to one job, {REPEATS} runs, medians")
-    b_ours, b_bare = _case_single()
-    print(f"  ours {runs(b_ours)} bare {runs(b_bare)}")
-    lines.append(report("(b) one appender", median(b_ours), median(b_bare), 0.9, "bare aiosqlite"))
-
-    print(f"(c) eventsourcing SQLite recorder, {PEER_SAVES} saves of one event, {REPEATS} runs")
-    peer, synchronous = _case_peer()
-    print(f"  eventsourcing {runs(peer)} (its PRAGMA synchronous = {synchronous}; 2 is FULL)")
-    lines.append(report("(c) ours (a) NORMAL", median(a_ours), median(peer), 10, "eventsourcing"))
-    lines.append(report("(c) ours (a) FULL", median(f_ours), median(peer), 10, "eventsourcing"))
+    skeleton_us = APPENDERS * 1e6 / m["skeleton"]
+    raw_us = APPENDERS * 1e6 / m["a NORMAL base"]
+    print(
+        f"  a round of {APPENDERS}: raw sqlite3 {raw_us:.0f} us; the no-SQL skeleton "
+        f"{skeleton_us:.0f} us, so (a) NORMAL can reach at most "
+        f"{raw_us / (raw_us + skeleton_us):.2f}x on this design"
+    )
+    print(f"  eventsourcing's PRAGMA synchronous = {synchronous} (2 is FULL)")
+    f = figures
+    lines = [
+        report("(a) concurrent, NORMAL", f["a NORMAL ours"], f["a NORMAL base"], 0.6, "raw"),
+        report("(a) concurrent, FULL (info)", f["a FULL ours"], f["a FULL base"], 0.6, "raw"),
+        report(
+            "(a) NORMAL, new task per append (info)",
+            f["a new tasks ours"],
+            f["a new tasks base"],
+            0.6,
+            "raw",
+        ),
+        report("(b) one appender", f["b ours"], f["b base"], 0.9, "bare aiosqlite"),
+        report("(c) ours (a) NORMAL", f["a NORMAL ours"], f["eventsourcing"], 10, "eventsourcing"),
+        report("(c) ours (a) FULL", f["a FULL ours"], f["eventsourcing"], 10, "eventsourcing"),
+    ]
     return lines
 
 

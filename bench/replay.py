@@ -33,7 +33,7 @@ from aura.projections.job import JobState, apply, fold
 from aura.store.log import DB_FILE_NAME, EventLog
 from aura.store.schema import MIGRATIONS, migrate
 
-from ._common import INSERT, OUT, REPEATS, Row, job_events, median, report, rows_of, runs
+from ._common import INSERT, OUT, REPEATS, Row, job_events, report, rows_of, runs
 
 __all__ = ["main"]
 
@@ -275,26 +275,26 @@ def main() -> list[str]:
         )
     for name, values in figures.items():
         print(f"  {name} {runs(values)}")
-    m = {name: median(values) for name, values in figures.items()}
+    f = figures
     return [
-        report("job, read+decode+fold", m["ours job"], m["raw job"], 0.7, "raw sqlite3"),
-        report("log, read+decode+fold", m["ours log"], m["raw log"], 0.7, "raw sqlite3"),
+        report("job, read+decode+fold", f["ours job"], f["raw job"], 0.7, "raw sqlite3"),
+        report("log, read+decode+fold", f["ours log"], f["raw log"], 0.7, "raw sqlite3"),
         report(
             "job, read+decode (info)",
-            m["ours job read+decode"],
-            m["raw job read+decode"],
+            f["ours job read+decode"],
+            f["raw job read+decode"],
             0.7,
             "raw sqlite3",
         ),
         report(
             "log, read+decode (info)",
-            m["ours log read+decode"],
-            m["raw log read+decode"],
+            f["ours log read+decode"],
+            f["raw log read+decode"],
             0.7,
             "raw sqlite3",
         ),
-        report("job vs peer", m["ours job"], m["eventsourcing"], 5, "eventsourcing"),
-        report("log vs peer", m["ours log"], m["eventsourcing"], 5, "eventsourcing"),
+        report("job vs peer", f["ours job"], f["eventsourcing"], 5, "eventsourcing"),
+        report("log vs peer", f["ours log"], f["eventsourcing"], 5, "eventsourcing"),
     ]
 
 

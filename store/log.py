@@ -136,6 +136,7 @@ class EventLog:
         self._flusher: asyncio.Task[None] | None = None
         self._versions: dict[str, int] = {}  # job -> last version, valid while data_version holds
         self._data_version: int | None = None
+        self._max_seq: int | None = None  # the log's last seq, valid while data_version holds
         self._subscribers: dict[str | None, set[_Subscriber]] = {}
         self._closed = False
         self.last_seq = 0
@@ -269,6 +270,7 @@ class EventLog:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._versions.clear()
+            self._max_seq = None
             conn.execute("BEGIN IMMEDIATE")
             return self._insert_batch(conn, batch, exact=True)
         except sqlite3.Error as e:
@@ -289,8 +291,11 @@ class EventLog:
         data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         if data_version != self._data_version:  # another connection committed since our last
             self._versions.clear()
+            self._max_seq = None
             self._data_version = data_version
-        seq = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        seq = self._max_seq
+        if seq is None:
+            seq = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
         now = datetime.now(UTC)
         ts = format_ts(now)
         results: list[list[Recorded] | Exception] = []
@@ -327,8 +332,10 @@ class EventLog:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._versions.clear()
+            self._max_seq = None
             raise
         versions.update(tentative)
+        self._max_seq = seq
         # Our own commit leaves data_version unchanged; reading it again here could absorb
         # another connection's commit made since, without dropping the cache.
         self._data_version = data_version
