@@ -1,0 +1,400 @@
+"""SSE fan-out: Aura's `GET /api/jobs/{id}/events` against a bare aiohttp floor, same load.
+
+Cases (events appended through the store at a fixed schedule, clients in other processes on
+127.0.0.1):
+  (a) 100 subscribers to one job, 500 events/s;
+  (b) 1,000 subscribers to one job, 50 events/s;
+  (c) 1,000 jobs with one subscriber each, 1 event/s per job.
+The floor is a bare aiohttp SSE fan-out of pre-encoded frames at the same rates and counts (one
+encode per event, each subscriber's pending frames written in one call). Reported per case,
+median of REPEATS runs: p50/p99 latency from append (the event's `ts`) to receipt, p50/p99 from
+the moment the event was scheduled (an overloaded server slows its appender and hides its own
+lateness in the first figure), events/s delivered, events lost (must be 0). Target: median p99
+at most 1.5x the floor's in every case.
+
+`python -m bench sse`; AURA_BENCH_SSE_SECONDS sets each run's length (default 4), and
+AURA_BENCH_SSE_CASES picks cases (e.g. `a,c`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from aura.engine.settings import Settings
+from aura.http.app import ENGINE, create_app
+from aura.projections.events import (
+    Event,
+    JobCreated,
+    JobStarted,
+    JobSucceeded,
+    Output,
+    StepProgressed,
+    StepStarted,
+)
+from aura.store.log import EventLog, format_ts
+
+from ._common import REPEATS, fresh_dir, median
+
+__all__ = ["main"]
+
+HOST = "127.0.0.1"
+SECONDS = float(os.environ.get("AURA_BENCH_SSE_SECONDS", "4"))
+#: client processes sharing the connections (parsing 50k messages/s needs more than one)
+CLIENT_PROCESSES = 2
+TARGET = 1.5
+
+
+class Case(NamedTuple):
+    name: str
+    jobs: int
+    subscribers_per_job: int
+    rate_per_job: float
+
+
+CASES = (
+    Case("a: 100 subscribers, 1 job, 500 ev/s", 1, 100, 500.0),
+    Case("b: 1000 subscribers, 1 job, 50 ev/s", 1, 1000, 50.0),
+    Case("c: 1000 jobs x 1 subscriber, 1 ev/s each", 1000, 1, 1.0),
+)
+
+
+class Result(msgspec.Struct):
+    received: int
+    lost: int
+    append_p50: float
+    append_p99: float
+    sched_p50: float
+    sched_p99: float
+    rate: float
+
+
+# ---- the schedule: what both servers publish ------------------------------------------------
+
+
+def schedule(case: Case, t0: float) -> list[tuple[float, int, int]]:
+    """(when, job index, event number) of every measured event, in time order."""
+    per_job = int(SECONDS * case.rate_per_job)
+    spread = 1.0 / case.rate_per_job / case.jobs
+    items = [
+        (t0 + k / case.rate_per_job + j * spread, j, k)
+        for j in range(case.jobs)
+        for k in range(per_job)
+    ]
+    items.sort()
+    return items
+
+
+async def publish(
+    case: Case,
+    emit: Callable[[int, float], Awaitable[None]],
+    finish: Callable[[int], Awaitable[None]],
+) -> None:
+    """Emit each job's events at their scheduled time (each job in order), then finish jobs."""
+    t0 = time.time() + 0.2
+    by_job: dict[int, list[float]] = {}
+    for when, j, _ in schedule(case, t0):
+        by_job.setdefault(j, []).append(when)
+
+    async def one_job(j: int, times: list[float]) -> None:
+        for when in times:
+            delay = when - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await emit(j, when)
+        await finish(j)
+
+    await asyncio.gather(*(one_job(j, times) for j, times in by_job.items()))
+
+
+# ---- Aura: the real app, events appended through the store ----------------------------------
+
+
+def _progress(when: float) -> StepProgressed:
+    return StepProgressed(step="render", pct=50.0, message=repr(when), eta_seconds=1.0)
+
+
+async def run_aura(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]], Any]:
+    settings = Settings(data_dir=fresh_dir("sse-aura"))
+    app = create_app(settings, pipeline={})
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, HOST, 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    log: EventLog = app[ENGINE].log
+    jobs = [uuid.uuid4().hex for _ in range(case.jobs)]
+    versions: dict[int, int] = {}
+    for j, job_id in enumerate(jobs):
+        start: list[Event] = [
+            JobCreated(preset="default", steps=("render",), correlation_id=job_id),
+            JobStarted(),
+            StepStarted(step="render"),
+        ]
+        await log.append(job_id, start, 0)
+        versions[j] = len(start)
+
+    pending: dict[int, list[asyncio.Task[Any]]] = {j: [] for j in range(case.jobs)}
+
+    async def emit(j: int, when: float) -> None:
+        # Not awaited: the appender keeps its schedule and the store group-commits what is
+        # waiting (in call order, so each append's expected version holds).
+        task = asyncio.create_task(log.append(jobs[j], [_progress(when)], versions[j]))
+        pending[j].append(task)
+        versions[j] += 1
+
+    async def finish(j: int) -> None:
+        await asyncio.gather(*pending[j])
+        output = Output(video_path="x.mp4", size_bytes=1, duration_seconds=1.0, sha256="0")
+        await log.append(jobs[j], [JobSucceeded(output=output)], versions[j])
+
+    urls = [
+        f"http://{HOST}:{port}/api/jobs/{job_id}/events"
+        for job_id in jobs
+        for _ in range(case.subscribers_per_job)
+    ]
+    return urls, lambda: publish(case, emit, finish), runner
+
+
+# ---- the floor: bare aiohttp, pre-encoded frames --------------------------------------------
+
+
+class _Sub:
+    __slots__ = ("pending", "wake")
+
+    def __init__(self) -> None:
+        self.pending: list[bytes] = []
+        self.wake = asyncio.Event()
+
+
+async def run_floor(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]], Any]:
+    subs: dict[int, set[_Sub]] = {j: set() for j in range(case.jobs)}
+    seqs = [0]
+    encoder = msgspec.json.Encoder()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        sub = _Sub()
+        subs[int(request.match_info["j"])].add(sub)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"id: 0\nevent: job-status\ndata: {}\n\n")
+        try:
+            while True:
+                await sub.wake.wait()
+                sub.wake.clear()
+                frames, sub.pending = sub.pending, []
+                await resp.write(b"".join(frames))
+                if frames and frames[-1].startswith(b"id: -1"):
+                    return resp
+        finally:
+            subs[int(request.match_info["j"])].discard(sub)
+
+    def push(j: int, frame: bytes) -> None:
+        for sub in subs[j]:
+            sub.pending.append(frame)
+            sub.wake.set()
+
+    async def emit(j: int, when: float) -> None:
+        seqs[0] += 1
+        ts = format_ts(datetime.now(UTC))
+        data = encoder.encode(
+            {
+                "jobId": str(j),
+                "type": "StepProgressed",
+                "ts": ts,
+                "step": "render",
+                "progressPct": 50.0,
+                "etaSeconds": 1.0,
+                "message": repr(when),
+            }
+        )
+        push(j, f"id: {seqs[0]}\nevent: step-progress\ndata: ".encode() + data + b"\n\n")
+
+    async def finish(j: int) -> None:
+        push(j, b"id: -1\nevent: job-completed\ndata: {}\n\n")
+
+    app = web.Application()
+    app.router.add_get("/events/{j}", handler)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, HOST, 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    urls = [
+        f"http://{HOST}:{port}/events/{j}"
+        for j in range(case.jobs)
+        for _ in range(case.subscribers_per_job)
+    ]
+    return urls, lambda: publish(case, emit, finish), runner
+
+
+# ---- one run: clients in other processes --------------------------------------------------------
+
+
+async def one_run(case: Case, server: Callable[[Case], Awaitable[Any]]) -> Result:
+    urls, start, runner = await server(case)
+    try:
+        expected = int(SECONDS * case.rate_per_job)
+        parts = [urls[i::CLIENT_PROCESSES] for i in range(CLIENT_PROCESSES)]
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.sse",
+                "--client",
+                str(expected),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            for _ in parts
+        ]
+        for proc, part in zip(procs, parts, strict=True):
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(part).encode() + b"\n")
+            await proc.stdin.drain()
+        for proc in procs:
+            assert proc.stdout is not None
+            assert (await proc.stdout.readline()).strip() == b"ready"
+        started = time.time()
+        await start()
+        outputs = [json.loads((await p.communicate())[0]) for p in procs]
+        elapsed = time.time() - started
+    finally:
+        await runner.cleanup()
+    return _merge(outputs, elapsed)
+
+
+def _merge(outputs: list[dict[str, Any]], elapsed: float) -> Result:
+    append = sorted(x for o in outputs for x in o["append"])
+    sched = sorted(x for o in outputs for x in o["sched"])
+
+    def pct(values: list[float], p: float) -> float:
+        return values[min(len(values) - 1, int(p * len(values)))] * 1000 if values else float("nan")
+
+    received = len(append)
+    return Result(
+        received=received,
+        lost=sum(o["lost"] for o in outputs),
+        append_p50=pct(append, 0.50),
+        append_p99=pct(append, 0.99),
+        sched_p50=pct(sched, 0.50),
+        sched_p99=pct(sched, 0.99),
+        rate=received / elapsed,
+    )
+
+
+# ---- the client process ---------------------------------------------------------------------
+
+
+async def _client(urls: list[str], expected: int) -> dict[str, Any]:
+    """Open every stream, say `ready`, read to the end; latencies in seconds, losses."""
+    append: list[float] = []
+    sched: list[float] = []
+    lost = 0
+    ready = asyncio.Event()
+    connected = 0
+    decoder = msgspec.json.Decoder()
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
+
+    async def follow(session: aiohttp.ClientSession, url: str) -> None:
+        nonlocal connected, lost
+        got = 0
+        async with session.get(url) as resp:
+            buffer = b""
+            first = True
+            async for chunk in resp.content.iter_any():
+                now = time.time()
+                if first:
+                    first = False
+                    connected += 1
+                    if connected == len(urls):
+                        ready.set()
+                buffer += chunk
+                *messages, buffer = buffer.split(b"\n\n")
+                for message in messages:
+                    if b"data: " not in message:  # retry hint, ping
+                        continue
+                    data = decoder.decode(message.rsplit(b"data: ", 1)[1])
+                    if data.get("type") != "StepProgressed":
+                        continue
+                    got += 1
+                    stamp = datetime.fromisoformat(data["ts"].replace("Z", "+00:00")).timestamp()
+                    append.append(now - stamp)
+                    sched.append(now - float(data["message"]))
+        lost += expected - got
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        tasks = [asyncio.create_task(follow(session, url)) for url in urls]
+        await ready.wait()
+        print("ready", flush=True)
+        await asyncio.gather(*tasks)
+    return {"append": append, "sched": sched, "lost": lost}
+
+
+def client_main(expected: int) -> None:
+    urls = json.loads(sys.stdin.readline())
+    print(json.dumps(asyncio.run(_client(urls, expected))), flush=True)
+
+
+# ---- reporting --------------------------------------------------------------------------------
+
+
+def _line(label: str, results: list[Result]) -> str:
+    def m(field: str) -> float:
+        return median([getattr(r, field) for r in results])
+
+    return (
+        f"  {label:<6} append->receipt p50 {m('append_p50'):7.2f} ms  p99 {m('append_p99'):7.2f} ms"
+        f" | scheduled->receipt p50 {m('sched_p50'):7.2f} ms  p99 {m('sched_p99'):7.2f} ms"
+        f" | {m('rate'):8,.0f} ev/s delivered | lost {max(r.lost for r in results)}"
+    )
+
+
+async def _bench(cases: list[Case]) -> list[str]:
+    lines = []
+    for case in cases:
+        ours: list[Result] = []
+        floor: list[Result] = []
+        for _ in range(REPEATS):  # interleaved, so both see the same machine
+            ours.append(await one_run(case, run_aura))
+            floor.append(await one_run(case, run_floor))
+        ratio = median([o.append_p99 for o in ours]) / median([f.append_p99 for f in floor])
+        sched_ratio = median([o.sched_p99 for o in ours]) / median([f.sched_p99 for f in floor])
+        lost = sum(r.lost for r in ours)
+        verdict = "PASS" if ratio <= TARGET and sched_ratio <= TARGET and lost == 0 else "BELOW"
+        block = [
+            f"sse {case.name} ({SECONDS:.0f} s runs, median of {REPEATS}):",
+            _line("aura", ours),
+            _line("floor", floor),
+            f"  p99 ratio aura/floor: append {ratio:.2f}x, scheduled {sched_ratio:.2f}x; "
+            f"target <= {TARGET}x, lost 0: {verdict}",
+        ]
+        print("\n".join(block), flush=True)
+        lines.extend(block)
+    return lines
+
+
+def main() -> None:
+    wanted = os.environ.get("AURA_BENCH_SSE_CASES")
+    cases = [c for c in CASES if wanted is None or c.name[0] in wanted.split(",")]
+    asyncio.run(_bench(cases))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--client":
+        client_main(int(sys.argv[2]))
+    else:
+        main()
