@@ -7,6 +7,7 @@ size); the preflight step raises the first error among them and turns warnings i
 
 from __future__ import annotations
 
+import asyncio
 import platform
 from pathlib import Path
 from typing import Any, Literal
@@ -144,7 +145,7 @@ def check_output_dir(folder: Path) -> Finding:
 
 def check_gpu(encoder: str, status: gpu.GpuStatus | None = None) -> Finding:
     """An NVENC-capable GPU when `encoder` is nvenc (error) or auto (warning: libx264 is used)."""
-    found = status or gpu.detect()
+    found = status if status is not None else gpu.detect()
     details = {"gpus": list(found.names), "canEncode": found.can_encode, "encoder": encoder}
     if found.usable:
         return _ok("gpu", f"NVENC available on {', '.join(found.names)}", details)
@@ -176,7 +177,7 @@ async def system_check(settings: Settings) -> list[Finding]:
         await check_program("espeak-ng", settings.espeak_path, settings),
         check_output_dir(settings.jobs_dir),
         check_disk(settings.data_dir, settings, estimate_bytes(None)),
-        check_gpu("auto"),
+        check_gpu("auto", await asyncio.to_thread(gpu.detect)),
         check_key("OPENAI_API_KEY", settings.openai_api_key, required=False),
     ]
 
@@ -193,5 +194,5 @@ async def job_findings(
         findings.append(await check_program("espeak-ng", settings.espeak_path, settings))
     findings.append(check_output_dir(work_dir))
     findings.append(check_disk(work_dir, settings, estimate_bytes(brief)))
-    findings.append(check_gpu(options.encoder))
+    findings.append(check_gpu(options.encoder, await asyncio.to_thread(gpu.detect)))
     return findings

@@ -6,6 +6,7 @@ Subtitles are burned into the picture, carried as a `mov_text` stream, or both
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import ffmpeg
@@ -26,6 +27,7 @@ SUBTITLE_STYLE = "FontName=DejaVu Sans,FontSize=20,Outline=2,Shadow=0,MarginV=28
 async def mux(ctx: StepContext) -> list[Artifact]:
     """Encode the final video; artifact: `video`."""
     duration = await probe_duration(input_path(ctx, "narration"), ctx.settings)
+    nvenc = await asyncio.to_thread(gpu.use_nvenc, ctx.options.encoder)  # NVML may be slow
     video = ctx.work_dir / VIDEO_FILE
 
     async def on_progress(pct: float, eta: float | None) -> None:
@@ -35,7 +37,7 @@ async def mux(ctx: StepContext) -> list[Artifact]:
     if ctx.options.subtitles in ("soft", "both"):
         needs += ("subtitle",)
     async with atomic.produce(video, accept=accept_media(ctx.settings, needs=needs)) as temp:
-        argv = ffmpeg_argv(_graph(ctx, duration, str(temp)), ctx.settings)
+        argv = ffmpeg_argv(_graph(ctx, duration, str(temp), nvenc), ctx.settings)
         await run_ffmpeg(
             argv, ctx.settings, duration_seconds=duration, on_progress=on_progress, cwd=ctx.work_dir
         )
@@ -43,14 +45,14 @@ async def mux(ctx: StepContext) -> list[Artifact]:
     return [await make_artifact("video", video)]
 
 
-def _encoder_options(ctx: StepContext) -> dict[str, Any]:
+def _encoder_options(ctx: StepContext, nvenc: bool) -> dict[str, Any]:
     quality = QUALITY[ctx.options.quality]
-    if gpu.use_nvenc(ctx.options.encoder):
+    if nvenc:
         return {"vcodec": "h264_nvenc", "preset": quality.nvenc_preset, "cq": quality.crf}
     return {"vcodec": "libx264", "preset": quality.x264_preset, "crf": quality.crf}
 
 
-def _graph(ctx: StepContext, duration: float, out: str) -> object:
+def _graph(ctx: StepContext, duration: float, out: str, nvenc: bool) -> object:
     """Inputs, the optional burn-in filter and the output options."""
     quality = QUALITY[ctx.options.quality]
     srt = input_path(ctx, "subtitles")
@@ -73,7 +75,7 @@ def _graph(ctx: StepContext, duration: float, out: str) -> object:
         ar=48000,
         movflags="+faststart",
         t=f"{duration:.3f}",
-        **_encoder_options(ctx),
+        **_encoder_options(ctx, nvenc),
         **options,
         **output_options(ctx.settings),
     )
