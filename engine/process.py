@@ -179,10 +179,20 @@ async def _communicate(
 
 
 async def _read_tail(stream: asyncio.StreamReader, tail: deque[str]) -> None:
-    async for raw in stream:
-        line = raw.decode("utf-8", "replace").rstrip()
-        if line:
-            tail.append(line[:STDERR_TAIL_CHARS])
+    """Keep the last lines of `stream`; chunked reads, so no line length can overrun a limit."""
+    pending = b""
+    while chunk := await stream.read(1 << 16):
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            _keep(tail, line)
+        pending = pending[-STDERR_TAIL_CHARS:]
+    _keep(tail, pending)
+
+
+def _keep(tail: deque[str], raw: bytes) -> None:
+    line = raw.decode("utf-8", "replace").rstrip()
+    if line:
+        tail.append(line[-STDERR_TAIL_CHARS:])
 
 
 async def _stop(proc: asyncio.subprocess.Process, grace: float) -> None:

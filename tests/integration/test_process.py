@@ -161,3 +161,11 @@ def test_the_child_dies_when_the_engine_is_killed() -> None:
         engine.send_signal(signal.SIGKILL)
         engine.wait()
     assert wait_until_gone(child), "the child outlived the SIGKILLed engine"
+
+
+async def test_an_endless_stderr_line_is_cut_to_the_tail(tmp_path: Path) -> None:
+    script = "head -c 300000 /dev/zero | tr '\\0' x >&2; printf END >&2; exit 2"
+    with pytest.raises(ProcessFailed) as caught:
+        await run_process(["sh", "-c", script], settings_for(tmp_path))
+    assert caught.value.stderr_tail.endswith("xEND")
+    assert len(caught.value.stderr_tail) <= 4000
