@@ -71,7 +71,7 @@ def create_app(
     async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         engine = await Engine.open(settings, pipeline=pipeline)
         app[ENGINE] = engine
-        app[FANOUT] = FanOut(engine.log)
+        app[FANOUT] = FanOut(engine.log, app[CONFIG].stream.ping_interval)
         yield
         app[FANOUT].close()
         await engine.close()

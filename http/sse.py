@@ -76,15 +76,19 @@ def encode_frame(rec: Recorded) -> Frame:
 class Listener:
     """One client's queue of live frames, filled by its job's feed."""
 
-    __slots__ = ("closed", "overflowed", "pending", "wake")
+    __slots__ = ("active", "closed", "overflowed", "pending", "ping_due", "wake")
 
     def __init__(self) -> None:
         self.pending: list[Frame] = []
         self.wake = asyncio.Event()
         self.overflowed = False
         self.closed = False
+        #: set by each push; the pinger clears it, and pings a listener that stayed idle
+        self.active = True
+        self.ping_due = False
 
     def push(self, frame: Frame) -> None:
+        self.active = True
         if self.overflowed:
             return
         if len(self.pending) >= LISTENER_BUFFER:
@@ -98,15 +102,25 @@ class Listener:
         self.closed = True
         self.wake.set()
 
-    async def next_batch(self, idle_seconds: float) -> list[Frame] | None:
-        """The frames waiting (maybe none, if closed or overflowed); None after an idle spell."""
-        if not self.pending and not self.closed and not self.overflowed:
-            self.wake.clear()
-            try:
-                async with asyncio.timeout(idle_seconds):
-                    await self.wake.wait()
-            except TimeoutError:
+    def tick(self) -> None:
+        """The pinger's visit: a listener idle since the last visit owes its client a ping."""
+        if not self.active:
+            self.ping_due = True
+            self.wake.set()
+        self.active = False
+
+    async def next_batch(self) -> list[Frame] | None:
+        """The frames waiting (maybe none, if closed or overflowed); None when a ping is due.
+
+        No timer per wait: one pinger per app visits every listener (see FanOut), so a busy
+        stream pays nothing for keep-alives.
+        """
+        while not self.pending and not self.closed and not self.overflowed:
+            if self.ping_due:
+                self.ping_due = False
                 return None
+            self.wake.clear()
+            await self.wake.wait()
         batch, self.pending = self.pending, []
         return batch
 
@@ -144,11 +158,17 @@ class JobFeed:
 
 
 class FanOut:
-    """The feeds of the jobs that have clients; a feed goes when its last client leaves."""
+    """The feeds of the jobs that have clients; a feed goes when its last client leaves.
 
-    def __init__(self, log: EventLog) -> None:
+    One pinger task visits every listener each `ping_interval` seconds and wakes those that
+    got nothing since its last visit, so idle streams get a keep-alive comment.
+    """
+
+    def __init__(self, log: EventLog, ping_interval: float) -> None:
         self.log = log
+        self.ping_interval = ping_interval
         self.feeds: dict[str, JobFeed] = {}
+        self._pinger: asyncio.Task[None] | None = None
 
     def join(self, job_id: str) -> tuple[JobFeed, Listener]:
         feed = self.feeds.get(job_id)
@@ -156,6 +176,8 @@ class FanOut:
             feed = self.feeds[job_id] = JobFeed(self.log, job_id)
         listener = Listener()
         feed.listeners.add(listener)
+        if self._pinger is None:
+            self._pinger = asyncio.create_task(self._ping(), name="sse-pinger")
         return feed, listener
 
     def leave(self, feed: JobFeed, listener: Listener) -> None:
@@ -164,11 +186,20 @@ class FanOut:
             del self.feeds[feed.job_id]
             feed.stop()
 
+    async def _ping(self) -> None:
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            for feed in list(self.feeds.values()):
+                for listener in feed.listeners:
+                    listener.tick()
+
     @property
     def listener_count(self) -> int:
         return sum(len(feed.listeners) for feed in self.feeds.values())
 
     def close(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
         for feed in list(self.feeds.values()):
             feed.stop()
         self.feeds.clear()
@@ -285,19 +316,17 @@ async def serve_job_stream(
         if terminal and await _ended_before(log, job_id, after, page):
             return web.Response(status=204)
         resp = EventStream(listener)
-        await resp.prepare(request)
-        streams.add(resp)
-        await resp.write(f"retry: {config.retry_ms}\n\n".encode())
         with contextlib.suppress(ConnectionResetError):  # the client went away
-            await _pump(feed, listener, _Sender(log, job_id, resp, after), page, config)
+            await resp.prepare(request)
+            streams.add(resp)
+            await resp.write(f"retry: {config.retry_ms}\n\n".encode())
+            await _pump(feed, listener, _Sender(log, job_id, resp, after), page)
         return resp
     finally:
         fanout.leave(feed, listener)
 
 
-async def _pump(
-    feed: JobFeed, listener: Listener, sender: _Sender, page: list[Recorded], config: StreamConfig
-) -> None:
+async def _pump(feed: JobFeed, listener: Listener, sender: _Sender, page: list[Recorded]) -> None:
     log, job_id = sender.log, sender.job_id
     while True:
         # Backlog from the log, page by page; live frames pile up in the listener meanwhile.
@@ -309,7 +338,7 @@ async def _pump(
             page = await log.read_job_after_seq(job_id, sender.last, PAGE_SIZE)
         # Live: what the feed pushed, skipping what the backlog already sent.
         while True:
-            batch = await listener.next_batch(config.ping_interval)
+            batch = await listener.next_batch()
             if listener.closed:  # shutdown or the log closed: send what arrived, then end
                 await sender.send(batch or [])
                 return
