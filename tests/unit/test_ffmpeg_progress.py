@@ -1,8 +1,11 @@
-"""ffmpeg `-progress` output -> percent and ETA against the known duration."""
+"""ffmpeg commands: `-progress` output -> percent and ETA; global and thread options."""
 
 from __future__ import annotations
 
-from aura.engine.ffmpeg import Progress, ProgressParser
+import ffmpeg
+
+from aura.engine.ffmpeg import Progress, ProgressParser, ffmpeg_argv, output_options
+from aura.engine.settings import Settings
 
 
 def feed_block(parser: ProgressParser, **values: str) -> Progress | None:
@@ -64,3 +67,20 @@ def test_percent_rises_over_a_run_of_blocks() -> None:
     ]
     pcts = [t.pct for t in ticks if t is not None]
     assert pcts == sorted(pcts) and len(pcts) == 3
+
+
+def test_commands_carry_progress_thread_and_overwrite_options() -> None:
+    settings = Settings(ffmpeg_path="/opt/ffmpeg", ffmpeg_threads=3)
+    stream = ffmpeg.input("in.wav").output("out.wav", **output_options(settings))
+    argv = ffmpeg_argv(stream, settings)
+    assert argv[0] == "/opt/ffmpeg"
+    joined = " ".join(argv)
+    assert "-progress pipe:1 -nostats" in joined
+    assert "-filter_threads 3" in joined and "-threads 3 out.wav" in joined
+    assert argv[-1] == "-y"
+
+
+def test_zero_threads_leaves_the_choice_to_ffmpeg() -> None:
+    settings = Settings(ffmpeg_threads=0)
+    argv = ffmpeg_argv(ffmpeg.input("a").output("b", **output_options(settings)), settings)
+    assert "-threads" not in argv and "-filter_threads" not in argv
