@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 from render_helpers import leftovers, settings_for
 
+from aura.engine import gpu
 from aura.engine.engine import Engine
 from aura.engine.inputs import STEP_NAMES, JobRequest
 from aura.engine.media import probe, probe_duration
 from aura.projections.events import (
     JobStarted,
     JobSucceeded,
+    JobWarning,
     StepProgressed,
     StepStarted,
     StepSucceeded,
@@ -60,6 +62,8 @@ async def test_the_sample_renders_an_h264_720p_video_with_live_step_events(
         assert state.step(step).progress_pct == 100.0
     for step in ("broll", "mux"):  # long enough for ffmpeg's -progress to be seen
         assert any(isinstance(e, StepProgressed) and e.step == step for e in events), step
+    warnings = [e.code for e in events if isinstance(e, JobWarning)]
+    assert warnings == ([] if gpu.detect().usable else ["EncoderFallback"])  # encoder auto
     seqs = [r.seq for r in records]
     assert seqs == sorted(seqs)
     assert leftovers(settings.data_dir) == []
