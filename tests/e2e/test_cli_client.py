@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,7 +72,7 @@ def aura(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-def log_of(url: str, job_id: str) -> list[dict[str, object]]:
+def log_of(url: str, job_id: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{url}/api/jobs/{job_id}/log") as resp:
         return [json.loads(line) for line in resp.read().splitlines()]
 
