@@ -11,8 +11,8 @@ Rebuilding a LOG_EVENTS-event aggregate would take the peer about half a minute 
 log case is compared with the peer's rate on JOB_EVENTS events (a rate per event).
 
 Each run measures ours then raw on the job, and alternates them every CHUNK events on the
-log, so both see the same load on this shared machine. The fixture databases are written once with raw sqlite3, in the store's exact row format, and
-cached under bench/out/.
+log, so both see the same load on this shared machine. The fixture databases are written once
+with raw sqlite3, in the store's exact row format, and cached under bench/out/.
 """
 
 from __future__ import annotations
