@@ -28,7 +28,7 @@ from aura.projections.job import JobStatus
 
 async def fail(step: Step, settings: Settings, name: str, **kwargs: object) -> ErrorInfo:
     """Run `step` expecting it to fail; the mapped error, checked for its common fields."""
-    ctx = make_ctx(settings, name, **kwargs)  # type: ignore[arg-type]
+    ctx = make_ctx(settings, name, **kwargs)
     with pytest.raises(Exception) as caught:
         await step(ctx)
     info = map_exception(caught.value, step=name, correlation_id="corr-1", settings=settings)

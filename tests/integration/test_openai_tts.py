@@ -6,7 +6,7 @@ import io
 import math
 import struct
 import wave
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from aura.engine.settings import Settings
 from aura.engine.steps.narration import narration
 
 KEY = "sk-test-0123456789abcdefXYZ"
-ServerFactory = Callable[[web.Application], Any]
+ServerFactory = Callable[..., Awaitable[TestServer]]
 
 
 def tone_wav(seconds: float = 0.4, rate: int = 24_000) -> bytes:
@@ -60,9 +60,10 @@ class Speech:
 async def serve(aiohttp_server: ServerFactory, speech: Speech, tmp_path: Path) -> Settings:
     app = web.Application()
     app.router.add_post("/v1/audio/speech", speech.handle)
-    server: TestServer = await aiohttp_server(app, host="127.0.0.1")
+    server = await aiohttp_server(app, host="127.0.0.1")
     base = f"http://127.0.0.1:{server.port}/v1"
-    return settings_for(tmp_path, openai_api_key=KEY, openai_base_url=base)
+    settings: Settings = settings_for(tmp_path, openai_api_key=KEY, openai_base_url=base)
+    return settings
 
 
 async def test_narration_speaks_each_line_through_the_endpoint(
