@@ -184,8 +184,7 @@ class Engine:
     async def list_jobs(
         self, *, status: JobStatus | None = None, limit: int = 50, offset: int = 0
     ) -> list[JobRow]:
-        """Jobs newest first, from the job-list read model (caught up with every append)."""
-        await self.projector.catch_up()
+        """Jobs newest first, from the job-list read model (written with every append)."""
         return await self.projector.list(status, limit, offset)
 
     async def run_until_idle(self) -> None:

@@ -1,21 +1,25 @@
 """The `jobs` table: the job-list read model, a cache derived from the log.
 
-Rows and the projector's position are written in one transaction, so a crash leaves the table
-and its position consistent; dropping both and replaying the log rebuilds it.
+`JobListProjection` writes the rows and its position inside each append's own transaction (an
+inline projection of the EventLog), so the table never lags the log and a crash leaves both
+consistent. Dropping the rows and the position and attaching again rebuilds it from the log.
 """
 
 from __future__ import annotations
 
 import builtins
 import sqlite3
-from collections.abc import Iterable
 from datetime import datetime
 
-from aura.projections.job import JobStatus
-from aura.projections.job_list import JobRow
+from aura.projections.events import JobCreated, Recorded
+from aura.projections.job import TERMINAL_JOB_STATUSES, JobStatus
+from aura.projections.job_list import JobRow, apply_row
 from aura.store.log import EventLog, format_ts
 
-__all__ = ["JobsTable"]
+__all__ = ["JOB_LIST", "JobListProjection", "JobsTable"]
+
+#: the job-list projection's name in `projector_positions`
+JOB_LIST = "job_list"
 
 _COLUMNS = "job_id, preset, status, attempt, created_utc, started_utc, ended_utc, last_seq"
 _UPSERT = (
@@ -36,6 +40,19 @@ def _dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+def _params(r: JobRow) -> tuple[object, ...]:
+    return (
+        r.job_id,
+        r.preset,
+        r.status.value,
+        r.attempt,
+        format_ts(r.created_utc),
+        _ts(r.started_utc),
+        _ts(r.ended_utc),
+        r.last_seq,
+    )
+
+
 def _to_row(r: tuple[str, str, str, int, str, str | None, str | None, int]) -> JobRow:
     return JobRow(
         job_id=r[0],
@@ -49,10 +66,63 @@ def _to_row(r: tuple[str, str, str, int, str, str | None, str | None, int]) -> J
     )
 
 
-class JobsTable:
-    """Reads and writes the `jobs` rows and the position of the projector named `name`."""
+class JobListProjection:
+    """Folds appended events into `jobs` rows inside the append's transaction.
 
-    def __init__(self, log: EventLog, name: str = "job_list") -> None:
+    Rows of jobs that are not finished stay cached between batches; a finished job's row is
+    read back from the table if the job is retried.
+    """
+
+    def __init__(self, name: str = JOB_LIST) -> None:
+        self.name = name
+        self._rows: dict[str, JobRow] = {}
+        self._pending: dict[str, JobRow] = {}
+
+    def position(self, conn: sqlite3.Connection) -> int:
+        row = conn.execute(
+            "SELECT last_seq FROM projector_positions WHERE name = ?", (self.name,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def apply(self, conn: sqlite3.Connection, records: builtins.list[Recorded]) -> None:
+        pending = self._pending
+        for rec in records:
+            job_id = rec.job_id
+            row = pending.get(job_id) or self._rows.get(job_id)
+            if row is None and not isinstance(rec.event, JobCreated):
+                found = conn.execute(
+                    f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
+                ).fetchone()
+                row = None if found is None else _to_row(found)
+            new = apply_row(row, rec)
+            if new is not None:
+                pending[job_id] = new
+        conn.executemany(_UPSERT, [_params(r) for r in pending.values()])
+        conn.execute(_SAVE_POSITION, (self.name, records[-1].seq))
+
+    def committed(self) -> None:
+        for job_id, row in self._pending.items():
+            if row.status in TERMINAL_JOB_STATUSES:
+                self._rows.pop(job_id, None)
+            else:
+                self._rows[job_id] = row
+        self._pending = {}
+
+    def forget(self) -> None:
+        self._rows.clear()
+        self._pending = {}
+
+
+_SAVE_POSITION = (
+    "INSERT INTO projector_positions (name, last_seq) VALUES (?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq"
+)
+
+
+class JobsTable:
+    """Reads the `jobs` rows (on the log's reader connection) and clears them for a rebuild."""
+
+    def __init__(self, log: EventLog, name: str = JOB_LIST) -> None:
         self._log = log
         self._name = name
 
@@ -64,38 +134,6 @@ class JobsTable:
             return int(row[0]) if row else 0
 
         return await self._log.run_on_reader(read)
-
-    async def save(self, rows: Iterable[JobRow], position: int) -> None:
-        """Upsert `rows` and record `position`, atomically."""
-        params = [
-            (
-                r.job_id,
-                r.preset,
-                r.status.value,
-                r.attempt,
-                format_ts(r.created_utc),
-                _ts(r.started_utc),
-                _ts(r.ended_utc),
-                r.last_seq,
-            )
-            for r in rows
-        ]
-
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_UPSERT, params)
-                conn.execute(
-                    "INSERT INTO projector_positions (name, last_seq) VALUES (?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq",
-                    (self._name, position),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
-        await self._log.run_on_writer(write)
 
     async def clear(self) -> None:
         """Drop every row and the position (the next catch-up rebuilds from seq 0)."""

@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 import msgspec
@@ -26,13 +26,15 @@ from aura.projections.events import DECODER, ENCODER, Event, Recorded
 from aura.store.errors import ConcurrencyError, CorruptEvent, DatabaseMissing, StoreError
 from aura.store.schema import migrate
 
-__all__ = ["DB_FILE_NAME", "Durability", "EventLog"]
+__all__ = ["DB_FILE_NAME", "Durability", "EventLog", "InlineProjection"]
 
 DB_FILE_NAME = "aura.db"
 #: appends waiting at once beyond this are left for the next transaction
 MAX_BATCH_APPENDS = 512
 #: rows a backlog read fetches per query
 PAGE_SIZE = 1000
+#: events an inline projection folds per transaction while it catches up
+CATCH_UP_PAGE = 10_000
 #: live events a subscriber may have waiting before it falls back to reading the log
 SUBSCRIBER_BUFFER = 10_000
 
@@ -56,6 +58,26 @@ class Durability(enum.StrEnum):
 
     NORMAL = "NORMAL"
     FULL = "FULL"
+
+
+class InlineProjection(Protocol):
+    """A read model kept in the append's own transaction, so it never lags the log.
+
+    `apply` runs on the writer's thread inside the open transaction, after the batch's rows are
+    inserted; it must only write its own tables. Exactly one of `committed` (make the cached
+    state of the last `apply` permanent) or `forget` (drop every cache: rolled back, or another
+    connection wrote) follows.
+    """
+
+    def position(self, conn: sqlite3.Connection) -> int:
+        """The last seq this projection has applied, as saved in its tables."""
+        ...
+
+    def apply(self, conn: sqlite3.Connection, records: list[Recorded]) -> None: ...
+
+    def committed(self) -> None: ...
+
+    def forget(self) -> None: ...
 
 
 class _Append(msgspec.Struct):
@@ -138,6 +160,7 @@ class EventLog:
         self._data_version: int | None = None
         self._max_seq: int | None = None  # the log's last seq, valid while data_version holds
         self._subscribers: dict[str | None, set[_Subscriber]] = {}
+        self._projections: list[InlineProjection] = []  # touched on the writer's thread only
         self._closed = False
         self.last_seq = 0
 
@@ -269,8 +292,7 @@ class EventLog:
             # has already rolled back when executemany failed.)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            self._versions.clear()
-            self._max_seq = None
+            self._forget()
             conn.execute("BEGIN IMMEDIATE")
             return self._insert_batch(conn, batch, exact=True)
         except sqlite3.Error as e:
@@ -288,11 +310,7 @@ class EventLog:
         job has no events, so UNIQUE(job_id, version) checks it, and an IntegrityError makes
         `_write_batch` retry the batch with `exact`.
         """
-        data_version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if data_version != self._data_version:  # another connection committed since our last
-            self._versions.clear()
-            self._max_seq = None
-            self._data_version = data_version
+        data_version = self._validate_caches(conn)
         seq = self._max_seq
         if seq is None:
             seq = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
@@ -300,19 +318,11 @@ class EventLog:
         ts = format_ts(now)
         results: list[list[Recorded] | Exception] = []
         rows: list[tuple[Any, ...]] = []
-        versions = self._versions
+        appended: list[Recorded] = []
         tentative: dict[str, int] = {}
         for item in batch:
             job_id = item.job_id
-            current = tentative.get(job_id)
-            if current is None:
-                current = versions.get(job_id)
-            if current is None and item.expected_version == 0 and not exact:
-                current = 0
-            if current is None:
-                current = conn.execute(
-                    "SELECT coalesce(max(version), 0) FROM events WHERE job_id = ?", (job_id,)
-                ).fetchone()[0]
+            current = self._current_version(conn, item, tentative, exact)
             if current != item.expected_version:
                 results.append(ConcurrencyError(job_id, item.expected_version, current))
                 tentative[job_id] = current
@@ -325,16 +335,9 @@ class EventLog:
                 recorded.append(Recorded(seq, job_id, current, now, event))  # type: ignore[arg-type]
             tentative[job_id] = current
             results.append(recorded)
-        try:
-            conn.executemany(_INSERT, rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._versions.clear()
-            self._max_seq = None
-            raise
-        versions.update(tentative)
+            appended += recorded
+        self._commit(conn, rows, appended)
+        self._versions.update(tentative)
         self._max_seq = seq
         # Our own commit leaves data_version unchanged; reading it again here could absorb
         # another connection's commit made since, without dropping the cache.
@@ -342,6 +345,52 @@ class EventLog:
         if rows:
             self.last_seq = seq
         return results
+
+    def _validate_caches(self, conn: sqlite3.Connection) -> int:
+        """Drop what is cached about the log if another connection committed since our last."""
+        data_version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+        if data_version != self._data_version:
+            self._forget()
+            self._data_version = data_version
+        return data_version
+
+    def _forget(self) -> None:
+        self._versions.clear()
+        self._max_seq = None
+        for projection in self._projections:
+            projection.forget()
+
+    def _current_version(
+        self, conn: sqlite3.Connection, item: _Append, tentative: dict[str, int], exact: bool
+    ) -> int:
+        current = tentative.get(item.job_id)
+        if current is None:
+            current = self._versions.get(item.job_id)
+        if current is None and item.expected_version == 0 and not exact:
+            current = 0
+        if current is None:
+            current = conn.execute(
+                "SELECT coalesce(max(version), 0) FROM events WHERE job_id = ?", (item.job_id,)
+            ).fetchone()[0]
+        return current
+
+    def _commit(
+        self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], appended: list[Recorded]
+    ) -> None:
+        """Insert the rows, let the inline projections apply them, commit."""
+        try:
+            conn.executemany(_INSERT, rows)
+            if appended:
+                for projection in self._projections:
+                    projection.apply(conn, appended)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._forget()
+            raise
+        for projection in self._projections:
+            projection.committed()
 
     def _notify(self, recorded: list[Recorded]) -> None:
         if not self._subscribers or not recorded:
@@ -399,6 +448,43 @@ class EventLog:
             return list(await self._reader.execute_fetchall(sql, params))
         except sqlite3.Error as e:
             raise StoreError(f"read failed: {e}") from e
+
+    # ---- inline projections -------------------------------------------------------------
+
+    async def attach(self, projection: InlineProjection) -> None:
+        """Bring `projection` up to date with the log, then keep it in every append's
+        transaction. Catching up and attaching happen on the writer's thread, between two
+        group commits, so no event is applied twice or missed."""
+        if self._writer is None:
+            raise StoreError("the log was opened read-only")
+        await _on_thread(self._writer, self._catch_up, projection)
+
+    async def detach(self, projection: InlineProjection) -> None:
+        if self._writer is not None and not self._closed:
+            await _on_thread(self._writer, self._projections.remove, projection)
+
+    def _catch_up(self, projection: InlineProjection) -> None:
+        assert self._writer is not None
+        conn: sqlite3.Connection = self._writer._conn
+        position = projection.position(conn)
+        while True:
+            page = conn.execute(
+                _SELECT + " WHERE seq > ? ORDER BY seq LIMIT ?", (position, CATCH_UP_PAGE)
+            ).fetchall()
+            if not page:
+                break
+            records = _decode_rows(page)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                projection.apply(conn, records)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                projection.forget()
+                raise
+            projection.committed()
+            position = records[-1].seq
+        self._projections.append(projection)
 
     async def run_on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on the writer's thread, between group commits (read models use it)."""

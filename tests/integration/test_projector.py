@@ -68,7 +68,6 @@ def test_read_model_equals_the_replay_of_every_job(sequences: list[list[Event]],
             projector = Projector(log)
             await projector.start()
             await append_interleaved(log, jobs, seed)
-            await projector.catch_up()
             listed = sorted(await projector.list(limit=100), key=lambda r: r.job_id)
             assert listed == await expected_rows(log, sorted(jobs))
             await projector.stop()
@@ -84,15 +83,12 @@ async def test_projector_resumes_from_its_saved_position(tmp_path: Path) -> None
         projector = Projector(log)
         await projector.start()
         await append_interleaved(log, first, seed=1)
-        await projector.catch_up()
         await projector.stop()
-        position = await projector.table.position()
-        assert position == await log.max_seq()
+        assert await projector.table.position() == await log.max_seq()
         await append_interleaved(log, rest, seed=2)  # while no projector runs
     async with await EventLog.open(tmp_path) as log:
         projector = Projector(log)
         await projector.start()
-        await projector.catch_up()
         rows = sorted(await projector.list(limit=100), key=lambda r: r.job_id)
         assert rows == await expected_rows(log, sorted(jobs))
         await projector.stop()
@@ -104,7 +100,6 @@ async def test_rebuild_from_the_log_gives_the_same_rows(tmp_path: Path) -> None:
         projector = Projector(log)
         await projector.start()
         await append_interleaved(log, jobs, seed=3)
-        await projector.catch_up()
         before = await projector.list(limit=100)
         await projector.rebuild()
         assert await projector.list(limit=100) == before
@@ -118,7 +113,6 @@ async def test_list_filters_by_status_and_pages_newest_first(tmp_path: Path) -> 
         await projector.start()
         for job_id, events in jobs.items():  # one after another: creation order is job order
             await log.append(job_id, events, 0)
-        await projector.catch_up()
         everything = await projector.list(limit=100)
         assert [r.job_id for r in everything] == [f"job{i}" for i in reversed(range(6))]
         assert await projector.list(limit=2, offset=1) == everything[1:3]
@@ -145,3 +139,31 @@ def _sample_jobs(n: int) -> list[list[Event]]:
         [*running, StepSucceeded(step="mux"), JobSucceeded(output=output)],
     ]
     return [shapes[i % len(shapes)] for i in range(n)]
+
+
+async def test_the_table_changes_in_the_appends_own_transaction(tmp_path: Path) -> None:
+    async with await EventLog.open(tmp_path) as log:
+        projector = Projector(log)
+        await projector.start()
+        created = JobCreated(preset="p", steps=("mux",), correlation_id="c")
+        await log.append("a", [created], 0)
+        assert [r.status for r in await projector.list()] == [JobStatus.QUEUED]
+        await log.append("a", [JobStarted()], 1)
+        assert [r.status for r in await projector.list()] == [JobStatus.RUNNING]
+        assert await projector.active_job_ids() == ["a"]
+        assert await projector.table.position() == 2
+        await projector.stop()
+
+
+async def test_rows_stay_true_when_another_connection_writes_the_same_job(tmp_path: Path) -> None:
+    async with await EventLog.open(tmp_path) as one, await EventLog.open(tmp_path) as other:
+        first, second = Projector(one), Projector(other)
+        await first.start()
+        await second.start()
+        await one.append("a", [JobCreated(preset="p", steps=("mux",), correlation_id="c")], 0)
+        await other.append("a", [JobStarted()], 1)  # `one` still caches the Queued row
+        await one.append("a", [StepStarted(step="mux")], 2)
+        assert await first.list() == await expected_rows(one, ["a"])
+        assert (await first.list())[0].status is JobStatus.RUNNING
+        await first.stop()
+        await second.stop()
