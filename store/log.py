@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import sqlite3
 from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import UTC, datetime
@@ -28,11 +29,18 @@ from aura.store.schema import migrate
 
 __all__ = ["DB_FILE_NAME", "Durability", "EventLog", "InlineProjection"]
 
+logger = logging.getLogger(__name__)
+
 DB_FILE_NAME = "aura.db"
 #: appends waiting at once beyond this are left for the next transaction
 MAX_BATCH_APPENDS = 512
 #: rows a backlog read fetches per query
 PAGE_SIZE = 1000
+#: a background checkpoint starts after this many commits or rows, whichever comes first
+CHECKPOINT_COMMITS = 100
+CHECKPOINT_ROWS = 2000
+#: WAL pages past which the writer checkpoints inside a commit (SQLite's default is 1000)
+WAL_HARD_LIMIT_PAGES = 2000
 #: events an inline projection folds per transaction while it catches up
 CATCH_UP_PAGE = 10_000
 #: live events a subscriber may have waiting before it falls back to reading the log
@@ -161,6 +169,10 @@ class EventLog:
         self._max_seq: int | None = None  # the log's last seq, valid while data_version holds
         self._subscribers: dict[str | None, set[_Subscriber]] = {}
         self._projections: list[InlineProjection] = []  # touched on the writer's thread only
+        self._checkpointer: aiosqlite.Connection | None = None
+        self._checkpoint_task: asyncio.Task[None] | None = None
+        self._commits_since_checkpoint = 0
+        self._rows_since_checkpoint = 0
         self._closed = False
         self.last_seq = 0
 
@@ -190,12 +202,16 @@ class EventLog:
         try:
             await writer.execute("PRAGMA journal_mode=WAL")
             await writer.execute(f"PRAGMA synchronous={Durability(durability).value}")
+            # Checkpoints run on their own connection (see checkpoint()); the writer checkpoints
+            # inside a commit only past WAL_HARD_LIMIT_PAGES, under sustained heavy writing.
+            await writer.execute(f"PRAGMA wal_autocheckpoint={WAL_HARD_LIMIT_PAGES}")
             await _on_thread(writer, migrate, writer._conn)
             reader = await _connect(str(path))
         except BaseException:
             await writer.close()
             raise
         log = cls(path, writer, reader, poll_interval)
+        log._checkpointer = await _connect(str(path))
         log.last_seq = await log.max_seq()
         return log
 
@@ -205,13 +221,17 @@ class EventLog:
             return
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
+        if self._checkpoint_task is not None:
+            await self._checkpoint_task
         self._closed = True
         for subs in self._subscribers.values():
             for sub in subs:
                 sub.closed = True
                 sub.wake.set()
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
         if self._writer is not None:
-            await self._writer.close()
+            await self._writer.close()  # the last connection to close checkpoints the WAL
         await self._reader.close()
 
     async def __aenter__(self) -> EventLog:
@@ -268,6 +288,7 @@ class EventLog:
                         if not item.future.done():
                             item.future.set_exception(error)
                     continue
+                self._count_commit(sum(len(r) for r in results if not isinstance(r, Exception)))
                 for item, result in zip(batch, results, strict=True):
                     if isinstance(result, Exception):
                         if not item.future.done():
@@ -278,6 +299,43 @@ class EventLog:
                             item.future.set_result(result)
         finally:
             self._flusher = None
+
+    def _count_commit(self, rows: int) -> None:
+        self._commits_since_checkpoint += 1
+        self._rows_since_checkpoint += rows
+        due = (
+            self._commits_since_checkpoint >= CHECKPOINT_COMMITS
+            or self._rows_since_checkpoint >= CHECKPOINT_ROWS
+        )
+        if due and self._checkpoint_task is None and self._checkpointer is not None:
+            self._commits_since_checkpoint = self._rows_since_checkpoint = 0
+            self._checkpoint_task = asyncio.create_task(self._background_checkpoint())
+
+    async def _background_checkpoint(self) -> None:
+        try:
+            await self.checkpoint()
+        except StoreError as e:  # busy or I/O: the WAL grows until the next one
+            logger.warning("%s", e)
+        finally:
+            self._checkpoint_task = None
+
+    async def checkpoint(self) -> tuple[int, int]:
+        """Copy the WAL into the database now, beside the writer; (WAL frames, copied).
+
+        SQLite's automatic checkpoint runs inside the commit that crosses its threshold,
+        stalling that append and every append queued behind it for milliseconds (an fsync of
+        the database file). A PASSIVE checkpoint on another connection runs beside the writer
+        and takes no lock a writer waits on; once every frame is copied, the next commit
+        starts the WAL over from its beginning, so it stays small.
+        """
+        if self._checkpointer is None:
+            raise StoreError("the log was opened read-only")
+        try:
+            rows = await self._checkpointer.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as e:
+            raise StoreError(f"WAL checkpoint failed: {e}") from e
+        _busy, frames, copied = next(iter(rows))
+        return int(frames), int(copied)
 
     def _write_batch(self, batch: list[_Append]) -> list[list[Recorded] | Exception]:
         """Runs on the writer's thread: one transaction, one commit for the whole batch."""

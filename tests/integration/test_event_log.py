@@ -256,3 +256,23 @@ async def test_data_folder_under_a_file_is_a_clear_error(tmp_path: Path) -> None
     blocker.write_text("not a folder")
     with pytest.raises(StoreError, match="cannot create the data folder"):
         await EventLog.open(blocker / "data")
+
+
+async def test_checkpoints_beside_the_writer_keep_the_wal_small(tmp_path: Path) -> None:
+    # 3,000 commits of a few 4 KiB pages each: without checkpoints the WAL would pass 20 MB, and
+    # the writer's own (stalling) checkpoint only starts at WAL_HARD_LIMIT_PAGES (8 MB). The
+    # checkpoints beside it let the WAL start over, so it stays far smaller.
+    log = await EventLog.open(tmp_path)
+    try:
+        await log.append("a", [created()], 0)
+        for n in range(1, 3000):
+            await log.append("a", [progress(n)], n)
+            if n % 100 == 0:
+                frames, copied = await log.checkpoint()
+                assert frames == copied  # nothing was writing meanwhile: all copied
+        wal = tmp_path / "aura.db-wal"
+        assert wal.stat().st_size < 2 * 1024 * 1024
+    finally:
+        await log.close()
+    async with await EventLog.open(tmp_path, readonly=True) as readonly:
+        assert [r.version for r in await readonly.read("a")] == list(range(1, 3001))
