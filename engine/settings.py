@@ -47,6 +47,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     openai_api_key: str | None = None
     openai_tts_model: str = "tts-1"
 
+    def __post_init__(self) -> None:
+        # Absolute from the start: steps run ffmpeg in the job's folder, and the paths recorded
+        # in events must not depend on the working directory of whoever reads them.
+        msgspec.structs.force_setattr(self, "data_dir", self.data_dir.absolute())
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Defaults, then AURA_* variables (and OPENAI_API_KEY), then `overrides`."""
