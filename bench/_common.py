@@ -23,7 +23,7 @@ from aura.projections.events import (
     StepStarted,
     StepSucceeded,
 )
-from aura.store.log import format_ts
+from aura.store.rows import format_ts
 
 __all__ = [
     "INSERT",
@@ -45,7 +45,7 @@ REPEATS = 5
 #: cached fixtures and scratch databases (gitignored)
 OUT = Path(__file__).parent / "out"
 STEPS = ("script", "voice", "images", "render", "mux")
-#: the store's insert, column for column (store/log.py `_INSERT`)
+#: the store's insert, column for column (store/rows.py `INSERT`)
 INSERT = (
     "INSERT INTO events (seq, job_id, version, type, step, attempt, ts, data) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

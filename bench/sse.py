@@ -44,7 +44,8 @@ from aura.projections.events import (
     StepProgressed,
     StepStarted,
 )
-from aura.store.log import EventLog, format_ts
+from aura.store.log import EventLog
+from aura.store.rows import format_ts
 
 from ._common import REPEATS, fresh_dir, median
 

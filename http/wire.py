@@ -34,7 +34,7 @@ from aura.projections.events import (
 )
 from aura.projections.job import JobState, JobStatus, StepStatus
 from aura.projections.job_list import JobRow
-from aura.store.log import format_ts
+from aura.store.rows import format_ts
 
 __all__ = [
     "ENCODER",

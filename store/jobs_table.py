@@ -14,7 +14,8 @@ from datetime import datetime
 from aura.projections.events import JobCreated, Recorded
 from aura.projections.job import TERMINAL_JOB_STATUSES, JobStatus
 from aura.projections.job_list import JobRow, apply_row
-from aura.store.log import EventLog, format_ts
+from aura.store.log import EventLog
+from aura.store.rows import format_ts
 
 __all__ = ["JOB_LIST", "JobListProjection", "JobsTable"]
 

@@ -3,10 +3,9 @@
 INVARIANTS
 - One writer per process: every append goes through `_flush`, one batch at a time, so seqs are
   handed out and subscribers are notified in commit order.
-- A subscriber is registered before it reads its backlog, and skips any seq it already yielded,
-  so events appended while the backlog is read arrive exactly once, with no gap.
-- Subscribers are woken by the append itself (an asyncio.Event), never by a timer. Only writers in
-  another process need `poll_interval`.
+- Subscribers (store/subscriptions.py) are woken by the append itself, right after its commit,
+  never by a timer. Only writers in another process need `poll_interval`.
+- Inline projections are applied in the append's own transaction, on the writer's thread.
 """
 
 from __future__ import annotations
@@ -23,9 +22,12 @@ from typing import Any, Protocol, TypeVar
 import aiosqlite
 import msgspec
 
-from aura.projections.events import DECODER, ENCODER, Event, Recorded
-from aura.store.errors import ConcurrencyError, CorruptEvent, DatabaseMissing, StoreError
+from aura.projections.events import ENCODER, Event, Recorded
+from aura.store.connections import connect, on_thread
+from aura.store.errors import ConcurrencyError, DatabaseMissing, StoreError
+from aura.store.rows import INSERT, SELECT, decode_rows, format_ts
 from aura.store.schema import migrate
+from aura.store.subscriptions import Subscriptions, follow
 
 __all__ = ["DB_FILE_NAME", "Durability", "EventLog", "InlineProjection"]
 
@@ -43,16 +45,8 @@ CHECKPOINT_ROWS = 2000
 WAL_HARD_LIMIT_PAGES = 2000
 #: events an inline projection folds per transaction while it catches up
 CATCH_UP_PAGE = 10_000
-#: live events a subscriber may have waiting before it falls back to reading the log
-SUBSCRIBER_BUFFER = 10_000
 
 T = TypeVar("T")
-
-_INSERT = (
-    "INSERT INTO events (seq, job_id, version, type, step, attempt, ts, data) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_SELECT = "SELECT seq, job_id, version, ts, data FROM events"
 
 
 class Durability(enum.StrEnum):
@@ -96,58 +90,6 @@ class _Append(msgspec.Struct):
     future: asyncio.Future[list[Recorded]]
 
 
-class _Subscriber:
-    __slots__ = ("buffer", "closed", "job_id", "overflowed", "wake")
-
-    def __init__(self, job_id: str | None) -> None:
-        self.job_id = job_id
-        self.buffer: list[Recorded] = []
-        self.wake = asyncio.Event()
-        self.overflowed = False
-        self.closed = False
-
-    def push(self, rec: Recorded) -> None:
-        if self.overflowed:
-            return
-        if len(self.buffer) >= SUBSCRIBER_BUFFER:
-            # A slow reader: drop its buffer; it re-reads what it missed from the log.
-            self.buffer.clear()
-            self.overflowed = True
-        else:
-            self.buffer.append(rec)
-
-
-def format_ts(ts: datetime) -> str:
-    """ISO 8601 UTC with microseconds and a Z, as stored in the `ts` column."""
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError)
-
-
-def _decode_row(row: tuple[int, str, int, str, str]) -> Recorded:
-    seq, job_id, version, ts, data = row
-    try:
-        event = DECODER.decode(data)
-        return Recorded(seq, job_id, version, datetime.fromisoformat(ts), event)
-    except _DECODE_ERRORS as e:
-        raise CorruptEvent(seq, str(e)) from e
-
-
-def _decode_rows(rows: list[tuple[int, str, int, str, str]]) -> list[Recorded]:
-    """Decode a page of rows; a row that does not decode raises CorruptEvent naming its seq."""
-    # One comprehension with no call per row: about 20% faster than `_decode_row` per row.
-    # On a failure, `_decode_row` finds the row and raises the same CorruptEvent it always did.
-    decode, parse_ts = DECODER.decode, datetime.fromisoformat
-    try:
-        return [
-            Recorded(seq, job_id, version, parse_ts(ts), decode(data))
-            for seq, job_id, version, ts, data in rows
-        ]
-    except _DECODE_ERRORS:
-        return [_decode_row(row) for row in rows]
-
-
 class EventLog:
     """The job log in `<data_dir>/aura.db`. Open with `await EventLog.open(data_dir)`."""
 
@@ -167,7 +109,7 @@ class EventLog:
         self._versions: dict[str, int] = {}  # job -> last version, valid while data_version holds
         self._data_version: int | None = None
         self._max_seq: int | None = None  # the log's last seq, valid while data_version holds
-        self._subscribers: dict[str | None, set[_Subscriber]] = {}
+        self._subscriptions = Subscriptions()
         self._projections: list[InlineProjection] = []  # touched on the writer's thread only
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoint_task: asyncio.Task[None] | None = None
@@ -192,26 +134,26 @@ class EventLog:
         if readonly:
             if not path.is_file():
                 raise DatabaseMissing(f"no database at {path}")
-            reader = await _connect(f"file:{path}?mode=ro", uri=True)
+            reader = await connect(f"file:{path}?mode=ro", uri=True)
             return cls(path, None, reader, poll_interval)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(f"cannot create the data folder {path.parent}: {e}") from e
-        writer = await _connect(str(path))
+        writer = await connect(str(path))
         try:
             await writer.execute("PRAGMA journal_mode=WAL")
             await writer.execute(f"PRAGMA synchronous={Durability(durability).value}")
             # Checkpoints run on their own connection (see checkpoint()); the writer checkpoints
             # inside a commit only past WAL_HARD_LIMIT_PAGES, under sustained heavy writing.
             await writer.execute(f"PRAGMA wal_autocheckpoint={WAL_HARD_LIMIT_PAGES}")
-            await _on_thread(writer, migrate, writer._conn)
-            reader = await _connect(str(path))
+            await on_thread(writer, migrate, writer._conn)
+            reader = await connect(str(path))
         except BaseException:
             await writer.close()
             raise
         log = cls(path, writer, reader, poll_interval)
-        log._checkpointer = await _connect(str(path))
+        log._checkpointer = await connect(str(path))
         log.last_seq = await log.max_seq()
         return log
 
@@ -224,10 +166,7 @@ class EventLog:
         if self._checkpoint_task is not None:
             await self._checkpoint_task
         self._closed = True
-        for subs in self._subscribers.values():
-            for sub in subs:
-                sub.closed = True
-                sub.wake.set()
+        self._subscriptions.close()
         if self._checkpointer is not None:
             await self._checkpointer.close()
         if self._writer is not None:
@@ -281,7 +220,7 @@ class EventLog:
                 batch = self._pending[:MAX_BATCH_APPENDS]
                 del self._pending[: len(batch)]
                 try:
-                    results = await _on_thread(self._writer, self._write_batch, batch)
+                    results = await on_thread(self._writer, self._write_batch, batch)
                 except Exception as e:  # the whole transaction failed: every append fails
                     error = e if isinstance(e, StoreError) else StoreError(f"append failed: {e}")
                     for item in batch:
@@ -294,7 +233,7 @@ class EventLog:
                         if not item.future.done():
                             item.future.set_exception(result)
                     else:
-                        self._notify(result)
+                        self._subscriptions.notify(result)
                         if not item.future.done():
                             item.future.set_result(result)
         finally:
@@ -437,7 +376,7 @@ class EventLog:
     ) -> None:
         """Insert the rows, let the inline projections apply them, commit."""
         try:
-            conn.executemany(_INSERT, rows)
+            conn.executemany(INSERT, rows)
             if appended:
                 for projection in self._projections:
                     projection.apply(conn, appended)
@@ -450,24 +389,14 @@ class EventLog:
         for projection in self._projections:
             projection.committed()
 
-    def _notify(self, recorded: list[Recorded]) -> None:
-        if not self._subscribers or not recorded:
-            return
-        targets = list(self._subscribers.get(recorded[0].job_id, ()))
-        targets.extend(self._subscribers.get(None, ()))
-        for sub in targets:
-            for rec in recorded:
-                sub.push(rec)
-            sub.wake.set()
-
     # ---- reading ------------------------------------------------------------------------
 
     async def read(self, job_id: str, after_version: int = 0) -> list[Recorded]:
         """The job's events after `after_version`, in order."""
         rows = await self._fetch(
-            _SELECT + " WHERE job_id = ? AND version > ? ORDER BY version", (job_id, after_version)
+            SELECT + " WHERE job_id = ? AND version > ? ORDER BY version", (job_id, after_version)
         )
-        return _decode_rows(rows)
+        return decode_rows(rows)
 
     async def read_job_after_seq(
         self, job_id: str, after_seq: int, limit: int = PAGE_SIZE
@@ -475,18 +404,18 @@ class EventLog:
         """The job's events with seq > `after_seq`, at most `limit`."""
         found = await self._fetch("SELECT job_id, version FROM events WHERE seq = ?", (after_seq,))
         if found and found[0][0] == job_id:  # resume by version: the (job_id, version) index
-            sql = _SELECT + " WHERE job_id = ? AND version > ? ORDER BY version LIMIT ?"
+            sql = SELECT + " WHERE job_id = ? AND version > ? ORDER BY version LIMIT ?"
             rows = await self._fetch(sql, (job_id, found[0][1], limit))
         else:
-            sql = _SELECT + " WHERE job_id = ? AND seq > ? ORDER BY version LIMIT ?"
+            sql = SELECT + " WHERE job_id = ? AND seq > ? ORDER BY version LIMIT ?"
             rows = await self._fetch(sql, (job_id, after_seq, limit))
-        return _decode_rows(rows)
+        return decode_rows(rows)
 
     async def tail(self, after_seq: int = 0, limit: int = PAGE_SIZE) -> list[Recorded]:
         """Events of every job with seq > `after_seq`, in seq order, at most `limit`."""
-        sql = _SELECT + " WHERE seq > ? ORDER BY seq LIMIT ?"
+        sql = SELECT + " WHERE seq > ? ORDER BY seq LIMIT ?"
         rows = await self._fetch(sql, (after_seq, limit))
-        return _decode_rows(rows)
+        return decode_rows(rows)
 
     async def max_seq(self) -> int:
         rows = await self._fetch("SELECT coalesce(max(seq), 0) FROM events", ())
@@ -515,11 +444,11 @@ class EventLog:
         group commits, so no event is applied twice or missed."""
         if self._writer is None:
             raise StoreError("the log was opened read-only")
-        await _on_thread(self._writer, self._catch_up, projection)
+        await on_thread(self._writer, self._catch_up, projection)
 
     async def detach(self, projection: InlineProjection) -> None:
         if self._writer is not None and not self._closed:
-            await _on_thread(self._writer, self._projections.remove, projection)
+            await on_thread(self._writer, self._projections.remove, projection)
 
     def _catch_up(self, projection: InlineProjection) -> None:
         assert self._writer is not None
@@ -527,11 +456,11 @@ class EventLog:
         position = projection.position(conn)
         while True:
             page = conn.execute(
-                _SELECT + " WHERE seq > ? ORDER BY seq LIMIT ?", (position, CATCH_UP_PAGE)
+                SELECT + " WHERE seq > ? ORDER BY seq LIMIT ?", (position, CATCH_UP_PAGE)
             ).fetchall()
             if not page:
                 break
-            records = _decode_rows(page)
+            records = decode_rows(page)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 projection.apply(conn, records)
@@ -549,14 +478,14 @@ class EventLog:
         if self._writer is None:
             raise StoreError("the log was opened read-only")
         try:
-            return await _on_thread(self._writer, fn, self._writer._conn)
+            return await on_thread(self._writer, fn, self._writer._conn)
         except sqlite3.Error as e:
             raise StoreError(str(e)) from e
 
     async def run_on_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on the reader's thread."""
         try:
-            return await _on_thread(self._reader, fn, self._reader._conn)
+            return await on_thread(self._reader, fn, self._reader._conn)
         except sqlite3.Error as e:
             raise StoreError(str(e)) from e
 
@@ -567,79 +496,21 @@ class EventLog:
     ) -> AsyncGenerator[Recorded, None]:
         """Yield stored events after `after_seq` (of one job, or all), then live ones, forever.
 
-        Ends when the log is closed. Break out of the loop (or close the generator) to stop.
+        Ends when the log is closed. Close the generator to stop (`contextlib.aclosing`).
         """
-        sub = _Subscriber(job_id)
-        self._subscribers.setdefault(job_id, set()).add(sub)
-        last = after_seq
-        try:
-            while not sub.closed:
-                # Backlog, page by page. Live events pile up in sub.buffer meanwhile.
-                sub.overflowed = False
-                while True:
-                    if job_id is None:
-                        page = await self.tail(last, PAGE_SIZE)
-                    else:
-                        page = await self.read_job_after_seq(job_id, last, PAGE_SIZE)
-                    for rec in page:
-                        yield rec
-                        last = rec.seq
-                    if len(page) < PAGE_SIZE:
-                        break
-                # Live: drain the buffer, skipping what the backlog already gave.
-                while await self._wait_live(sub):
-                    pending, sub.buffer = sub.buffer, []
-                    for rec in pending:
-                        if rec.seq > last:
-                            yield rec
-                            last = rec.seq
-        finally:
-            subs = self._subscribers.get(job_id)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del self._subscribers[job_id]
 
-    async def _wait_live(self, sub: _Subscriber) -> bool:
-        """Wait for live events; False when the backlog must be read again (or closed)."""
-        while not sub.buffer:
-            if sub.closed or sub.overflowed:
-                return False
-            sub.wake.clear()
-            if self._poll_interval is None:
-                await sub.wake.wait()
-                continue
-            try:
-                await asyncio.wait_for(sub.wake.wait(), self._poll_interval)
-            except TimeoutError:
-                return False  # re-read the log: another process may have written
-        return not sub.closed and not sub.overflowed
+        async def read_page(last: int) -> list[Recorded]:
+            if job_id is None:
+                return await self.tail(last, PAGE_SIZE)
+            return await self.read_job_after_seq(job_id, last, PAGE_SIZE)
+
+        sub = self._subscriptions.add(job_id)
+        try:
+            async for rec in follow(sub, read_page, PAGE_SIZE, after_seq, self._poll_interval):
+                yield rec
+        finally:
+            self._subscriptions.remove(sub)
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(subs) for subs in self._subscribers.values())
-
-
-async def _on_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
-    """Run `fn(*args)` on the connection's own thread, in one hop.
-
-    aiosqlite queues one hop per call (about 45-50 us each); a group commit made of BEGIN, a
-    version check, executemany and COMMIT would pay four. Its `_execute` (private, present in
-    every release this project allows: see pyproject) runs a whole function there instead.
-    """
-    result: T = await conn._execute(fn, *args)  # type: ignore[no-untyped-call]
-    return result
-
-
-async def _connect(database: str, *, uri: bool = False) -> aiosqlite.Connection:
-    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-    # check_same_thread=False: aiosqlite's thread owns the connection, but _on_thread functions
-    # and close() may touch it from the loop thread after the worker is done.
-    try:
-        conn = await aiosqlite.connect(
-            database, uri=uri, isolation_level=None, check_same_thread=False
-        )
-        await conn.execute("PRAGMA busy_timeout = 5000")
-    except sqlite3.Error as e:
-        raise StoreError(f"cannot open the database {database}: {e}") from e
-    return conn
+        return len(self._subscriptions)

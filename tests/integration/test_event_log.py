@@ -12,7 +12,7 @@ import pytest
 
 from aura.projections.events import JobCreated, JobStarted, StepProgressed, StepStarted
 from aura.store import ConcurrencyError, CorruptEvent, DatabaseMissing, EventLog, StoreError
-from aura.store import log as log_module
+from aura.store import subscriptions as subscriptions_module
 
 STEPS = ("preflight", "mux")
 
@@ -139,7 +139,7 @@ async def test_subscription_filters_by_job_and_resumes_after_seq(log: EventLog) 
 async def test_slow_subscriber_falls_back_to_the_log_without_loss(
     log: EventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(log_module, "SUBSCRIBER_BUFFER", 5)
+    monkeypatch.setattr(subscriptions_module, "SUBSCRIBER_BUFFER", 5)
     await log.append("a", [created()], 0)
     stream = log.subscribe(after_seq=0, job_id="a")
     assert (await anext(stream)).version == 1

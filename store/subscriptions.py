@@ -1,0 +1,125 @@
+"""Live subscriptions to the log: pushed by each commit, never polled within a process.
+
+INVARIANTS
+- A subscriber is registered before it reads its backlog, and skips any seq it already yielded,
+  so events appended while the backlog is read arrive exactly once, with no gap.
+- The log notifies in commit order, right after each commit, so a buffer is in seq order.
+- A subscriber that falls SUBSCRIBER_BUFFER events behind drops its buffer and reads what it
+  missed from the log: a slow reader costs memory up to that bound, never a lost event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable
+
+from aura.projections.events import Recorded
+
+__all__ = ["SUBSCRIBER_BUFFER", "Subscriptions", "follow"]
+
+#: live events a subscriber may have waiting before it falls back to reading the log
+SUBSCRIBER_BUFFER = 10_000
+
+#: reads the events after a seq (of the subscriber's job, or all), at most one page
+ReadPage = Callable[[int], Awaitable[list[Recorded]]]
+
+
+class Subscriber:
+    __slots__ = ("buffer", "closed", "job_id", "overflowed", "wake")
+
+    def __init__(self, job_id: str | None) -> None:
+        self.job_id = job_id
+        self.buffer: list[Recorded] = []
+        self.wake = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+
+    def push(self, rec: Recorded) -> None:
+        if self.overflowed:
+            return
+        if len(self.buffer) >= SUBSCRIBER_BUFFER:
+            self.buffer.clear()
+            self.overflowed = True
+        else:
+            self.buffer.append(rec)
+
+    async def wait_live(self, poll_interval: float | None) -> bool:
+        """Wait for live events; False when the backlog must be read again (or closed)."""
+        while not self.buffer:
+            if self.closed or self.overflowed:
+                return False
+            self.wake.clear()
+            if poll_interval is None:
+                await self.wake.wait()
+                continue
+            try:
+                await asyncio.wait_for(self.wake.wait(), poll_interval)
+            except TimeoutError:
+                return False  # re-read the log: another process may have written
+        return not self.closed and not self.overflowed
+
+
+class Subscriptions:
+    """The subscribers of one log, by job (None: every job)."""
+
+    def __init__(self) -> None:
+        self._by_job: dict[str | None, set[Subscriber]] = {}
+
+    def add(self, job_id: str | None) -> Subscriber:
+        sub = Subscriber(job_id)
+        self._by_job.setdefault(job_id, set()).add(sub)
+        return sub
+
+    def remove(self, sub: Subscriber) -> None:
+        subs = self._by_job.get(sub.job_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_job[sub.job_id]
+
+    def notify(self, recorded: list[Recorded]) -> None:
+        """Push one append's events (all of one job) to the subscribers that want them."""
+        if not self._by_job or not recorded:
+            return
+        targets = list(self._by_job.get(recorded[0].job_id, ()))
+        targets.extend(self._by_job.get(None, ()))
+        for sub in targets:
+            for rec in recorded:
+                sub.push(rec)
+            sub.wake.set()
+
+    def close(self) -> None:
+        """End every subscription (the log is closing)."""
+        for subs in self._by_job.values():
+            for sub in subs:
+                sub.closed = True
+                sub.wake.set()
+
+    def __len__(self) -> int:
+        return sum(len(subs) for subs in self._by_job.values())
+
+
+async def follow(
+    sub: Subscriber,
+    read_page: ReadPage,
+    page_size: int,
+    after_seq: int,
+    poll_interval: float | None,
+) -> AsyncGenerator[Recorded, None]:
+    """The events after `after_seq`: the backlog page by page, then live ones from `sub`."""
+    last = after_seq
+    while not sub.closed:
+        sub.overflowed = False  # live events pile up in sub.buffer while the backlog is read
+        while True:
+            page = await read_page(last)
+            for rec in page:
+                yield rec
+                last = rec.seq
+            if len(page) < page_size:
+                break
+        while await sub.wait_live(poll_interval):
+            pending, sub.buffer = sub.buffer, []
+            for rec in pending:
+                if rec.seq > last:
+                    yield rec
+                    last = rec.seq
