@@ -32,6 +32,9 @@ PRESETS: tuple[str, ...] = (SAMPLE_PRESET, "default")
 MAX_LINES = 20
 MAX_LINE_CHARS = 300
 
+#: a step's time limit in seconds
+_Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+
 
 class Request(
     msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True
@@ -57,7 +60,7 @@ class Options(Request, frozen=True, kw_only=True):
     encoder: Literal["auto", "x264", "nvenc"] = "auto"
     subtitles: Literal["burned", "soft", "both"] = "both"
     #: per-step time limits in seconds, overriding the settings
-    timeouts: dict[str, Annotated[float, msgspec.Meta(gt=0, le=86_400)]] = {}
+    timeouts: dict[str, _Seconds] = {}
 
 
 class JobRequest(Request, frozen=True, kw_only=True):
@@ -81,11 +84,25 @@ _FIELD = re.compile(r"at `\$\.?([^`]*)`")
 _DECODER = msgspec.json.Decoder(JobRequest)
 
 
-def _invalid(error: msgspec.ValidationError | msgspec.DecodeError) -> AuraError:
+def _bad_timeout(data: object) -> str:
+    """The key msgspec's `options.timeouts[...]` stands for: the first value that is no timeout."""
+    options = data.get("options") if isinstance(data, dict) else None
+    timeouts = options.get("timeouts") if isinstance(options, dict) else None
+    for step, value in timeouts.items() if isinstance(timeouts, dict) else ():
+        try:
+            msgspec.convert(value, _Seconds)
+        except msgspec.ValidationError:
+            return f"options.timeouts.{step}"
+    return "options.timeouts"
+
+
+def _invalid(error: msgspec.ValidationError | msgspec.DecodeError, data: object) -> AuraError:
     text = str(error)
     match = _FIELD.search(text)
     field = match.group(1) if match else "body"
     field = re.sub(r"\[\d+\]", "", field) or "body"
+    if field == "options.timeouts[...]":
+        field = _bad_timeout(data)
     if text.startswith("Object contains unknown field"):
         unknown = re.search(r"field `([^`]*)`", text)
         if unknown:
@@ -98,8 +115,15 @@ def decode_request(body: bytes) -> JobRequest:
     try:
         request = _DECODER.decode(body) if body.strip() else JobRequest()
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise _invalid(e) from e
+        raise _invalid(e, _parsed(body)) from e
     return validate_request(request)
+
+
+def _parsed(body: bytes) -> object:
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
 
 
 def validate_request(request: JobRequest) -> JobRequest:
@@ -125,5 +149,5 @@ def convert_request(data: dict[str, Any]) -> JobRequest:
     try:
         request = msgspec.convert(data, JobRequest)
     except msgspec.ValidationError as e:
-        raise _invalid(e) from e
+        raise _invalid(e, data) from e
     return validate_request(request)

@@ -75,6 +75,13 @@ async def test_invalid_input_is_a_400_problem_naming_the_field(client: Any) -> N
     assert body["correlationId"] == "abc-1" and resp.headers["X-Correlation-Id"] == "abc-1"
 
 
+async def test_a_bad_timeout_is_a_400_naming_its_step(client: Any) -> None:
+    for value in (-1, 0, True, "soon", 10**6):
+        body = {"options": {"timeouts": {"broll": 30, "mux": value}}}
+        resp = await client.post("/api/jobs", json=body)
+        await problem(resp, 400, "InvalidInput:options.timeouts.mux")
+
+
 async def test_idempotency_key_returns_the_same_job_for_the_same_body(client: Any) -> None:
     body = {"preset": "sample-hello-youtube", "options": {"quality": "draft"}}
     headers = {"Idempotency-Key": "key-1"}
