@@ -6,6 +6,8 @@ mux step encodes it again with the subtitles, in the quality the job asks for.
 
 from __future__ import annotations
 
+import textwrap
+
 import ffmpeg
 
 from aura.engine import atomic
@@ -15,16 +17,19 @@ from aura.engine.media import accept_media, make_artifact, probe_duration
 from aura.engine.steps.spec import FONT_FILE, QUALITY, TITLE_SECONDS, frame_size, input_path
 from aura.projections.events import Artifact
 
-__all__ = ["broll"]
+__all__ = ["broll", "title_layout"]
 
 TITLE_FILE = "title.txt"
+#: a wide glyph of the bold title font, in ems (a conservative average: drawtext cannot wrap)
+_GLYPH_EMS = 0.7
 
 
 async def broll(ctx: StepContext) -> list[Artifact]:
     """Render the b-roll clip; artifact: `broll`."""
     duration = await probe_duration(input_path(ctx, "narration"), ctx.settings)
     # drawtext reads the title from a file with expansion off: no escaping of user text.
-    atomic.write_text(ctx.work_dir / TITLE_FILE, ctx.brief.title)
+    text, _ = title_layout(ctx.brief.title, *frame_size(ctx.brief.aspect))
+    atomic.write_text(ctx.work_dir / TITLE_FILE, text)
     clip = ctx.work_dir / "broll.mp4"
 
     async def on_progress(pct: float, eta: float | None) -> None:
@@ -40,6 +45,13 @@ async def broll(ctx: StepContext) -> list[Artifact]:
     return [await make_artifact("broll", clip)]
 
 
+def title_layout(title: str, width: int, height: int) -> tuple[str, int]:
+    """The title wrapped into lines that fit 90% of the frame's width, and its font size."""
+    size = max(min(height // 10, width // 14), 24)
+    chars = max(int(width * 0.9 / (size * _GLYPH_EMS)), 8)
+    return "\n".join(textwrap.wrap(title, chars)) or title, size
+
+
 def _graph(ctx: StepContext, duration: float, out: str) -> object:
     """Moving gradients with the title drawn over the first seconds, fading out."""
     width, height = frame_size(ctx.brief.aspect)
@@ -53,7 +65,7 @@ def _graph(ctx: StepContext, duration: float, out: str) -> object:
     titled = source.drawtext(
         textfile=TITLE_FILE,
         expansion="none",
-        fontsize=max(height // 10, 24),
+        fontsize=title_layout(ctx.brief.title, width, height)[1],
         fontcolor="white",
         borderw=3,
         bordercolor="black@0.6",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
 import re
 from pathlib import Path
 
@@ -104,6 +106,36 @@ async def test_portrait_burned_only_and_soft_only_variants(tmp_path: Path) -> No
     [video] = await mux(ctx)
     info = await probe(Path(video.path), settings)
     assert [s.codec_name for s in info.of_type("subtitle")] == ["mov_text"]
+
+
+async def _edge_jumps(clip: Path, width: int, height: int) -> int:
+    """The sharpest vertical step in the frame's outer columns at 0.5 s (title shown): text
+    crossing the edge makes a jump of ~200; the smooth gradient behind it a few levels."""
+    argv = ["ffmpeg", "-v", "error", "-ss", "0.5", "-i", str(clip), "-frames:v", "1"]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, "-f", "rawvideo", "-pix_fmt", "gray", "-", stdout=asyncio.subprocess.PIPE
+    )
+    raw, _ = await proc.communicate()
+    assert proc.returncode == 0 and len(raw) == width * height
+    columns = [[raw[y * width + x] for y in range(height)] for x in (0, 1, width - 2, width - 1)]
+    return max(abs(a - b) for column in columns for a, b in itertools.pairwise(column))
+
+
+@pytest.mark.parametrize(
+    ("aspect", "title"),
+    [
+        ("9:16", "Hello from Aura"),
+        ("16:9", "A longer title: every word of it stays inside the frame, on any aspect"),
+    ],
+)
+async def test_the_title_card_stays_inside_the_frame(
+    tmp_path: Path, aspect: str, title: str
+) -> None:
+    settings = settings_for(tmp_path)
+    brief = Brief(title=title, script=("Up.",), aspect=aspect)  # type: ignore[arg-type]
+    artifacts = await run_steps(settings, brief=brief, until="broll")
+    width, height = (720, 1280) if aspect == "9:16" else (1280, 720)
+    assert await _edge_jumps(Path(artifacts["broll"].path), width, height) < 40
 
 
 def test_srt_blocks_are_numbered_and_never_hold_a_blank_line() -> None:
