@@ -44,7 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env(data_dir=args.data_dir)
     request = JobRequest(options=Options(quality=args.quality, encoder=args.encoder))
-    return asyncio.run(render(settings, request, sys.stderr, sys.stdout))
+    try:
+        return asyncio.run(render(settings, request, sys.stderr, sys.stdout))
+    except AuraError as e:  # e.g. a data folder that cannot be created
+        print(f"aura sample: {e} ({e.info.remediation})", file=sys.stderr)
+        return 1
 
 
 async def render(settings: Settings, request: JobRequest, err: TextIO, out: TextIO) -> int:

@@ -17,6 +17,7 @@ import sys
 from aiohttp import web
 
 from aura.cli.main import add_data_dir
+from aura.engine.errors import AuraError
 from aura.engine.settings import Settings
 from aura.http.app import create_app
 from aura.http.security import is_loopback
@@ -57,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env(data_dir=args.data_dir)
     try:
         asyncio.run(serve(settings, args.host, args.port, token))
+    except AuraError as e:  # e.g. a data folder that cannot be created
+        print(f"aura serve: {e} ({e.info.remediation})", file=sys.stderr)
+        return 1
     except OSError as e:
         print(
             f"aura serve: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr

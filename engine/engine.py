@@ -26,7 +26,8 @@ from aura.engine.decide import (
     new_job_id,
     request_of,
 )
-from aura.engine.errors import Conflict, JobNotFound
+from aura.engine.error_mapping import map_exception
+from aura.engine.errors import AuraError, Conflict, JobNotFound
 from aura.engine.inputs import JobRequest, validate_request
 from aura.engine.job_files import output_of
 from aura.engine.media import probe_output
@@ -38,7 +39,7 @@ from aura.engine.settings import Settings
 from aura.projections.events import Artifact, Event, JobCreated, Output, Recorded
 from aura.projections.job import JobState, JobStatus, fold
 from aura.projections.job_list import JobRow
-from aura.store.errors import ConcurrencyError
+from aura.store.errors import ConcurrencyError, StoreError
 from aura.store.log import EventLog
 
 __all__ = ["Engine", "Submitted"]
@@ -97,7 +98,7 @@ class Engine:
         the log shows as queued or running (unless `recover` is False: then they are left
         alone), and start the runner."""
         pipeline = PIPELINE if pipeline is None else pipeline
-        log = await EventLog.open(settings.data_dir, durability=settings.durability)
+        log = await _open_log(settings)
         try:
             projector = Projector(log)
             await projector.start()
@@ -231,6 +232,17 @@ class Engine:
         new = fold(records, state)
         assert new is not None
         return new
+
+
+async def _open_log(settings: Settings) -> EventLog:
+    """The log in the data folder; a folder that cannot be created (a path under a regular
+    file, no permission, no space) is its taxonomy error, e.g. OutputDirectoryNotWritable."""
+    try:
+        return await EventLog.open(settings.data_dir, durability=settings.durability)
+    except StoreError as e:
+        if isinstance(e.__cause__, OSError):
+            raise AuraError(map_exception(e.__cause__, step=None, settings=settings)) from e
+        raise
 
 
 async def _recover(engine: Engine) -> list[str]:

@@ -93,6 +93,17 @@ def test_a_server_that_is_not_running_is_a_one_line_error() -> None:
         assert "Traceback" not in result.stderr
 
 
+def test_a_data_folder_under_a_regular_file_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    data = str(tmp_path / "afile" / "data")
+    for args in (("serve", "--port", "0"), ("sample", "--quality", "draft")):
+        result = aura(*args, "--data-dir", data)
+        assert result.returncode == 1, result
+        assert "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "OutputDirectoryNotWritable" in result.stderr and data in result.stderr
+
+
 @pytest.mark.slow
 def test_submit_watch_retry_and_cancel_against_a_running_server(tmp_path: Path) -> None:
     with server(tmp_path / "data") as (_, url):
