@@ -78,9 +78,7 @@ def _submit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def request_body(args: argparse.Namespace) -> dict[str, Any]:
     """The POST /api/jobs body from the flags (the server validates it)."""
-    brief: dict[str, Any] = {}
-    if args.brief is not None:
-        brief = json.loads(args.brief.read_text())
+    brief = _brief_file(args.brief) if args.brief is not None else {}
     for flag, name in (("title", "title"), ("lines", "script"), ("aspect", "aspect")):
         if getattr(args, flag) is not None:
             brief[name] = getattr(args, flag)
@@ -98,6 +96,17 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
     if brief:
         body["brief"] = brief
     return body
+
+
+def _brief_file(path: Path) -> dict[str, Any]:
+    """The brief in a JSON file: an object, else a usage error naming the file."""
+    try:
+        brief = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ApiError(f"--brief {path}: cannot read a JSON brief: {e}", 2) from None
+    if not isinstance(brief, dict):
+        raise ApiError(f"--brief {path}: the brief must be a JSON object", 2)
+    return brief
 
 
 def _timeout(text: str) -> tuple[str, float]:

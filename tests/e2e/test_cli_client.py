@@ -93,6 +93,18 @@ def test_a_server_that_is_not_running_is_a_one_line_error() -> None:
         assert "Traceback" not in result.stderr
 
 
+def test_a_missing_or_malformed_brief_file_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{bad")
+    (tmp_path / "list.json").write_text("[1]")
+    url = f"http://127.0.0.1:{free_port()}"  # the brief is read before the server is called
+    for name in ("missing.json", "bad.json", "list.json"):
+        brief = str(tmp_path / name)
+        result = aura("submit", "--url", url, "--brief", brief)
+        assert result.returncode == 2, result
+        assert "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1 and brief in result.stderr, result.stderr
+
+
 def test_a_data_folder_under_a_regular_file_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("not a folder")
     data = str(tmp_path / "afile" / "data")
