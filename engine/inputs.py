@@ -42,10 +42,19 @@ class Request(
     """Base of request structs: camelCase, unknown fields refused."""
 
 
+#: no NUL: a text goes into argv (espeak-ng) and files that C tools read
+_NO_NUL = r"^[^\x00]*$"
+
+
 class Brief(Request, frozen=True, kw_only=True):
-    title: Annotated[str, msgspec.Meta(min_length=1, max_length=120)] = "Hello from Aura"
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=_NO_NUL)] = (
+        "Hello from Aura"
+    )
     script: Annotated[
-        tuple[Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LINE_CHARS)], ...],
+        tuple[
+            Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LINE_CHARS, pattern=_NO_NUL)],
+            ...,
+        ],
         msgspec.Meta(min_length=1, max_length=MAX_LINES),
     ] = ("Hello from Aura.",)
     aspect: Literal["16:9", "9:16"] = "16:9"

@@ -82,6 +82,15 @@ async def test_a_bad_timeout_is_a_400_naming_its_step(client: Any) -> None:
         await problem(resp, 400, "InvalidInput:options.timeouts.mux")
 
 
+async def test_a_nul_character_in_the_brief_is_a_400_not_a_failed_render(client: Any) -> None:
+    brief = {"title": "Fine", "script": ["ok", "bad\u0000line"]}
+    resp = await client.post("/api/jobs", json={"preset": "default", "brief": brief})
+    await problem(resp, 400, "InvalidInput:brief.script")
+    brief = {"title": "bad\u0000title", "script": ["ok"]}
+    resp = await client.post("/api/jobs", json={"preset": "default", "brief": brief})
+    await problem(resp, 400, "InvalidInput:brief.title")
+
+
 async def test_idempotency_key_returns_the_same_job_for_the_same_body(client: Any) -> None:
     body = {"preset": "sample-hello-youtube", "options": {"quality": "draft"}}
     headers = {"Idempotency-Key": "key-1"}
