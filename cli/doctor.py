@@ -15,6 +15,7 @@ from typing import TextIO
 import msgspec
 
 from aura.cli.main import add_data_dir
+from aura.engine.errors import AuraError
 from aura.engine.preflight import Finding, system_check
 from aura.engine.settings import Settings
 
@@ -29,7 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env(data_dir=args.data_dir)
+    try:
+        settings = Settings.from_env(data_dir=args.data_dir)
+    except AuraError as e:  # a malformed AURA_* variable
+        print(f"aura doctor: {e} ({e.info.remediation})", file=sys.stderr)
+        return 2
     findings = asyncio.run(system_check(settings))
     if args.json:
         print(msgspec.json.encode(findings).decode())

@@ -42,11 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env(data_dir=args.data_dir)
     request = JobRequest(options=Options(quality=args.quality, encoder=args.encoder))
     try:
+        settings = Settings.from_env(data_dir=args.data_dir)
         return asyncio.run(render(settings, request, sys.stderr, sys.stdout))
-    except AuraError as e:  # e.g. a data folder that cannot be created
+    except AuraError as e:  # a malformed AURA_* variable, a data folder that cannot be created
         print(f"aura sample: {e} ({e.info.remediation})", file=sys.stderr)
         return 1
 

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     parser.add_argument(
         "--port",
         type=int,
-        default=int(os.environ.get("AURA_PORT", DEFAULT_PORT)),
+        default=os.environ.get("AURA_PORT", str(DEFAULT_PORT)),  # argparse applies `type`
         help=f"port (default: $AURA_PORT or {DEFAULT_PORT}; 0 picks a free one)",
     )
 
@@ -55,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    settings = Settings.from_env(data_dir=args.data_dir)
     try:
+        settings = Settings.from_env(data_dir=args.data_dir)
         asyncio.run(serve(settings, args.host, args.port, token))
-    except AuraError as e:  # e.g. a data folder that cannot be created
+    except AuraError as e:  # a malformed AURA_* variable, a data folder that cannot be created
         print(f"aura serve: {e} ({e.info.remediation})", file=sys.stderr)
         return 1
     except OSError as e:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
 import msgspec
 
+from aura.engine.errors import AuraError
 from aura.store import Durability
 
 __all__ = ["Settings"]
@@ -61,7 +63,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if var in env:
                 values[name] = env[var]
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return msgspec.convert(values, cls, strict=False, dec_hook=_to_path)
+        try:
+            return msgspec.convert(values, cls, strict=False, dec_hook=_to_path)
+        except msgspec.ValidationError as e:
+            raise _bad_setting(e, values) from None
 
     @property
     def jobs_dir(self) -> Path:
@@ -69,6 +74,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def job_dir(self, job_id: str) -> Path:
         return self.jobs_dir / job_id
+
+
+def _bad_setting(error: msgspec.ValidationError, values: dict[str, object]) -> AuraError:
+    """InvalidInput naming the environment variable (or setting) whose value is malformed."""
+    match = re.search(r"at `\$\.(\w+)", str(error))
+    name = match.group(1) if match else "settings"
+    var = _ENV.get(name, name) if name in values else name
+    return AuraError.of(
+        f"InvalidInput:{var}",
+        f"{var}={values.get(name)!r}: {error}",
+        remediation=f"Correct or unset {var}, then start Aura again.",
+        details={"field": var},
+    )
 
 
 def _to_path(kind: type, value: object) -> object:

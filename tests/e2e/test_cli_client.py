@@ -105,6 +105,22 @@ def test_a_missing_or_malformed_brief_file_is_a_one_line_error(tmp_path: Path) -
         assert result.stderr.count("\n") == 1 and brief in result.stderr, result.stderr
 
 
+def test_a_malformed_environment_setting_is_a_one_line_error(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    cases = [
+        (("serve", "--port", "0"), "AURA_MAX_CONCURRENT_JOBS", "many"),
+        (("doctor",), "AURA_DURABILITY", "bogus"),
+        (("sample",), "AURA_FFMPEG_THREADS", "lots"),
+        (("serve",), "AURA_PORT", "http"),
+    ]
+    for args, var, value in cases:
+        result = aura(*args, "--data-dir", data, env=clean_env(**{var: value}))
+        assert result.returncode in (1, 2), result
+        assert "Traceback" not in result.stderr, result.stderr
+        assert value in result.stderr.splitlines()[-1], result.stderr
+    assert not (tmp_path / "data" / "aura.db").exists()
+
+
 def test_a_data_folder_under_a_regular_file_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("not a folder")
     data = str(tmp_path / "afile" / "data")
