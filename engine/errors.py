@@ -89,8 +89,8 @@ TAXONOMY: dict[str, CodeSpec] = {
     ),
     "StepTimeout": CodeSpec(
         title="A step ran past its time limit",
-        remediation="Retry the job; if it keeps timing out, raise the step's timeout in the "
-        "options or lower the quality setting.",
+        remediation="Retry the job (a retry keeps the job's options); if it keeps timing out, "
+        "submit it again with a larger options.timeouts for the step, or a lower quality.",
         http_status=504,
     ),
     "TransientNetworkFailure": CodeSpec(

@@ -267,12 +267,10 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
             warning = Warning(
                 code=event.code, message=event.message, step=event.step, attempt=event.attempt
             )
-            return replace(
-                state,
-                warnings=(*state.warnings, warning),
-                version=rec.version,
-                last_seq=rec.seq,
-            )
+            # A job resumed after a crash runs preflight again in the same attempt: the same
+            # warning, recorded again, is listed once.
+            warnings = state.warnings if warning in state.warnings else (*state.warnings, warning)
+            return replace(state, warnings=warnings, version=rec.version, last_seq=rec.seq)
         case JobCancelRequested():
             _require(state, rec, _ACTIVE)
             return replace(state, cancel_requested=True, version=rec.version, last_seq=rec.seq)

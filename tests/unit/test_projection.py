@@ -10,11 +10,14 @@ from hypothesis import strategies as st
 from strategies import STEPS, job_events
 
 from aura.projections.events import (
+    ErrorInfo,
     Event,
     JobCreated,
     JobFailed,
+    JobInterrupted,
     JobRetryRequested,
     JobStarted,
+    JobWarning,
     Recorded,
     StepFailed,
     StepStarted,
@@ -125,3 +128,33 @@ def test_a_gap_in_versions_is_an_invalid_transition() -> None:
     gap = Recorded(started.seq, started.job_id, 3, started.ts, started.event)
     with pytest.raises(InvalidTransition, match="version 3 follows version 1"):
         fold([created, gap])
+
+
+def test_the_same_warning_recorded_again_in_one_attempt_is_listed_once() -> None:
+    warning = JobWarning(code="EncoderFallback", message="libx264", step="preflight")
+    events: list[Event] = [
+        JobCreated(preset="p", steps=STEPS, correlation_id="c"),
+        JobStarted(),
+        StepStarted(step="preflight"),
+        warning,
+        JobInterrupted(step="preflight"),
+        JobStarted(),
+        StepStarted(step="preflight"),
+        warning,
+    ]
+    state = fold(record(events))
+    assert state is not None and len(state.warnings) == 1
+    failure: list[Event] = [
+        StepFailed(step="preflight", error=_error()),
+        JobFailed(error=_error()),
+        JobRetryRequested(attempt=2),
+        JobStarted(attempt=2),
+        StepStarted(step="preflight", attempt=2),
+        JobWarning(code="EncoderFallback", message="libx264", step="preflight", attempt=2),
+    ]
+    retried = fold(record([*events[:4], *failure]))
+    assert retried is not None and [w.attempt for w in retried.warnings] == [1, 2]
+
+
+def _error() -> ErrorInfo:
+    return ErrorInfo(code="Internal", message="x", remediation="y")
