@@ -1,0 +1,368 @@
+"""One run of a job: from JobStarted through each step to its terminal event, all recorded.
+
+INVARIANTS
+- A job is executed by at most one JobRun in this process (`Runner._running`). A JobRun appends
+  with expected_version taken from its own folded state, so when anything else writes the job
+  its next append raises ConcurrencyError and it stops instead of interleaving.
+- Every append of a JobRun goes through `_append`: under its lock, checked against the fold
+  first (nothing invalid reaches the log), and shielded, so a cancelled caller never loses the
+  fold of an event that was committed.
+- A run cancelled from outside (the runner stops) stops its step first (its process group is
+  killed by the step's process helper) and appends nothing more: the log keeps saying Running,
+  and the next start's recovery appends JobInterrupted and resumes the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from msgspec.structs import replace
+
+from aura.engine.context import Step, StepContext
+from aura.engine.decide import (
+    artifacts_changed,
+    check_events,
+    decide_cancel,
+    decide_reuse,
+    request_of,
+    reuse_candidates,
+    should_emit_progress,
+)
+from aura.engine.error_mapping import map_exception
+from aura.engine.errors import make_error
+from aura.engine.inputs import SAMPLE_BRIEF, JobRequest
+from aura.engine.job_files import remove_temp_files, verify_artifacts
+from aura.engine.settings import Settings
+from aura.projections.events import (
+    Artifact,
+    ErrorInfo,
+    Event,
+    JobCanceled,
+    JobCreated,
+    JobFailed,
+    JobStarted,
+    JobSucceeded,
+    JobWarning,
+    Output,
+    Recorded,
+    StepCanceled,
+    StepFailed,
+    StepProgressed,
+    StepStarted,
+    StepSucceeded,
+)
+from aura.projections.job import JobState, JobStatus, fold
+from aura.store.errors import ConcurrencyError
+
+if TYPE_CHECKING:
+    from aura.engine.runner import Runner
+
+__all__ = ["JobRun", "OutputProbe", "map_step_error"]
+
+logger = logging.getLogger(__name__)
+
+#: turns a finished job's artifacts (by name) into its Output
+OutputProbe = Callable[[Mapping[str, Artifact]], Awaitable[Output]]
+
+
+def map_step_error(
+    exc: BaseException, step: str | None, correlation_id: str, settings: Settings | None = None
+) -> ErrorInfo:
+    """The taxonomy error for an exception a step raised, with its step and correlation id
+    (secrets redacted)."""
+    info = map_exception(exc, step=step, correlation_id=correlation_id, settings=settings)
+    return replace(info, step=step, correlation_id=correlation_id)
+
+
+class _Progress:
+    """The progress callback of one step: throttled StepProgressed appends."""
+
+    def __init__(self, run: JobRun, step: str) -> None:
+        self._run = run
+        self._step = step
+        self._pct = 0.0
+        self._message = ""
+        self._time = asyncio.get_running_loop().time()
+
+    async def __call__(self, pct: float, message: str = "", eta: float | None = None) -> None:
+        now = asyncio.get_running_loop().time()
+        changed = message != self._message
+        if not should_emit_progress(self._pct, self._time, pct, now, changed):
+            return
+        self._pct, self._message, self._time = pct, message, now
+        state = self._run.state
+        event = StepProgressed(
+            step=self._step,
+            attempt=state.attempt,
+            pct=round(pct, 2),
+            message=message,
+            eta_seconds=None if eta is None else round(eta, 1),
+        )
+        await self._run.append([event])
+
+
+class JobRun:
+    """One execution of a queued job: from JobStarted to its terminal event (or a stop)."""
+
+    def __init__(self, runner: Runner, job_id: str) -> None:
+        self.job_id = job_id
+        self._runner = runner
+        self._log = runner.log
+        self._settings = runner.settings
+        self._lock = asyncio.Lock()
+        self._loaded = asyncio.Event()
+        self._step_task: asyncio.Task[list[Artifact]] | None = None
+        self._state: JobState | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> JobState:
+        assert self._state is not None, "the run has not loaded its job"
+        return self._state
+
+    @property
+    def work_dir(self) -> str:
+        return str(self._settings.job_dir(self.job_id))
+
+    # ---- appending ----------------------------------------------------------------------
+
+    async def append(self, events: list[Event]) -> JobState:
+        """Append after the run's own version; shielded so the fold is never lost."""
+        return await asyncio.shield(self._append_now(events))
+
+    async def _append_now(self, events: list[Event]) -> JobState:
+        async with self._lock:
+            return await self._append_locked(events)
+
+    async def _append_locked(self, events: list[Event]) -> JobState:
+        state = self.state
+        if not events:
+            return state
+        check_events(state, events)
+        records = await self._log.append(self.job_id, events, state.version)
+        new = fold(records, state)
+        assert new is not None
+        self._state = new
+        return new
+
+    # ---- cancel -------------------------------------------------------------------------
+
+    async def request_cancel(self) -> JobState | None:
+        """Record the cancel request and stop the running step. None: this run never owned the
+        job (it was not queued when the run looked); Conflict when the job already ended."""
+        await self._loaded.wait()
+        if self._state is None:
+            return None
+        async with self._lock:
+            state = await self._append_locked(decide_cancel(self.state, owned=True))
+        task = self._step_task
+        if task is not None:
+            task.cancel()
+        return state
+
+    # ---- executing ----------------------------------------------------------------------
+
+    async def execute(self) -> None:
+        try:
+            await self._execute()
+        except ConcurrencyError as e:
+            logger.warning("job %s was written by someone else; this run stops: %s", self.job_id, e)
+        except Exception as e:  # a bug or a store failure: fail the job if the log still takes it
+            logger.exception("job %s: run failed", self.job_id)
+            await self._fail(e)
+        finally:
+            self._loaded.set()
+
+    async def _execute(self) -> None:
+        records = await self._log.read(self.job_id)
+        state = fold(records)
+        if state is None or state.status is not JobStatus.QUEUED:
+            return  # canceled, finished or taken by someone else since it was queued
+        created = records[0].event
+        assert isinstance(created, JobCreated)
+        self._state = state
+        self._loaded.set()
+        if state.cancel_requested:
+            await asyncio.shield(self.append([JobCanceled(attempt=state.attempt)]))
+            return
+        request = request_of(created)
+        self._settings.job_dir(self.job_id).mkdir(parents=True, exist_ok=True)
+        final = await self._steps(records, request)
+        await asyncio.shield(self.append(final))
+
+    async def _fail(self, exc: BaseException) -> None:
+        state = self._state
+        if state is None or state.is_terminal:
+            return
+        error = map_step_error(exc, None, state.correlation_id, self._settings)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self.append([JobFailed(error=error, attempt=state.attempt)]))
+
+    async def _steps(self, records: list[Recorded], request: JobRequest) -> list[Event]:
+        """Run or reuse each step in order; returns the job's terminal events.
+
+        Events decided without waiting on anything (JobStarted, StepSucceeded, StepSkipped)
+        are carried into the next append, so each step costs one commit: a step's StepStarted
+        is always committed before it runs, and the carry is committed on its own before any
+        slow check (artifact verification, the output probe).
+        """
+        candidates = reuse_candidates(records)
+        artifacts: dict[str, Artifact] = {}
+        carry: list[Event] = [JobStarted(attempt=self.state.attempt)]
+        upstream_changed = False
+        for step in self.state.steps:
+            if self.state.cancel_requested:
+                return [*carry, JobCanceled(attempt=self.state.attempt)]
+            candidate = None if upstream_changed else candidates.get(step.name)
+            if candidate is not None:
+                carry = await self._flush(carry)
+            verified = candidate is not None and await verify_artifacts(
+                candidate.artifacts, self.work_dir
+            )
+            skipped = decide_reuse(
+                step.name,
+                candidate,
+                verified=verified,
+                upstream_changed=upstream_changed,
+                attempt=self.state.attempt,
+            )
+            if skipped is not None and candidate is not None:
+                carry.append(skipped)
+                artifacts.update((a.name, a) for a in candidate.artifacts)
+                continue
+            outcome = await self._run_step(step.name, request, artifacts, carry)
+            succeeded = outcome[0]
+            if not isinstance(succeeded, StepSucceeded):
+                return outcome
+            carry = outcome
+            upstream_changed = upstream_changed or artifacts_changed(candidate, succeeded.artifacts)
+            artifacts.update((a.name, a) for a in succeeded.artifacts)
+        await self._flush(carry)
+        output = await self._runner.output_probe(artifacts)
+        return [JobSucceeded(output=output, attempt=self.state.attempt)]
+
+    async def _flush(self, carry: list[Event]) -> list[Event]:
+        await self.append(carry)
+        return []
+
+    async def _run_step(
+        self,
+        name: str,
+        request: JobRequest,
+        artifacts: Mapping[str, Artifact],
+        carry: list[Event],
+    ) -> list[Event]:
+        """Run one step to its outcome: [StepSucceeded], or the job's terminal events."""
+        attempt = self.state.attempt
+        await self.append([*carry, StepStarted(step=name, attempt=attempt)])
+        if self.state.cancel_requested:
+            return [StepCanceled(step=name, attempt=attempt), JobCanceled(attempt=attempt)]
+        step = self._runner.pipeline.get(name)
+        if step is None:
+            return self._failed(name, make_error("Internal", f"no step named {name!r}"))
+        limit = request.options.timeouts.get(name, self._settings.step_timeouts.get(name))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        context = self._context(name, request, artifacts)
+        task = asyncio.create_task(_call(step, context), name=f"{self.job_id}:{name}")
+        self._step_task = task
+        try:
+            finished = await _wait_step(task, limit)
+        finally:
+            self._step_task = None
+        duration = loop.time() - started
+        outcome = self._outcome(name, task, finished, limit, duration)
+        if not isinstance(outcome[0], StepSucceeded):
+            await asyncio.to_thread(remove_temp_files, self._settings.job_dir(self.job_id))
+        return outcome
+
+    def _outcome(
+        self,
+        name: str,
+        task: asyncio.Task[list[Artifact]],
+        finished: bool,
+        limit: float | None,
+        duration: float,
+    ) -> list[Event]:
+        attempt = self.state.attempt
+        if not finished:
+            error = make_error(
+                f"StepTimeout:{name}",
+                f"step {name} ran past its limit of {limit:g} s and was stopped",
+                details={"limitSeconds": limit},
+            )
+            return self._failed(name, error)
+        exc = None if task.cancelled() else task.exception()
+        if self.state.cancel_requested and (task.cancelled() or exc is not None):
+            return [StepCanceled(step=name, attempt=attempt), JobCanceled(attempt=attempt)]
+        if task.cancelled():
+            return self._failed(name, make_error("Internal", f"step {name} stopped on its own"))
+        if exc is not None:
+            error = map_step_error(exc, name, self.state.correlation_id, self._settings)
+            return self._failed(name, error)
+        artifacts = tuple(task.result())
+        return [
+            StepSucceeded(
+                step=name, attempt=attempt, artifacts=artifacts, duration_seconds=round(duration, 3)
+            )
+        ]
+
+    def _failed(self, name: str, error: ErrorInfo) -> list[Event]:
+        error = replace(error, step=name, correlation_id=self.state.correlation_id)
+        attempt = self.state.attempt
+        return [
+            StepFailed(step=name, attempt=attempt, error=error),
+            JobFailed(error=error, attempt=attempt),
+        ]
+
+    def _context(
+        self, name: str, request: JobRequest, artifacts: Mapping[str, Artifact]
+    ) -> StepContext:
+        state = self.state
+
+        async def warn(code: str, message: str) -> None:
+            await self.append([JobWarning(code=code, message=message, step=name, attempt=a)])
+
+        a = state.attempt
+        return StepContext(
+            job_id=self.job_id,
+            step=name,
+            attempt=a,
+            correlation_id=state.correlation_id,
+            preset=request.preset,
+            brief=request.brief or SAMPLE_BRIEF,
+            options=request.options,
+            settings=self._settings,
+            work_dir=self._settings.job_dir(self.job_id),
+            artifacts=MappingProxyType(dict(artifacts)),
+            progress=_Progress(self, name),
+            warn=warn,
+        )
+
+
+async def _call(step: Step, context: StepContext) -> list[Artifact]:
+    return list(await step(context))
+
+
+async def _wait_step(task: asyncio.Task[list[Artifact]], limit: float | None) -> bool:
+    """Wait for the step; False when it ran past `limit` (it is then stopped, and waited for).
+
+    If the run itself is cancelled (the runner stops), the step is stopped before that
+    cancellation goes on: its process never outlives the run.
+    """
+    try:
+        done, _ = await asyncio.wait({task}, timeout=limit)
+    except asyncio.CancelledError:
+        task.cancel()
+        await asyncio.wait({task})
+        raise
+    if done:
+        return True
+    task.cancel()
+    await asyncio.wait({task})
+    return False
