@@ -16,7 +16,7 @@ from aiohttp import web
 from aura.engine.context import Step
 from aura.engine.engine import Engine
 from aura.engine.settings import Settings
-from aura.http.problems import problem_middleware
+from aura.http.problems import add_correlation_header, problem_middleware
 from aura.http.security import make_auth_middleware
 from aura.http.sse import EventStream, FanOut, StreamConfig, stop_streams
 
@@ -81,4 +81,5 @@ def create_app(
 
     app.cleanup_ctx.append(engine_ctx)
     app.on_shutdown.append(on_shutdown)
+    app.on_response_prepare.append(add_correlation_header)
     return app

@@ -22,6 +22,7 @@ from aura.projections.events import ErrorInfo
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
     "Problem",
+    "add_correlation_header",
     "correlation_id",
     "problem_middleware",
     "problem_response",
@@ -111,6 +112,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         _log.exception("unhandled error (correlation id %s) on %s", correlation, request.path)
         info = make_error("Internal", "the server failed unexpectedly; see its log")
         return problem_response(info, 500, correlation)
-    if not response.prepared:  # a stream sent its headers already
-        response.headers.setdefault(CORRELATION_HEADER, correlation)
     return response
+
+
+async def add_correlation_header(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: every response, streams and files included, names its request."""
+    response.headers.setdefault(CORRELATION_HEADER, correlation_id(request))

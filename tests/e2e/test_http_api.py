@@ -183,6 +183,15 @@ async def test_log_is_ndjson_of_the_raw_events(client: Any) -> None:
     assert {line["step"] for line in lines if line["type"] == "StepStarted"} == set(TINY_STEPS)
 
 
+async def test_every_response_names_its_correlation_id(client: Any) -> None:
+    job = await finished_job(client)
+    for path in ("log", "events", "output", "diagnostics", ""):
+        url = f"/api/jobs/{job['jobId']}/{path}".rstrip("/")
+        resp = await client.get(url, headers={"X-Correlation-Id": f"c-{path}"})
+        await resp.read()
+        assert resp.headers["X-Correlation-Id"] == f"c-{path}", url
+
+
 async def test_output_download_supports_range_requests(client: Any) -> None:
     job = await finished_job(client)
     url = f"/api/jobs/{job['jobId']}/output"
