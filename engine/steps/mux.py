@@ -16,11 +16,14 @@ from aura.engine.context import StepContext
 from aura.engine.ffmpeg import ffmpeg_argv, output_options, run_ffmpeg
 from aura.engine.media import accept_media, make_artifact, probe_duration
 from aura.engine.steps.spec import QUALITY, input_path
+from aura.engine.steps.subtitles import for_burning
 from aura.projections.events import Artifact
 
 __all__ = ["VIDEO_FILE", "mux"]
 
 VIDEO_FILE = "video.mp4"
+#: the subtitles as the burn-in filter reads them (see subtitles.for_burning)
+BURN_FILE = "subtitles.burn.srt"
 SUBTITLE_STYLE = "FontName=DejaVu Sans,FontSize=20,Outline=2,Shadow=0,MarginV=28"
 
 
@@ -33,6 +36,9 @@ async def mux(ctx: StepContext) -> list[Artifact]:
     async def on_progress(pct: float, eta: float | None) -> None:
         await ctx.progress(pct, "encoding the video", eta)
 
+    if ctx.options.subtitles in ("burned", "both"):
+        plain = input_path(ctx, "subtitles").read_text(encoding="utf-8")
+        atomic.write_text(ctx.work_dir / BURN_FILE, for_burning(plain))
     needs: tuple[str, ...] = ("video", "audio")
     if ctx.options.subtitles in ("soft", "both"):
         needs += ("subtitle",)
@@ -62,7 +68,7 @@ def _graph(ctx: StepContext, duration: float, out: str, nvenc: bool) -> object:
     options: dict[str, Any] = {}
     if ctx.options.subtitles in ("burned", "both"):
         # A name relative to ffmpeg's cwd (the work folder) keeps filter escaping trivial.
-        streams[0] = picture.filter("subtitles", filename=srt.name, force_style=SUBTITLE_STYLE)
+        streams[0] = picture.filter("subtitles", filename=BURN_FILE, force_style=SUBTITLE_STYLE)
     if ctx.options.subtitles in ("soft", "both"):
         streams.append(ffmpeg.input(str(srt))["s"])
         options |= {"scodec": "mov_text", "metadata:s:s:0": "language=eng"}

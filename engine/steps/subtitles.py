@@ -48,6 +48,13 @@ def srt_time(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d},{ms:03d}"
 
 
+def for_burning(srt: str) -> str:
+    """The SRT as libass must read it to draw it verbatim: `{...}` would be an override block
+    (drawn as nothing), so braces are escaped. The soft `mov_text` stream keeps the plain SRT:
+    players show its text as it is."""
+    return srt.replace("{", "\\{").replace("}", "\\}")
+
+
 def build_srt(lines: Sequence[str], durations: Sequence[float]) -> str:
     """The SRT text: numbered cues, one per line, timed by `cue_times`."""
     blocks = []

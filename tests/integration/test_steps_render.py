@@ -24,7 +24,7 @@ from aura.engine.errors import AuraError
 from aura.engine.inputs import Brief, Options
 from aura.engine.media import probe, probe_duration, probe_output
 from aura.engine.pipeline import OUTPUT_ARTIFACT, PIPELINE
-from aura.engine.steps.mux import mux
+from aura.engine.steps.mux import BURN_FILE, mux
 from aura.engine.steps.narration import narration
 from aura.engine.steps.spec import LINE_GAP_SECONDS
 from aura.engine.steps.subtitles import build_srt, cue_times, srt_time
@@ -152,3 +152,21 @@ async def test_an_unknown_espeak_voice_is_invalid_input(tmp_path: Path) -> None:
         await narration(ctx)
     assert caught.value.code == "InvalidInput:brief.voice"
     assert leftovers(tmp_path) == []
+
+
+async def test_braces_in_a_line_are_burned_verbatim_and_kept_plain_in_the_soft_stream(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path)
+    brief = Brief(title="Braces", script=("Set {x} to one.",))
+    artifacts = await run_steps(settings, brief=brief, options=Options(quality="draft"))
+    video = Path(artifacts[OUTPUT_ARTIFACT].path)
+    # libass reads `{x}` as an override block and draws nothing: the burn-in copy escapes it.
+    burned = await asyncio.to_thread((video.parent / BURN_FILE).read_text)
+    assert "Set \\{x\\} to one." in burned
+    soft = await asyncio.create_subprocess_exec(
+        settings.ffmpeg_path, "-loglevel", "error", "-i", str(video), "-map", "0:s", "-f", "srt",
+        "-", stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await soft.communicate()
+    assert "Set {x} to one." in out.decode()
