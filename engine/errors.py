@@ -124,6 +124,18 @@ TAXONOMY: dict[str, CodeSpec] = {
         remediation="Send the server's AURA_TOKEN as 'Authorization: Bearer <token>'.",
         http_status=401,
     ),
+    "Forbidden": CodeSpec(
+        title="The request was refused: it did not come from this server's own page or host",
+        remediation="Call the server at its loopback address (http://127.0.0.1:PORT or "
+        "http://localhost:PORT) from a client that sends no Origin or this server's own origin; "
+        "to reach it under another name, set AURA_TOKEN.",
+        http_status=403,
+    ),
+    "UnsupportedMediaType": CodeSpec(
+        title="The request body is not JSON",
+        remediation="Send the body with 'Content-Type: application/json' (or send no body).",
+        http_status=415,
+    ),
     "NotFound": CodeSpec(
         title="No such resource",
         remediation="Check the URL; GET /api/openapi.json lists the API.",

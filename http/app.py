@@ -17,7 +17,7 @@ from aura.engine.context import Step
 from aura.engine.engine import Engine
 from aura.engine.settings import Settings
 from aura.http.problems import add_correlation_header, problem_middleware
-from aura.http.security import make_auth_middleware
+from aura.http.security import make_auth_middleware, make_guard_middleware
 from aura.http.sse import EventStream, FanOut, StreamConfig, stop_streams
 
 __all__ = [
@@ -60,7 +60,7 @@ def create_app(
     from aura.http.routes_system import routes as system_routes
 
     app = web.Application(
-        middlewares=[problem_middleware, make_auth_middleware(token)],
+        middlewares=[problem_middleware, make_guard_middleware(token), make_auth_middleware(token)],
         client_max_size=max_body_bytes,
     )
     app[CONFIG] = HttpConfig(settings, token, stream or StreamConfig(), max_body_bytes)

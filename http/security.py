@@ -1,4 +1,5 @@
-"""Access control: a bearer token (or the HttpOnly cookie the web page gets for it).
+"""Access control: a bearer token (or the HttpOnly cookie the web page gets for it), and a guard
+against other sites.
 
 Bound to a loopback address, the server needs no token. Bound to any other address it refuses to
 start without `AURA_TOKEN` (see aura.cli.serve), and then every API request must carry the token
@@ -6,7 +7,16 @@ as `Authorization: Bearer <token>` or carry the `aura_token` cookie, which `POST
 sets (HttpOnly, SameSite=Strict) so that the page's EventSource, which cannot set headers, works.
 The cookie holds an HMAC of the token, not the token: no response ever carries the token, and it
 is compared in constant time and never written to a log line.
-"""
+
+A page of another site can still make the browser send requests to a local server: "simple"
+cross-site requests (a `text/plain` or form POST) need no preflight, and a DNS-rebinding page
+calls the server under its own host name, as same-origin. So, token or not, the guard refuses
+(403 `Forbidden`) a request whose `Origin` is not the server's own (scheme://host:port of its
+`Host`) or whose `Sec-Fetch-Site` is `cross-site`, and (415 `UnsupportedMediaType`) a body that is
+not `application/json`, which no page can send cross-site without a CORS preflight this server
+never grants. Without a token it also refuses a `Host` other than a loopback address
+(`127.0.0.1`, `localhost`, `[::1]`, any port). curl and the CLI send no `Origin`; the server's own
+page sends its own."""
 
 from __future__ import annotations
 
@@ -24,6 +34,7 @@ __all__ = [
     "OPEN_PATHS",
     "is_loopback",
     "make_auth_middleware",
+    "make_guard_middleware",
     "session_value",
     "token_matches",
     "unauthorized",
@@ -32,6 +43,7 @@ __all__ = [
 COOKIE_NAME = "aura_token"
 #: what anyone may call: the health probe and the exchange of a token for the cookie
 OPEN_PATHS = frozenset({("GET", "/api/health"), ("POST", "/api/session")})
+JSON_CONTENT_TYPE = "application/json"
 
 
 def is_loopback(host: str) -> bool:
@@ -76,3 +88,59 @@ def make_auth_middleware(token: str | None) -> Middleware:
         return await handler(request)
 
     return auth_middleware
+
+
+def _host_name(host: str) -> str:
+    """The name in a `Host` value, without its port: `[::1]:8765` -> `[::1]`."""
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if ":" in host else host
+
+
+def _foreign_site(request: web.Request) -> AuraError | None:
+    """Why the request comes from another site (its Origin, or the browser says so), if it does."""
+    origin = request.headers.get("Origin")
+    own = f"{request.scheme}://{request.host}".lower()
+    if origin is not None and origin.lower() != own:
+        return AuraError.of("Forbidden", f"requests from {origin[:100]!r} are not accepted")
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        return AuraError.of("Forbidden", "cross-site requests are not accepted")
+    return None
+
+
+def _foreign_host(request: web.Request) -> AuraError | None:
+    """Without a token: a Host other than a loopback address (a DNS-rebinding page), if so."""
+    if is_loopback(_host_name(request.host)):
+        return None
+    return AuraError.of(
+        "Forbidden",
+        f"this server (no AURA_TOKEN) answers only to a loopback host, not {request.host[:100]!r}",
+        remediation="Use the server's loopback address (http://127.0.0.1:PORT or "
+        "http://localhost:PORT), or set AURA_TOKEN to serve other host names.",
+    )
+
+
+def _not_json(request: web.Request) -> AuraError | None:
+    if not request.body_exists or request.content_type == JSON_CONTENT_TYPE:
+        return None
+    return AuraError.of(
+        "UnsupportedMediaType",
+        f"the body must be {JSON_CONTENT_TYPE}, not {request.content_type[:100]!r}",
+    )
+
+
+def make_guard_middleware(token: str | None) -> Middleware:
+    """A middleware that refuses other sites' requests, and non-JSON bodies (see above)."""
+
+    @web.middleware
+    async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        refusal = (
+            (None if token is not None else _foreign_host(request))
+            or _foreign_site(request)
+            or _not_json(request)
+        )
+        if refusal is not None:
+            raise refusal
+        return await handler(request)
+
+    return guard_middleware

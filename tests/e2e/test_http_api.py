@@ -70,7 +70,8 @@ async def test_invalid_input_is_a_400_problem_naming_the_field(client: Any) -> N
     await problem(resp, 400, "InvalidInput:options.quality")
     resp = await client.post("/api/jobs", json={"preset": "default"})
     await problem(resp, 400, "InvalidInput:brief")
-    resp = await client.post("/api/jobs", data=b"{not json", headers={"X-Correlation-Id": "abc-1"})
+    headers = {"X-Correlation-Id": "abc-1", "Content-Type": "application/json"}
+    resp = await client.post("/api/jobs", data=b"{not json", headers=headers)
     body = await problem(resp, 400, "InvalidInput:body")
     assert body["correlationId"] == "abc-1" and resp.headers["X-Correlation-Id"] == "abc-1"
 
@@ -145,7 +146,7 @@ async def test_cancel_retry_and_rerun_answer_202_with_the_job(
     assert rerun["jobId"] != job_id and rerun["attempt"] == 1
     assert resp.headers["Location"] == f"/api/jobs/{rerun['jobId']}"
     await problem(
-        await client.post(f"/api/jobs/{job_id}/rerun", data=b"[1]"), 400, "InvalidInput:body"
+        await client.post(f"/api/jobs/{job_id}/rerun", json=[1]), 400, "InvalidInput:body"
     )
     await follow(client, rerun["jobId"])
 
@@ -233,9 +234,12 @@ async def test_no_file_outside_the_data_folder_is_served(
 
 async def test_request_bodies_are_size_bounded(client: Any) -> None:
     big = json.dumps({"preset": "default", "brief": {"title": "x" * MAX_BODY_BYTES}})
-    resp = await client.post("/api/jobs", data=big, headers={"Content-Type": "application/json"})
+    json_type = {"Content-Type": "application/json"}
+    resp = await client.post("/api/jobs", data=big, headers=json_type)
     await problem(resp, 413, "PayloadTooLarge")
-    resp = await client.post("/api/jobs/x/cancel", data=b"{" + b" " * MAX_BODY_BYTES + b"}")
+    resp = await client.post(
+        "/api/jobs/x/cancel", data=b"{" + b" " * MAX_BODY_BYTES + b"}", headers=json_type
+    )
     await problem(resp, 413, "PayloadTooLarge")
 
 

@@ -113,6 +113,64 @@ async def test_without_a_token_loopback_needs_none(client: Any) -> None:
     assert resp.status == 200 and set(await resp.json()) == JOB_KEYS
 
 
+def own_origin(client: Any) -> str:
+    return f"http://{client.host}:{client.port}"
+
+
+async def test_a_cross_site_text_plain_post_is_refused(client: Any) -> None:
+    body = b'{"preset": "sample-hello-youtube"}'
+    evil = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+    await problem(await client.post("/api/jobs", data=body, headers=evil), 403, "Forbidden")
+    plain = {"Content-Type": "text/plain"}
+    await problem(
+        await client.post("/api/jobs", data=body, headers=plain), 415, "UnsupportedMediaType"
+    )
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    await problem(
+        await client.post("/api/jobs", data=b"preset=x", headers=form), 415, "UnsupportedMediaType"
+    )
+    await problem(
+        await client.post("/api/jobs", json={}, headers={"Origin": "null"}), 403, "Forbidden"
+    )
+    fetch = {"Sec-Fetch-Site": "cross-site"}
+    await problem(await client.post("/api/jobs", json={}, headers=fetch), 403, "Forbidden")
+    await problem(await client.get("/api/jobs", headers=fetch), 403, "Forbidden")
+    assert (await (await client.get("/api/jobs")).json())["jobs"] == []
+
+
+async def test_same_origin_pages_and_clients_without_origin_are_served(client: Any) -> None:
+    same = {"Origin": own_origin(client), "Sec-Fetch-Site": "same-origin"}
+    resp = await client.post("/api/jobs", json={}, headers=same)
+    assert resp.status == 201, await resp.text()
+    job = await resp.json()
+    typed = {"Content-Type": "application/json; charset=utf-8"}
+    assert (await client.post("/api/jobs", data=b"{}", headers=typed)).status == 201
+    async with client.get(f"/api/jobs/{job['jobId']}/events", headers=same) as resp:
+        assert resp.status == 200
+        assert (await read_events(resp))[-1].event == "job-completed"
+    resp = await client.post(f"/api/jobs/{job['jobId']}/rerun", headers=same)  # no body
+    assert resp.status == 202, await resp.text()
+
+
+async def test_without_a_token_only_loopback_host_names_are_answered(make_client: Any) -> None:
+    client = await make_client()
+    for host in ("attacker.example", f"attacker.example:{client.port}", "10.0.0.1"):
+        body = await problem(
+            await client.get("/api/jobs", headers={"Host": host}), 403, "Forbidden"
+        )
+        assert "AURA_TOKEN" in body["remediation"]
+    for host in ("127.0.0.1", f"localhost:{client.port}", f"[::1]:{client.port}"):
+        assert (await client.get("/api/jobs", headers={"Host": host})).status == 200
+    rebound = {"Host": f"attacker.example:{client.port}"}
+    rebound["Origin"] = f"http://{rebound['Host']}"
+    await problem(await client.post("/api/jobs", json={}, headers=rebound), 403, "Forbidden")
+    with_token = await make_client(token=TOKEN)  # served beyond loopback, under any name
+    named = {"Host": "aura.example:8765", "Authorization": f"Bearer {TOKEN}"}
+    assert (await with_token.get("/api/jobs", headers=named)).status == 200
+    named["Origin"] = "http://evil.example"
+    await problem(await with_token.get("/api/jobs", headers=named), 403, "Forbidden")
+
+
 def test_create_app_takes_no_secret_from_the_environment(monkeypatch: Any, settings: Any) -> None:
     monkeypatch.setenv("AURA_TOKEN", TOKEN)
     app = create_app(settings)  # the token is the caller's (aura serve reads AURA_TOKEN)
