@@ -76,7 +76,7 @@ def system_facts(config: HttpConfig) -> dict[str, Any]:
         "machine": platform.machine(),
         "settings": {name: str(getattr(settings, name)) for name in _SETTINGS}
         | {"openaiKeyConfigured": settings.openai_api_key is not None},
-        "tokenRequired": config.token is not None,
+        "authRequired": config.token is not None,
     }
 
 

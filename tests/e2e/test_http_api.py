@@ -243,6 +243,17 @@ async def test_request_bodies_are_size_bounded(client: Any) -> None:
     await problem(resp, 413, "PayloadTooLarge")
 
 
+async def test_diagnostics_say_whether_the_server_requires_a_token(make_client: Any) -> None:
+    token = "diagnostics-token-0123"
+    client = await make_client(token=token)
+    auth = {"Authorization": f"Bearer {token}"}
+    job = await (await client.post("/api/jobs", json={}, headers=auth)).json()
+    resp = await client.get(f"/api/jobs/{job['jobId']}/diagnostics", headers=auth)
+    text = await resp.text()
+    assert token not in text
+    assert json.loads(text)["system"]["authRequired"] is True
+
+
 async def test_errors_health_and_system_check(client: Any) -> None:
     health = await client.get("/api/health")
     assert health.status == 200 and (await health.json())["status"] == "ok"
@@ -275,5 +286,6 @@ async def test_diagnostics_bundle_events_state_and_system_without_secrets(
     assert bundle["state"]["status"] == "Succeeded"
     assert len(bundle["events"]) == len(await log_lines(client, job["jobId"]))
     assert bundle["system"]["settings"]["openaiKeyConfigured"] is True
+    assert bundle["system"]["authRequired"] is False
     assert "[redacted]" in bundle["events"][0]["data"]["brief"]["title"]
     assert secret not in await (await client.get("/api/system-check")).text()
