@@ -50,11 +50,13 @@ FRAME_CACHE = 4096
 #: frames a slow client may have waiting before it falls back to reading the log
 LISTENER_BUFFER = 10_000
 _PING = b": ping\n\n"
+#: the pinger visits every listener this many times per ping interval
+VISITS_PER_PING = 2
 _MAX_ID_DIGITS = 18
 
 
 class StreamConfig(NamedTuple):
-    #: seconds of silence before a keep-alive comment
+    #: the most seconds an idle stream stays silent: then it gets a keep-alive comment
     ping_interval: float = 15.0
     #: the reconnection delay suggested to clients, in milliseconds
     retry_ms: int = 2000
@@ -76,19 +78,20 @@ def encode_frame(rec: Recorded) -> Frame:
 class Listener:
     """One client's queue of live frames, filled by its job's feed."""
 
-    __slots__ = ("active", "closed", "overflowed", "pending", "ping_due", "wake")
+    __slots__ = ("closed", "idle_visits", "overflowed", "pending", "ping_due", "wake")
 
     def __init__(self) -> None:
         self.pending: list[Frame] = []
         self.wake = asyncio.Event()
         self.overflowed = False
         self.closed = False
-        #: set by each push; the pinger clears it, and pings a listener that stayed idle
-        self.active = True
+        #: the pinger's visits since the last push or ping
+        self.idle_visits = 0
         self.ping_due = False
 
     def push(self, frame: Frame) -> None:
-        self.active = True
+        self.idle_visits = 0
+        self.ping_due = False
         if self.overflowed:
             return
         if len(self.pending) >= LISTENER_BUFFER:
@@ -103,11 +106,17 @@ class Listener:
         self.wake.set()
 
     def tick(self) -> None:
-        """The pinger's visit: a listener idle since the last visit owes its client a ping."""
-        if not self.active:
+        """The pinger's visit: a listener idle for VISITS_PER_PING visits owes its client a ping.
+
+        Visits come VISITS_PER_PING times per interval, so a stream that went quiet at any moment
+        gets its first ping 1/2 to 1 interval later (a visit per interval would allow up to two
+        intervals of silence), then one ping per interval while it stays idle.
+        """
+        self.idle_visits += 1
+        if self.idle_visits >= VISITS_PER_PING:
+            self.idle_visits = 0
             self.ping_due = True
             self.wake.set()
-        self.active = False
 
     async def next_batch(self) -> list[Frame] | None:
         """The frames waiting (maybe none, if closed or overflowed); None when a ping is due.
@@ -160,8 +169,8 @@ class JobFeed:
 class FanOut:
     """The feeds of the jobs that have clients; a feed goes when its last client leaves.
 
-    One pinger task visits every listener each `ping_interval` seconds and wakes those that
-    got nothing since its last visit, so idle streams get a keep-alive comment.
+    One pinger task visits every listener VISITS_PER_PING times each `ping_interval` and wakes
+    those idle for that many visits, so no stream is silent for longer than `ping_interval`.
     """
 
     def __init__(self, log: EventLog, ping_interval: float) -> None:
@@ -188,7 +197,7 @@ class FanOut:
 
     async def _ping(self) -> None:
         while True:
-            await asyncio.sleep(self.ping_interval)
+            await asyncio.sleep(self.ping_interval / VISITS_PER_PING)
             for feed in list(self.feeds.values()):
                 for listener in feed.listeners:
                     listener.tick()

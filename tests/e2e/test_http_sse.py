@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import re
 from typing import Any
@@ -200,18 +201,29 @@ async def test_a_vanished_client_frees_its_subscription(client: Any, tiny: TinyP
     gate.open()
 
 
-async def test_idle_streams_get_keep_alive_comments(make_client: Any, tiny: TinyPipeline) -> None:
-    client = await make_client(stream=StreamConfig(ping_interval=0.05, retry_ms=1234))
+async def test_idle_streams_get_a_keep_alive_comment_every_interval(
+    make_client: Any, tiny: TinyPipeline
+) -> None:
+    interval = 0.4
+    client = await make_client(stream=StreamConfig(ping_interval=interval, retry_ms=1234))
     gate = tiny.gate("prepare")
     job = await submit(client)
     await gate.entered.wait()
+    clock = asyncio.get_running_loop().time
     async with client.get(f"/api/jobs/{job['jobId']}/events") as resp:
         assert resp.headers["X-Accel-Buffering"] == "no"
         assert resp.headers["Cache-Control"] == "no-cache"
+        opened = clock()  # the backlog follows at once; then the stream is idle
         seen: list[bytes] = []
-        while b": ping\n" not in seen:
+        pings: list[float] = []
+        while len(pings) < 3:
             seen.append(await resp.content.readline())
+            if seen[-1] == b": ping\n":
+                pings.append(clock())
         assert b"retry: 1234\n" in seen
+    # never silent for more than an interval (the first ping too), and no ping before half of one
+    gaps = [later - earlier for earlier, later in itertools.pairwise([opened, *pings])]
+    assert all(interval / 2 <= gap < interval * 1.4 for gap in gaps), gaps
     gate.open()
 
 
