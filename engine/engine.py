@@ -166,11 +166,11 @@ class Engine:
             state = await self.get(job_id)
             events = decide_retry(state)
             try:
-                state = await self._append(state, events)
+                # Shielded with the enqueue: a caller that goes away (a dropped HTTP request)
+                # must not leave a retried job Queued with no run to pick it up.
+                return await asyncio.shield(self._append_and_enqueue(state, events))
             except ConcurrencyError:
                 continue
-            self.runner.enqueue(job_id)
-            return state
         raise Conflict(job_id, "it keeps changing; try the retry again")
 
     # ---- queries ------------------------------------------------------------------------
@@ -206,16 +206,15 @@ class Engine:
             rerun_of=rerun_of,
         )
         try:
-            records = await self.log.append(job_id, [created], 0)
+            # Shielded with the enqueue: a caller that goes away must not leave the new job
+            # Queued with no run to pick it up.
+            state = await asyncio.shield(self._append_and_enqueue(None, [created], job_id))
         except ConcurrencyError:
             if key is None:
                 raise
             existing = await self._created(job_id)
             is_duplicate(existing, request, key)
             return Submitted(job=await self.get(job_id), duplicate=True)
-        state = fold(records)
-        assert state is not None
-        self.runner.enqueue(job_id)
         return Submitted(job=state, duplicate=False)
 
     async def _created(self, job_id: str) -> JobCreated:
@@ -223,6 +222,19 @@ class Engine:
         if not records or not isinstance(records[0].event, JobCreated):
             raise JobNotFound(job_id)
         return records[0].event
+
+    async def _append_and_enqueue(
+        self, state: JobState | None, events: list[Event], job_id: str | None = None
+    ) -> JobState:
+        """Append to the job (a new one when `state` is None) and queue it for a run."""
+        if state is None:
+            assert job_id is not None
+            new = fold(await self.log.append(job_id, events, 0))
+            assert new is not None
+        else:
+            new = await self._append(state, events)
+        self.runner.enqueue(new.job_id)
+        return new
 
     async def _append(self, state: JobState, events: list[Event]) -> JobState:
         check_events(state, events)

@@ -158,12 +158,21 @@ class JobRun:
         await self._loaded.wait()
         if self._state is None:
             return None
+        # Shielded as a whole: once the request is in the log, the fold must follow it and the
+        # step must be stopped, even if the caller (an HTTP request) goes away meanwhile.
+        return await asyncio.shield(self._cancel_now())
+
+    async def _cancel_now(self) -> JobState:
         async with self._lock:
             state = await self._append_locked(decide_cancel(self.state, owned=True))
         task = self._step_task
         if task is not None:
             task.cancel()
         return state
+
+    def finished(self) -> None:
+        """The run's task is done (maybe cancelled before it ever ran): nobody waits on it."""
+        self._loaded.set()
 
     # ---- executing ----------------------------------------------------------------------
 

@@ -98,7 +98,9 @@ class Runner:
         self._update_idle()
 
     def _finished(self, job_id: str, task: asyncio.Task[None]) -> None:
-        self._running.pop(job_id, None)
+        run = self._running.pop(job_id, None)
+        if run is not None:
+            run.finished()
         if not task.cancelled() and task.exception() is not None:
             logger.error("job %s: run ended with %r", job_id, task.exception())
         self._dispatch()
