@@ -20,6 +20,7 @@ from aura.engine.inputs import JobRequest, Options
 from aura.engine.settings import Settings
 from aura.projections.events import JobWarning, Recorded, StepEvent, StepProgressed
 from aura.projections.job import JobState, JobStatus, StepState, StepStatus, apply
+from aura.store.errors import StoreError
 
 __all__ = ["Bars", "add_arguments", "run"]
 
@@ -48,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(render(settings, request, sys.stderr, sys.stdout))
     except AuraError as e:  # a malformed AURA_* variable, a data folder that cannot be created
         print(f"aura sample: {e} ({e.info.remediation})", file=sys.stderr)
+        return 1
+    except StoreError as e:  # the folder is in use, or its log has a row this build cannot read
+        print(f"aura sample: {e}", file=sys.stderr)
         return 1
 
 

@@ -21,6 +21,7 @@ from aura.engine.errors import AuraError
 from aura.engine.settings import Settings
 from aura.http.app import create_app
 from aura.http.security import is_loopback
+from aura.store.errors import StoreError
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "add_arguments", "run", "serve"]
 
@@ -60,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(serve(settings, args.host, args.port, token))
     except AuraError as e:  # a malformed AURA_* variable, a data folder that cannot be created
         print(f"aura serve: {e} ({e.info.remediation})", file=sys.stderr)
+        return 1
+    except StoreError as e:  # the folder is in use, or its log has a row this build cannot read
+        print(f"aura serve: {e}", file=sys.stderr)
         return 1
     except OSError as e:
         print(

@@ -28,6 +28,7 @@ from aura.engine.decide import (
 )
 from aura.engine.error_mapping import map_exception
 from aura.engine.errors import AuraError, Conflict, JobNotFound
+from aura.engine.folder_lock import FolderLock
 from aura.engine.inputs import JobRequest, validate_request
 from aura.engine.job_files import output_of
 from aura.engine.media import probe_output
@@ -84,6 +85,7 @@ class Engine:
         self.projector = projector
         self.runner = runner
         self.recovered: list[str] = []
+        self._lock: FolderLock | None = None
 
     @classmethod
     async def open(
@@ -99,16 +101,20 @@ class Engine:
         alone), and start the runner."""
         pipeline = PIPELINE if pipeline is None else pipeline
         log = await _open_log(settings)
+        lock = FolderLock(settings.data_dir)
         try:
+            lock.acquire()
             projector = Projector(log)
             await projector.start()
             probe = output_probe or video_probe(settings)
             runner = Runner(log, settings, pipeline, output_probe=probe)
             engine = cls(settings, log, projector, runner)
+            engine._lock = lock
             if recover:
                 engine.recovered = await _recover(engine)
         except BaseException:
             await log.close()
+            lock.release()
             raise
         return engine
 
@@ -118,6 +124,8 @@ class Engine:
         await self.runner.stop()
         await self.projector.stop()
         await self.log.close()
+        if self._lock is not None:
+            self._lock.release()
 
     async def __aenter__(self) -> Engine:
         return self

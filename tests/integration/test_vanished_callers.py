@@ -32,12 +32,13 @@ async def call_and_drop_when_logged(
     registered = asyncio.Event()
 
     async def watch() -> str:
-        stream = engine.log.subscribe(after_seq=engine.log.last_seq)
+        # From the last event already in the log: once it is yielded, the backlog has been
+        # read and the next read waits for live events, so no notification can come late.
+        stream = engine.log.subscribe(after_seq=engine.log.last_seq - 1)
         async with aclosing(stream):
-            pending = asyncio.ensure_future(anext(stream))
-            await asyncio.sleep(0)  # the subscription is registered on its first read
+            await anext(stream)
             registered.set()
-            rec = await pending
+            rec = await anext(stream)
             while rec.type != event_type:
                 rec = await anext(stream)
             task.cancel()
@@ -55,6 +56,7 @@ async def call_and_drop_when_logged(
 
 async def test_a_submit_whose_caller_went_away_still_runs(tmp_path: Path) -> None:
     async with await Engine.open(settings_for(tmp_path), pipeline=pipeline()) as engine:
+        await engine.submit(JobRequest())  # the log is not empty (see the watcher)
         job_id = await call_and_drop_when_logged(
             engine, lambda: engine.submit(JobRequest()), "JobCreated"
         )

@@ -1,0 +1,68 @@
+"""One engine per data folder; a folder in use or an unreadable log is a one-line error."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from runner_support import pipeline, settings_for
+
+from aura.engine.engine import Engine
+from aura.engine.folder_lock import FolderInUse
+from aura.engine.inputs import JobRequest
+
+
+async def test_a_second_engine_on_the_same_folder_is_refused_until_the_first_closes(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path)
+    first = await Engine.open(settings, pipeline=pipeline())
+    try:
+        with pytest.raises(FolderInUse, match="in use by another Aura process"):
+            await Engine.open(settings, pipeline=pipeline())
+    finally:
+        await first.close()
+    second = await Engine.open(settings, pipeline=pipeline())
+    await second.close()
+
+
+async def aura(*args: str) -> tuple[int, str]:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aura.cli.main", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(child.communicate(), 60)
+    assert child.returncode is not None
+    return child.returncode, err.decode()
+
+
+async def test_aura_serve_on_a_folder_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    async with await Engine.open(settings, pipeline=pipeline()):
+        code, err = await aura("serve", "--data-dir", str(settings.data_dir), "--port", "0")
+    assert code == 1
+    assert err.strip().count("\n") == 0 and "in use by another Aura process" in err
+
+
+async def test_aura_serve_on_a_log_it_cannot_read_names_the_seq_in_one_line(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path)
+    async with await Engine.open(settings, pipeline=pipeline()) as engine:
+        await engine.submit(JobRequest())
+        await engine.run_until_idle()
+        last = await engine.log.max_seq()
+    with sqlite3.connect(settings.data_dir / "aura.db") as conn:  # a newer build's event type
+        conn.execute(
+            "INSERT INTO events VALUES (?, 'other', 1, 'JobArchived', NULL, 1, "
+            "'2026-01-01T00:00:00.000000Z', '{\"type\":\"JobArchived\"}')",
+            (last + 1,),
+        )
+        conn.execute("DELETE FROM projector_positions")  # the job list is rebuilt at start
+        conn.execute("DELETE FROM jobs")
+    code, err = await aura("serve", "--data-dir", str(settings.data_dir), "--port", "0")
+    assert code == 1
+    assert err.strip().count("\n") == 0 and f"seq {last + 1}" in err
