@@ -214,30 +214,37 @@ class EventLog:
         return await future
 
     async def _flush(self) -> None:
-        assert self._writer is not None
         try:
             while self._pending:
                 batch = self._pending[:MAX_BATCH_APPENDS]
                 del self._pending[: len(batch)]
-                try:
-                    results = await on_thread(self._writer, self._write_batch, batch)
-                except Exception as e:  # the whole transaction failed: every append fails
-                    error = e if isinstance(e, StoreError) else StoreError(f"append failed: {e}")
-                    for item in batch:
-                        if not item.future.done():
-                            item.future.set_exception(error)
-                    continue
-                self._count_commit(sum(len(r) for r in results if not isinstance(r, Exception)))
-                for item, result in zip(batch, results, strict=True):
-                    if isinstance(result, Exception):
-                        if not item.future.done():
-                            item.future.set_exception(result)
-                    else:
-                        self._subscriptions.notify(result)
-                        if not item.future.done():
-                            item.future.set_result(result)
+                await self._write(batch)
         finally:
             self._flusher = None
+
+    async def _write(self, batch: list[_Append]) -> None:
+        """Commit the batch and settle each append's future with its own result or error."""
+        assert self._writer is not None
+        try:
+            results = await on_thread(self._writer, self._write_batch, batch)
+        except Exception as e:
+            if len(batch) > 1:  # one bad append must not fail the others: each goes alone
+                for item in batch:
+                    await self._write([item])
+                return
+            error = e if isinstance(e, StoreError) else StoreError(f"append failed: {e}")
+            if not batch[0].future.done():
+                batch[0].future.set_exception(error)
+            return
+        self._count_commit(sum(len(r) for r in results if not isinstance(r, Exception)))
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                if not item.future.done():
+                    item.future.set_exception(result)
+            else:
+                self._subscriptions.notify(result)
+                if not item.future.done():
+                    item.future.set_result(result)
 
     def _count_commit(self, rows: int) -> None:
         self._commits_since_checkpoint += 1
@@ -281,20 +288,26 @@ class EventLog:
         assert self._writer is not None
         conn: sqlite3.Connection = self._writer._conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            return self._insert_batch(conn, batch, exact=False)
+            return self._attempt(conn, batch, exact=False)
         except sqlite3.IntegrityError:
             # A job created before (by us or another process) or a stale cached version: forget
-            # cached versions and retry once, looking every job's version up. (`_insert_batch`
-            # has already rolled back when executemany failed.)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            # cached versions and retry once, looking every job's version up.
             self._forget()
+            return self._attempt(conn, batch, exact=True)
+
+    def _attempt(
+        self, conn: sqlite3.Connection, batch: list[_Append], *, exact: bool
+    ) -> list[list[Recorded] | Exception]:
+        """One transaction for the batch; whatever fails, it is rolled back (never left open).
+        An IntegrityError stays itself (the caller may retry); other errors are StoreErrors."""
+        try:
             conn.execute("BEGIN IMMEDIATE")
-            return self._insert_batch(conn, batch, exact=True)
+            return self._insert_batch(conn, batch, exact=exact)
         except sqlite3.Error as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.IntegrityError) and not exact:
+                raise
             raise StoreError(f"append failed: {e}") from e
 
     def _insert_batch(

@@ -276,3 +276,21 @@ async def test_checkpoints_beside_the_writer_keep_the_wal_small(tmp_path: Path) 
         await log.close()
     async with await EventLog.open(tmp_path, readonly=True) as readonly:
         assert [r.version for r in await readonly.read("a")] == list(range(1, 3001))
+
+
+async def test_an_append_that_cannot_be_written_fails_alone_and_the_log_goes_on(
+    log: EventLog,
+) -> None:
+    with sqlite3.connect(log.path) as conn:  # refuses one job's rows, as a constraint would
+        conn.execute(
+            "CREATE TRIGGER refuse_boom BEFORE INSERT ON events WHEN NEW.job_id = 'boom' "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    ok, refused = await asyncio.gather(
+        log.append("ok", [created()], 0), log.append("boom", [created()], 0), return_exceptions=True
+    )
+    assert isinstance(refused, StoreError) and "refused" in str(refused)
+    assert not isinstance(ok, BaseException)  # its batch failed, so each append went alone
+    assert [r.version for r in ok] == [1]
+    assert [r.version for r in await log.append("ok", [JobStarted()], 1)] == [2]
+    assert await log.read("boom") == []
