@@ -11,6 +11,7 @@ after `accept` (e.g. an ffprobe check) has approved the file.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -108,7 +109,8 @@ async def produce(
         yield temp
         if temp.exists() and temp.stat().st_size > 0 and accept is not None:
             await accept(temp)
-        commit(temp, path)
+        # fsync of a whole video: off the event loop, so API calls and streams stay live
+        await asyncio.to_thread(commit, temp, path)
     except BaseException:
         _discard(temp)
         raise

@@ -175,7 +175,7 @@ async def system_check(settings: Settings) -> list[Finding]:
         await check_program("ffmpeg", settings.ffmpeg_path, settings),
         await check_program("ffprobe", settings.ffprobe_path, settings),
         await check_program("espeak-ng", settings.espeak_path, settings),
-        check_output_dir(settings.jobs_dir),
+        await asyncio.to_thread(check_output_dir, settings.jobs_dir),
         check_disk(settings.data_dir, settings, estimate_bytes(None)),
         check_gpu("auto", await asyncio.to_thread(gpu.detect)),
         check_key("OPENAI_API_KEY", settings.openai_api_key, required=False),
@@ -192,7 +192,7 @@ async def job_findings(
     findings.append(await check_program("ffmpeg", settings.ffmpeg_path, settings))
     if brief.tts == "espeak":
         findings.append(await check_program("espeak-ng", settings.espeak_path, settings))
-    findings.append(check_output_dir(work_dir))
+    findings.append(await asyncio.to_thread(check_output_dir, work_dir))
     findings.append(check_disk(work_dir, settings, estimate_bytes(brief)))
     findings.append(check_gpu(options.encoder, await asyncio.to_thread(gpu.detect)))
     return findings

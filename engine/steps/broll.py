@@ -6,6 +6,7 @@ mux step encodes it again with the subtitles, in the quality the job asks for.
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 
 import ffmpeg
@@ -29,7 +30,7 @@ async def broll(ctx: StepContext) -> list[Artifact]:
     duration = await probe_duration(input_path(ctx, "narration"), ctx.settings)
     # drawtext reads the title from a file with expansion off: no escaping of user text.
     text, _ = title_layout(ctx.brief.title, *frame_size(ctx.brief.aspect))
-    atomic.write_text(ctx.work_dir / TITLE_FILE, text)
+    await asyncio.to_thread(atomic.write_text, ctx.work_dir / TITLE_FILE, text)
     clip = ctx.work_dir / "broll.mp4"
 
     async def on_progress(pct: float, eta: float | None) -> None:

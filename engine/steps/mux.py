@@ -38,7 +38,7 @@ async def mux(ctx: StepContext) -> list[Artifact]:
 
     if ctx.options.subtitles in ("burned", "both"):
         plain = input_path(ctx, "subtitles").read_text(encoding="utf-8")
-        atomic.write_text(ctx.work_dir / BURN_FILE, for_burning(plain))
+        await asyncio.to_thread(atomic.write_text, ctx.work_dir / BURN_FILE, for_burning(plain))
     needs: tuple[str, ...] = ("video", "audio")
     if ctx.options.subtitles in ("soft", "both"):
         needs += ("subtitle",)

@@ -22,7 +22,7 @@ async def subtitles(ctx: StepContext) -> list[Artifact]:
     durations = await asyncio.gather(*(probe_duration(p, ctx.settings) for p in paths))
     await ctx.progress(60.0, "measured the narration", None)
     srt = ctx.work_dir / "subtitles.srt"
-    atomic.write_text(srt, build_srt(lines, durations))
+    await asyncio.to_thread(atomic.write_text, srt, build_srt(lines, durations))
     await ctx.progress(100.0, "subtitles ready", 0.0)
     return [await make_artifact("subtitles", Path(srt))]
 
