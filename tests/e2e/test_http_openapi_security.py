@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import msgspec
 
+from aura.engine.settings import Settings
 from aura.http.app import create_app
 from aura.http.openapi import openapi_document
 from aura.http.security import COOKIE_NAME, is_loopback
@@ -152,7 +154,9 @@ async def test_same_origin_pages_and_clients_without_origin_are_served(client: A
     assert resp.status == 202, await resp.text()
 
 
-async def test_without_a_token_only_loopback_host_names_are_answered(make_client: Any) -> None:
+async def test_without_a_token_only_loopback_host_names_are_answered(
+    make_client: Any, tmp_path: Path
+) -> None:
     client = await make_client()
     for host in ("attacker.example", f"attacker.example:{client.port}", "10.0.0.1"):
         body = await problem(
@@ -164,7 +168,8 @@ async def test_without_a_token_only_loopback_host_names_are_answered(make_client
     rebound = {"Host": f"attacker.example:{client.port}"}
     rebound["Origin"] = f"http://{rebound['Host']}"
     await problem(await client.post("/api/jobs", json={}, headers=rebound), 403, "Forbidden")
-    with_token = await make_client(token=TOKEN)  # served beyond loopback, under any name
+    # served beyond loopback, under any name (one engine per data folder: another folder)
+    with_token = await make_client(token=TOKEN, settings=Settings(data_dir=tmp_path / "other"))
     named = {"Host": "aura.example:8765", "Authorization": f"Bearer {TOKEN}"}
     assert (await with_token.get("/api/jobs", headers=named)).status == 200
     named["Origin"] = "http://evil.example"
