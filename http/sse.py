@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import weakref
+from collections.abc import Callable
 from typing import NamedTuple
 
 from aiohttp import web
@@ -53,6 +55,7 @@ _PING = b": ping\n\n"
 #: the pinger visits every listener this many times per ping interval
 VISITS_PER_PING = 2
 _MAX_ID_DIGITS = 18
+_log = logging.getLogger("aura.http")
 
 
 class StreamConfig(NamedTuple):
@@ -135,13 +138,24 @@ class Listener:
 
 
 class JobFeed:
-    """One store subscription for a job, pushing each new event's frame to every listener."""
+    """One store subscription for a job, pushing each new event's frame to every listener.
 
-    def __init__(self, log: EventLog, job_id: str) -> None:
+    When its task ends (the log closed, the feed was stopped, or a read failed: StoreError,
+    CorruptEvent) the feed is dead: it logs the failure, closes its listeners, so their streams
+    end and their clients reconnect with Last-Event-ID, and calls `on_end` (FanOut drops it).
+    """
+
+    def __init__(self, log: EventLog, job_id: str, on_end: Callable[[JobFeed], None]) -> None:
         self.job_id = job_id
         self.listeners: set[Listener] = set()
         self._frames: dict[int, Frame] = {}
+        self._on_end = on_end
         self._task = asyncio.create_task(self._follow(log, log.last_seq), name=f"feed-{job_id}")
+        self._task.add_done_callback(self._ended)
+
+    @property
+    def dead(self) -> bool:
+        return self._task.done()
 
     def frame(self, rec: Recorded) -> Frame:
         """The event's frame, encoded once per feed."""
@@ -153,14 +167,21 @@ class JobFeed:
         return frame
 
     async def _follow(self, log: EventLog, after: int) -> None:
-        try:
-            async for rec in log.subscribe(after, self.job_id):
-                frame = self.frame(rec)
-                for listener in self.listeners:
-                    listener.push(frame)
-        finally:  # the log closed (or the feed was stopped): streams end
+        async for rec in log.subscribe(after, self.job_id):
+            frame = self.frame(rec)
             for listener in self.listeners:
-                listener.close()
+                listener.push(frame)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            _log.error(
+                "the live feed of job %s failed; its streams end and clients resume",
+                self.job_id,
+                exc_info=error,
+            )
+        for listener in self.listeners:
+            listener.close()
+        self._on_end(self)
 
     def stop(self) -> None:
         self._task.cancel()
@@ -181,8 +202,8 @@ class FanOut:
 
     def join(self, job_id: str) -> tuple[JobFeed, Listener]:
         feed = self.feeds.get(job_id)
-        if feed is None:
-            feed = self.feeds[job_id] = JobFeed(self.log, job_id)
+        if feed is None or feed.dead:  # a dead feed's callback may not have run yet
+            feed = self.feeds[job_id] = JobFeed(self.log, job_id, self._drop)
         listener = Listener()
         feed.listeners.add(listener)
         if self._pinger is None:
@@ -191,9 +212,14 @@ class FanOut:
 
     def leave(self, feed: JobFeed, listener: Listener) -> None:
         feed.listeners.discard(listener)
-        if not feed.listeners and self.feeds.get(feed.job_id) is feed:
-            del self.feeds[feed.job_id]
+        if not feed.listeners:
+            self._drop(feed)
             feed.stop()
+
+    def _drop(self, feed: JobFeed) -> None:
+        """Forget the feed (its last client left, or it died), not a newer one of its job."""
+        if self.feeds.get(feed.job_id) is feed:
+            del self.feeds[feed.job_id]
 
     async def _ping(self) -> None:
         while True:
