@@ -66,6 +66,9 @@ __all__ = ["JobRun", "OutputProbe", "map_step_error"]
 
 logger = logging.getLogger(__name__)
 
+#: the longest the finished video's probe (ffprobe, sha256) may take
+OUTPUT_PROBE_SECONDS = 120.0
+
 #: turns a finished job's artifacts (by name) into its Output
 OutputProbe = Callable[[Mapping[str, Artifact]], Awaitable[Output]]
 
@@ -252,7 +255,18 @@ class JobRun:
             upstream_changed = upstream_changed or artifacts_changed(candidate, succeeded.artifacts)
             artifacts.update((a.name, a) for a in succeeded.artifacts)
         await self._flush(carry)
-        output = await self._runner.output_probe(artifacts)
+        try:
+            async with asyncio.timeout(OUTPUT_PROBE_SECONDS):
+                output = await self._runner.output_probe(artifacts)
+        except TimeoutError:
+            last = self.state.steps[-1].name
+            error = make_error(
+                f"StepTimeout:{last}",
+                f"probing the finished video took longer than {OUTPUT_PROBE_SECONDS:g} s",
+                details={"limitSeconds": OUTPUT_PROBE_SECONDS},
+            )
+            error = replace(error, step=last, correlation_id=self.state.correlation_id)
+            return [JobFailed(error=error, attempt=self.state.attempt)]
         return [JobSucceeded(output=output, attempt=self.state.attempt)]
 
     async def _flush(self, carry: list[Event]) -> list[Event]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from runner_support import (
     wait_gone,
 )
 
+from aura.engine import job_run
 from aura.engine.context import StepContext
 from aura.engine.engine import Engine
 from aura.engine.errors import Conflict, JobNotFound
@@ -33,6 +35,7 @@ from aura.projections.events import (
     JobFailed,
     JobSucceeded,
     JobWarning,
+    Output,
     StepFailed,
     StepProgressed,
 )
@@ -279,3 +282,24 @@ async def test_a_runner_whose_job_is_written_elsewhere_stops(tmp_path: Path) -> 
         assert not any(isinstance(r.event, JobSucceeded) for r in records)
         with pytest.raises(ConcurrencyError):
             await engine.log.append(job_id, [JobWarning(code="x", message="y")], started.version)
+
+
+async def test_a_probe_of_the_output_that_hangs_fails_the_job_with_a_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(job_run, "OUTPUT_PROBE_SECONDS", 0.2)
+
+    async def hanging_probe(artifacts: Mapping[str, Artifact]) -> Output:
+        await asyncio.Event().wait()  # never set: a probe that never answers
+        raise AssertionError("unreachable")
+
+    settings = settings_for(tmp_path)
+    async with await Engine.open(
+        settings, pipeline=pipeline(), output_probe=hanging_probe
+    ) as engine:
+        job = (await engine.submit(DRAFT)).job
+        await wait_for(engine.log, job.job_id, is_type("JobFailed"))
+        state = await assert_consistent(engine, job.job_id)
+    assert state.status is JobStatus.FAILED
+    assert [e.code for e in state.errors] == ["StepTimeout:mux"]
+    assert state.step("mux").status is StepStatus.SUCCEEDED  # a retry reuses it
