@@ -61,10 +61,6 @@ class Runner:
         return self._running.get(job_id)
 
     @property
-    def running_job_ids(self) -> list[str]:
-        return list(self._running)
-
-    @property
     def queued_job_ids(self) -> list[str]:
         return list(self._queue)
 

@@ -7,7 +7,6 @@ are ISO 8601 UTC with microseconds and a `Z`, like the log's `ts` column.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -34,7 +33,7 @@ from aura.projections.events import (
 )
 from aura.projections.job import JobState, JobStatus, StepStatus
 from aura.projections.job_list import JobRow
-from aura.store.rows import format_ts
+from aura.store.rows import format_optional_ts, format_ts
 
 __all__ = [
     "ENCODER",
@@ -50,7 +49,6 @@ __all__ = [
     "job_list",
     "job_view",
     "log_line",
-    "ts_or_none",
 ]
 
 ENCODER = msgspec.json.Encoder()
@@ -150,10 +148,6 @@ class LogLine(msgspec.Struct, frozen=True, kw_only=True):
     data: msgspec.Raw
 
 
-def ts_or_none(ts: datetime | None) -> str | None:
-    return None if ts is None else format_ts(ts)
-
-
 def job_view(state: JobState) -> JobView:
     return JobView(
         job_id=state.job_id,
@@ -167,8 +161,8 @@ def job_view(state: JobState) -> JobView:
                 progress_pct=s.progress_pct,
                 eta_seconds=s.eta_seconds,
                 attempt=s.attempt,
-                started_utc=ts_or_none(s.started_utc),
-                ended_utc=ts_or_none(s.ended_utc),
+                started_utc=format_optional_ts(s.started_utc),
+                ended_utc=format_optional_ts(s.ended_utc),
             )
             for s in state.steps
         ),
@@ -179,8 +173,8 @@ def job_view(state: JobState) -> JobView:
         ),
         errors=state.errors,
         created_utc=format_ts(state.created_utc),
-        started_utc=ts_or_none(state.started_utc),
-        ended_utc=ts_or_none(state.ended_utc),
+        started_utc=format_optional_ts(state.started_utc),
+        ended_utc=format_optional_ts(state.ended_utc),
     )
 
 
@@ -191,8 +185,8 @@ def job_summary(row: JobRow) -> JobSummary:
         status=row.status,
         attempt=row.attempt,
         created_utc=format_ts(row.created_utc),
-        started_utc=ts_or_none(row.started_utc),
-        ended_utc=ts_or_none(row.ended_utc),
+        started_utc=format_optional_ts(row.started_utc),
+        ended_utc=format_optional_ts(row.ended_utc),
     )
 
 

@@ -15,7 +15,7 @@ from aura.projections.events import JobCreated, Recorded
 from aura.projections.job import TERMINAL_JOB_STATUSES, JobStatus
 from aura.projections.job_list import JobRow, apply_row
 from aura.store.log import EventLog
-from aura.store.rows import format_ts
+from aura.store.rows import format_optional_ts, format_ts
 
 __all__ = ["JOB_LIST", "JobListProjection", "JobsTable"]
 
@@ -33,10 +33,6 @@ _UPSERT = (
 _ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
-def _ts(value: datetime | None) -> str | None:
-    return None if value is None else format_ts(value)
-
-
 def _dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
@@ -48,8 +44,8 @@ def _params(r: JobRow) -> tuple[object, ...]:
         r.status.value,
         r.attempt,
         format_ts(r.created_utc),
-        _ts(r.started_utc),
-        _ts(r.ended_utc),
+        format_optional_ts(r.started_utc),
+        format_optional_ts(r.ended_utc),
         r.last_seq,
     )
 
@@ -128,13 +124,8 @@ class JobsTable:
         self._name = name
 
     async def position(self) -> int:
-        def read(conn: sqlite3.Connection) -> int:
-            row = conn.execute(
-                "SELECT last_seq FROM projector_positions WHERE name = ?", (self._name,)
-            ).fetchone()
-            return int(row[0]) if row else 0
-
-        return await self._log.run_on_reader(read)
+        """The last seq the job-list projection has applied, as saved with the rows."""
+        return await self._log.run_on_reader(JobListProjection(self._name).position)
 
     async def clear(self) -> None:
         """Drop every row and the position (the next catch-up rebuilds from seq 0)."""

@@ -414,15 +414,19 @@ class EventLog:
     async def read_job_after_seq(
         self, job_id: str, after_seq: int, limit: int = PAGE_SIZE
     ) -> list[Recorded]:
-        """The job's events with seq > `after_seq`, at most `limit`."""
-        found = await self._fetch("SELECT job_id, version FROM events WHERE seq = ?", (after_seq,))
-        if found and found[0][0] == job_id:  # resume by version: the (job_id, version) index
-            sql = SELECT + " WHERE job_id = ? AND version > ? ORDER BY version LIMIT ?"
-            rows = await self._fetch(sql, (job_id, found[0][1], limit))
-        else:
+        """The job's events with seq > `after_seq`, at most `limit` (one hop to the reader)."""
+
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            found = conn.execute(
+                "SELECT job_id, version FROM events WHERE seq = ?", (after_seq,)
+            ).fetchone()
+            if found is not None and found[0] == job_id:  # by version: the (job_id, version) index
+                sql = SELECT + " WHERE job_id = ? AND version > ? ORDER BY version LIMIT ?"
+                return conn.execute(sql, (job_id, found[1], limit)).fetchall()
             sql = SELECT + " WHERE job_id = ? AND seq > ? ORDER BY version LIMIT ?"
-            rows = await self._fetch(sql, (job_id, after_seq, limit))
-        return decode_rows(rows)
+            return conn.execute(sql, (job_id, after_seq, limit)).fetchall()
+
+        return decode_rows(await self.run_on_reader(read))
 
     async def tail(self, after_seq: int = 0, limit: int = PAGE_SIZE) -> list[Recorded]:
         """Events of every job with seq > `after_seq`, in seq order, at most `limit`."""
@@ -439,9 +443,6 @@ class EventLog:
             "SELECT coalesce(max(version), 0) FROM events WHERE job_id = ?", (job_id,)
         )
         return int(rows[0][0])
-
-    async def job_exists(self, job_id: str) -> bool:
-        return await self.job_version(job_id) > 0
 
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         try:
@@ -500,7 +501,7 @@ class EventLog:
         try:
             return await on_thread(self._reader, fn, self._reader._conn)
         except sqlite3.Error as e:
-            raise StoreError(str(e)) from e
+            raise StoreError(f"read failed: {e}") from e
 
     # ---- subscribing --------------------------------------------------------------------
 

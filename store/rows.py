@@ -9,7 +9,7 @@ import msgspec
 from aura.projections.events import DECODER, Recorded
 from aura.store.errors import CorruptEvent
 
-__all__ = ["INSERT", "SELECT", "Row", "decode_rows", "format_ts"]
+__all__ = ["INSERT", "SELECT", "Row", "decode_rows", "format_optional_ts", "format_ts"]
 
 INSERT = (
     "INSERT INTO events (seq, job_id, version, type, step, attempt, ts, data) "
@@ -26,6 +26,10 @@ _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError, Type
 def format_ts(ts: datetime) -> str:
     """ISO 8601 UTC with microseconds and a Z, as stored in the `ts` column."""
     return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def format_optional_ts(ts: datetime | None) -> str | None:
+    return None if ts is None else format_ts(ts)
 
 
 def _decode_row(row: Row) -> Recorded:
