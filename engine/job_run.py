@@ -4,9 +4,12 @@ INVARIANTS
 - A job is executed by at most one JobRun in this process (`Runner._running`). A JobRun appends
   with expected_version taken from its own folded state, so when anything else writes the job
   its next append raises ConcurrencyError and it stops instead of interleaving.
-- Every append of a JobRun goes through `_append`: under its lock, checked against the fold
-  first (nothing invalid reaches the log), and shielded, so a cancelled caller never loses the
-  fold of an event that was committed.
+- Every append of a JobRun goes through `_append_locked`: under its lock, checked against the
+  fold first (nothing invalid reaches the log). Appends from outside the run's own task (progress,
+  warnings, cancel requests) and its terminal events are shielded, so a cancelled caller never
+  loses the fold of an event that was committed. The run's own step transitions are not: the
+  run's task is cancelled only to stop the run, after which it appends nothing, so a lost fold
+  cannot matter, and a shield costs a task and two loop turns per step.
 - A run cancelled from outside (the runner stops) stops its step first (its process group is
   killed by the step's process helper) and appends nothing more: the log keeps saying Running,
   and the next start's recovery appends JobInterrupted and resumes the job.
@@ -200,12 +203,12 @@ class JobRun:
         self._state = state
         self._loaded.set()
         if state.cancel_requested:
-            await asyncio.shield(self.append([JobCanceled(attempt=state.attempt)]))
+            await self.append([JobCanceled(attempt=state.attempt)])
             return
         request = request_of(created)
         self._settings.job_dir(self.job_id).mkdir(parents=True, exist_ok=True)
         final = await self._steps(records, request)
-        await asyncio.shield(self.append(final))
+        await self.append(final)
 
     async def _fail(self, exc: BaseException) -> None:
         state = self._state
@@ -213,7 +216,7 @@ class JobRun:
             return
         error = map_step_error(exc, None, state.correlation_id, self._settings)
         with contextlib.suppress(Exception):
-            await asyncio.shield(self.append([JobFailed(error=error, attempt=state.attempt)]))
+            await self.append([JobFailed(error=error, attempt=state.attempt)])
 
     async def _steps(self, records: list[Recorded], request: JobRequest) -> list[Event]:
         """Run or reuse each step in order; returns the job's terminal events.
@@ -270,7 +273,7 @@ class JobRun:
         return [JobSucceeded(output=output, attempt=self.state.attempt)]
 
     async def _flush(self, carry: list[Event]) -> list[Event]:
-        await self.append(carry)
+        await self._append_now(carry)
         return []
 
     async def _run_step(
@@ -282,7 +285,7 @@ class JobRun:
     ) -> list[Event]:
         """Run one step to its outcome: [StepSucceeded], or the job's terminal events."""
         attempt = self.state.attempt
-        await self.append([*carry, StepStarted(step=name, attempt=attempt)])
+        await self._append_now([*carry, StepStarted(step=name, attempt=attempt)])
         if self.state.cancel_requested:
             return [StepCanceled(step=name, attempt=attempt), JobCanceled(attempt=attempt)]
         step = self._runner.pipeline.get(name)

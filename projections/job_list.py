@@ -1,7 +1,9 @@
 """The job-list read model: one row per job, a pure fold over the log (any job, any order).
 
-The projector (aura.engine.projector) keeps these rows in the `jobs` table and records the last
-seq it applied; the rows must always equal `JobRow.of(fold(job's events))`.
+The projector (aura.engine.projector) keeps these rows in the `jobs` table and records the seq
+it has applied up to; the rows must always equal `JobRow.of(fold(job's events))`. Most events
+(step transitions, progress, warnings) change no row: `apply_row` returns the same row object
+for them, so the table is written only when a row really changes.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ class JobRow(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     created_utc: datetime
     started_utc: datetime | None = None
     ended_utc: datetime | None = None
-    last_seq: int = 0
 
     @classmethod
     def of(cls, state: JobState) -> JobRow:
@@ -46,7 +47,6 @@ class JobRow(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
             created_utc=state.created_utc,
             started_utc=state.started_utc,
             ended_utc=state.ended_utc,
-            last_seq=state.last_seq,
         )
 
 
@@ -60,7 +60,6 @@ def apply_row(row: JobRow | None, rec: Recorded) -> JobRow | None:
             status=JobStatus.QUEUED,
             attempt=event.attempt,
             created_utc=rec.ts,
-            last_seq=rec.seq,
         )
     if row is None:
         return None
@@ -70,23 +69,21 @@ def apply_row(row: JobRow | None, rec: Recorded) -> JobRow | None:
                 row,
                 status=JobStatus.RUNNING,
                 started_utc=row.started_utc or rec.ts,
-                last_seq=rec.seq,
             )
         case JobSucceeded():
-            return replace(row, status=JobStatus.SUCCEEDED, ended_utc=rec.ts, last_seq=rec.seq)
+            return replace(row, status=JobStatus.SUCCEEDED, ended_utc=rec.ts)
         case JobFailed():
-            return replace(row, status=JobStatus.FAILED, ended_utc=rec.ts, last_seq=rec.seq)
+            return replace(row, status=JobStatus.FAILED, ended_utc=rec.ts)
         case JobCanceled():
-            return replace(row, status=JobStatus.CANCELED, ended_utc=rec.ts, last_seq=rec.seq)
+            return replace(row, status=JobStatus.CANCELED, ended_utc=rec.ts)
         case JobRetryRequested():
             return replace(
                 row,
                 status=JobStatus.QUEUED,
                 attempt=event.attempt,
                 ended_utc=None,
-                last_seq=rec.seq,
             )
         case JobInterrupted():
-            return replace(row, status=JobStatus.QUEUED, last_seq=rec.seq)
+            return replace(row, status=JobStatus.QUEUED)
         case _:
-            return replace(row, last_seq=rec.seq)
+            return row  # the same object: the projection writes nothing for it

@@ -22,13 +22,12 @@ __all__ = ["JOB_LIST", "JobListProjection", "JobsTable"]
 #: the job-list projection's name in `projector_positions`
 JOB_LIST = "job_list"
 
-_COLUMNS = "job_id, preset, status, attempt, created_utc, started_utc, ended_utc, last_seq"
+_COLUMNS = "job_id, preset, status, attempt, created_utc, started_utc, ended_utc"
 _UPSERT = (
-    f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (job_id) DO UPDATE SET preset = excluded.preset, status = excluded.status, "
     "attempt = excluded.attempt, created_utc = excluded.created_utc, "
-    "started_utc = excluded.started_utc, ended_utc = excluded.ended_utc, "
-    "last_seq = excluded.last_seq"
+    "started_utc = excluded.started_utc, ended_utc = excluded.ended_utc"
 )
 _ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
@@ -46,11 +45,10 @@ def _params(r: JobRow) -> tuple[object, ...]:
         format_ts(r.created_utc),
         format_optional_ts(r.started_utc),
         format_optional_ts(r.ended_utc),
-        r.last_seq,
     )
 
 
-def _to_row(r: tuple[str, str, str, int, str, str | None, str | None, int]) -> JobRow:
+def _to_row(r: tuple[str, str, str, int, str, str | None, str | None]) -> JobRow:
     return JobRow(
         job_id=r[0],
         preset=r[1],
@@ -59,7 +57,6 @@ def _to_row(r: tuple[str, str, str, int, str, str | None, str | None, int]) -> J
         created_utc=datetime.fromisoformat(r[4]),
         started_utc=_dt(r[5]),
         ended_utc=_dt(r[6]),
-        last_seq=r[7],
     )
 
 
@@ -68,6 +65,10 @@ class JobListProjection:
 
     Rows of jobs that are not finished stay cached between batches; a finished job's row is
     read back from the table if the job is retried.
+
+    A transaction writes rows and the position only when a row changed. The saved position is
+    then the last seq that changed a row; the events after it changed none, so catching up from
+    it applies them again without effect.
     """
 
     def __init__(self, name: str = JOB_LIST) -> None:
@@ -91,11 +92,14 @@ class JobListProjection:
                     f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
                 ).fetchone()
                 row = None if found is None else _to_row(found)
+                if row is not None and row.status not in TERMINAL_JOB_STATUSES:
+                    self._rows[job_id] = row  # as committed: look it up once, not per event
             new = apply_row(row, rec)
-            if new is not None:
+            if new is not None and new is not row:
                 pending[job_id] = new
-        conn.executemany(_UPSERT, [_params(r) for r in pending.values()])
-        conn.execute(_SAVE_POSITION, (self.name, records[-1].seq))
+        if pending:
+            conn.executemany(_UPSERT, [_params(r) for r in pending.values()])
+            conn.execute(_SAVE_POSITION, (self.name, records[-1].seq))
 
     def committed(self) -> None:
         for job_id, row in self._pending.items():

@@ -43,6 +43,23 @@ MIGRATIONS: tuple[str, ...] = (
         last_seq INTEGER NOT NULL
     );
     """,
+    # 2: job rows without last_seq, so events that change no row (progress, step transitions)
+    # write nothing to `jobs`. A read model is a cache: drop it and let the projector rebuild it.
+    """
+    DROP TABLE jobs;
+    CREATE TABLE jobs (
+        job_id      TEXT PRIMARY KEY,
+        preset      TEXT    NOT NULL,
+        status      TEXT    NOT NULL,
+        attempt     INTEGER NOT NULL,
+        created_utc TEXT    NOT NULL,
+        started_utc TEXT,
+        ended_utc   TEXT
+    );
+    CREATE INDEX jobs_by_status ON jobs (status, created_utc);
+    CREATE INDEX jobs_by_created ON jobs (created_utc);
+    DELETE FROM projector_positions WHERE name = 'job_list';
+    """,
 )
 
 
