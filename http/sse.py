@@ -5,13 +5,14 @@ name, `data:` one line of JSON; a `retry:` hint first, a `: ping` comment while 
 `X-Accel-Buffering: no`. Open streams sit in a WeakSet that the app's on_shutdown stops.
 
 INVARIANTS
-- One store subscription per job with listeners (a `JobFeed`), however many clients follow it;
-  each event's frame is encoded once (the feed caches frames by seq) and each client's pending
+- One store watch per job with listeners (a `JobFeed`), however many clients follow it; the
+  log calls it right after each commit, so each event's frame is encoded once (the feed caches
+  frames by seq) and pushed to every listener with no task in between; each client's pending
   frames go out in one write call.
 - A client joins the feed before it reads its backlog from the log, and skips any seq it already
   sent: every event after the client's `Last-Event-ID` is sent exactly once, in seq order.
-  (The feed's subscription starts after the log's last seq when the feed is made; whatever was
-  committed by then is in any later backlog read.)
+  (The feed sees every append after the log's last seq when it was made; whatever was committed
+  by then is in any later backlog read.)
 - A stream ends after a terminal event (JobSucceeded, JobFailed, JobCanceled) when the log holds
   no JobRetryRequested after it; a reconnect at or after it gets 204 (EventSource stops).
 """
@@ -138,24 +139,21 @@ class Listener:
 
 
 class JobFeed:
-    """One store subscription for a job, pushing each new event's frame to every listener.
+    """A watch of one job's appends (store.EventLog.watch), pushing each new event's frame to
+    every listener right after its commit: no task wakes between the commit and the listeners.
 
-    When its task ends (the log closed, the feed was stopped, or a read failed: StoreError,
-    CorruptEvent) the feed is dead: it logs the failure, closes its listeners, so their streams
-    end and their clients reconnect with Last-Event-ID, and calls `on_end` (FanOut drops it).
+    When the log closes the feed is dead: it closes its listeners, so their streams end and
+    their clients reconnect with Last-Event-ID, and calls `on_end` (FanOut drops it).
     """
 
     def __init__(self, log: EventLog, job_id: str, on_end: Callable[[JobFeed], None]) -> None:
         self.job_id = job_id
         self.listeners: set[Listener] = set()
+        self.dead = False
         self._frames: dict[int, Frame] = {}
+        self._log = log
         self._on_end = on_end
-        self._task = asyncio.create_task(self._follow(log, log.last_seq), name=f"feed-{job_id}")
-        self._task.add_done_callback(self._ended)
-
-    @property
-    def dead(self) -> bool:
-        return self._task.done()
+        log.watch(job_id, self)
 
     def frame(self, rec: Recorded) -> Frame:
         """The event's frame, encoded once per feed."""
@@ -166,25 +164,21 @@ class JobFeed:
                 del self._frames[next(iter(self._frames))]
         return frame
 
-    async def _follow(self, log: EventLog, after: int) -> None:
-        async for rec in log.subscribe(after, self.job_id):
+    def on_events(self, recorded: list[Recorded]) -> None:
+        for rec in recorded:
             frame = self.frame(rec)
             for listener in self.listeners:
                 listener.push(frame)
 
-    def _ended(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and (error := task.exception()) is not None:
-            _log.error(
-                "the live feed of job %s failed; its streams end and clients resume",
-                self.job_id,
-                exc_info=error,
-            )
+    def on_end(self) -> None:
+        self.dead = True
         for listener in self.listeners:
             listener.close()
         self._on_end(self)
 
     def stop(self) -> None:
-        self._task.cancel()
+        self.dead = True
+        self._log.unwatch(self.job_id, self)
 
 
 class FanOut:
@@ -202,7 +196,7 @@ class FanOut:
 
     def join(self, job_id: str) -> tuple[JobFeed, Listener]:
         feed = self.feeds.get(job_id)
-        if feed is None or feed.dead:  # a dead feed's callback may not have run yet
+        if feed is None or feed.dead:
             feed = self.feeds[job_id] = JobFeed(self.log, job_id, self._drop)
         listener = Listener()
         feed.listeners.add(listener)

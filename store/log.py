@@ -31,7 +31,7 @@ from aura.store.connections import connect, on_thread
 from aura.store.errors import ConcurrencyError, DatabaseMissing, StoreError
 from aura.store.rows import INSERT, SELECT, decode_rows, format_ts
 from aura.store.schema import migrate
-from aura.store.subscriptions import Subscriptions, follow
+from aura.store.subscriptions import Subscriptions, Watcher, follow
 
 __all__ = ["DB_FILE_NAME", "Durability", "EventLog", "InlineProjection"]
 
@@ -539,6 +539,22 @@ class EventLog:
         finally:
             self._subscriptions.remove(sub)
 
+    def watch(self, job_id: str, watcher: Watcher) -> int:
+        """Call `watcher.on_events` with every later append of the job made through this log,
+        right after its commit; returns the log's last seq now. Every event of the job after
+        that seq reaches the watcher (maybe along with a few at or before it: skip by seq).
+
+        Unlike `subscribe`, no task wakes per event; appends by another process are not seen.
+        """
+        if self._closed:
+            raise StoreError("the log is closed")
+        self._subscriptions.watch(job_id, watcher)
+        return self.last_seq
+
+    def unwatch(self, job_id: str, watcher: Watcher) -> None:
+        self._subscriptions.unwatch(job_id, watcher)
+
     @property
     def subscriber_count(self) -> int:
+        """Subscriptions and watchers."""
         return len(self._subscriptions)

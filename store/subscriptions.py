@@ -6,16 +6,23 @@ INVARIANTS
 - The log notifies in commit order, right after each commit, so a buffer is in seq order.
 - A subscriber that falls SUBSCRIBER_BUFFER events behind drops its buffer and reads what it
   missed from the log: a slow reader costs memory up to that bound, never a lost event.
+- A watcher (a synchronous callback, for fan-outs that must not pay a task wake-up per event)
+  is called with each append of its job right after the commit, in commit order; it must not
+  raise or block. One that raises is dropped and told the watch ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Protocol
 
 from aura.projections.events import Recorded
 
-__all__ = ["SUBSCRIBER_BUFFER", "Subscriptions", "follow"]
+__all__ = ["SUBSCRIBER_BUFFER", "Subscriptions", "Watcher", "follow"]
+
+logger = logging.getLogger(__name__)
 
 #: live events a subscriber may have waiting before it falls back to reading the log
 SUBSCRIBER_BUFFER = 10_000
@@ -59,11 +66,32 @@ class Subscriber:
         return not self.closed and not self.overflowed
 
 
+class Watcher(Protocol):
+    """Called on the event loop's thread, right after each commit of its job's events."""
+
+    def on_events(self, recorded: list[Recorded]) -> None: ...
+
+    def on_end(self) -> None:
+        """The watch is over: the log closed (or `on_events` raised)."""
+        ...
+
+
 class Subscriptions:
-    """The subscribers of one log, by job (None: every job)."""
+    """The subscribers of one log, by job (None: every job), and the watchers, by job."""
 
     def __init__(self) -> None:
         self._by_job: dict[str | None, set[Subscriber]] = {}
+        self._watchers: dict[str, set[Watcher]] = {}
+
+    def watch(self, job_id: str, watcher: Watcher) -> None:
+        self._watchers.setdefault(job_id, set()).add(watcher)
+
+    def unwatch(self, job_id: str, watcher: Watcher) -> None:
+        watchers = self._watchers.get(job_id)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del self._watchers[job_id]
 
     def add(self, job_id: str | None) -> Subscriber:
         sub = Subscriber(job_id)
@@ -79,6 +107,8 @@ class Subscriptions:
 
     def notify(self, recorded: list[Recorded]) -> None:
         """Push one append's events (all of one job) to the subscribers that want them."""
+        if self._watchers and recorded:
+            self._call_watchers(recorded)
         if not self._by_job or not recorded:
             return
         targets = list(self._by_job.get(recorded[0].job_id, ()))
@@ -88,15 +118,30 @@ class Subscriptions:
                 sub.push(rec)
             sub.wake.set()
 
+    def _call_watchers(self, recorded: list[Recorded]) -> None:
+        job_id = recorded[0].job_id
+        for watcher in list(self._watchers.get(job_id, ())):
+            try:
+                watcher.on_events(recorded)
+            except Exception:  # a bug in the watcher must not fail the append that woke it
+                logger.exception("a watcher of job %s failed; it is dropped", job_id)
+                self.unwatch(job_id, watcher)
+                watcher.on_end()
+
     def close(self) -> None:
-        """End every subscription (the log is closing)."""
+        """End every subscription and watch (the log is closing)."""
         for subs in self._by_job.values():
             for sub in subs:
                 sub.closed = True
                 sub.wake.set()
+        watchers = [w for ws in self._watchers.values() for w in ws]
+        self._watchers.clear()
+        for watcher in watchers:
+            watcher.on_end()
 
     def __len__(self) -> int:
-        return sum(len(subs) for subs in self._by_job.values())
+        subscribers = sum(len(subs) for subs in self._by_job.values())
+        return subscribers + sum(len(watchers) for watchers in self._watchers.values())
 
 
 async def follow(

@@ -236,8 +236,7 @@ async def test_idle_streams_get_a_keep_alive_comment_every_interval(
 def insert_corrupt_row(data_dir: Path, job_id: str, seq: int) -> None:
     """A row of the job that does not decode, written behind the server's back. Version 0: the
     job's own reads (versions after 0) and a resume by version skip it; a read of the job's events
-    after a seq below it (a new feed's read, while the log's last event is another job's) meets
-    it and raises CorruptEvent."""
+    after a seq that is not the job's (a first connection: after 0) meets it."""
     with contextlib.closing(sqlite3.connect(data_dir / DB_FILE_NAME)) as db, db:
         db.execute(
             "INSERT INTO events (seq, job_id, version, type, step, attempt, ts, data)"
@@ -246,39 +245,31 @@ def insert_corrupt_row(data_dir: Path, job_id: str, seq: int) -> None:
         )
 
 
-async def test_a_feed_whose_read_fails_ends_its_streams_and_is_replaced(
+async def test_a_corrupt_row_fails_only_the_stream_whose_backlog_meets_it(
     make_client: Any, tiny: TinyPipeline, settings: Settings, caplog: Any
 ) -> None:
     client = await make_client()
-    fanout = client.app[FANOUT]
-    gate, held = tiny.gate("prepare"), tiny.gate("render")
+    gate = tiny.gate("prepare")
     job_id = (await submit(client))["jobId"]
     await gate.entered.wait()
-    seen = (await log_lines(client, job_id))[-1]["seq"]
-    await submit(client)  # queued behind the first: the log's last event is now this one's
-    insert_corrupt_row(settings.data_dir, job_id, seq=10**9)
-    # A client still attached when its feed fails (its stream not finished yet).
-    feed, lingering = fanout.join(job_id)
-    async with asyncio.timeout(5):
-        assert await lingering.next_batch() == [] and lingering.closed  # the feed died
-        assert fanout.feeds.get(job_id) is not feed
-        url = f"/api/jobs/{job_id}/events"
-        async with client.get(url, headers={"Last-Event-ID": str(seen)}) as resp:
-            assert resp.status == 200
-            assert await read_events(resp) == []  # its new feed fails too: the stream ends
-    failures = [r for r in caplog.records if r.name == "aura.http" and r.exc_info]
-    assert len(failures) == 2 and all(r.exc_info[0] is CorruptEvent for r in failures)
-    fanout.leave(feed, lingering)
-    gate.open()
-    async with asyncio.timeout(5):
-        await held.entered.wait()  # the log's last event is the job's own again: a feed reads past
-    async with client.get(url, headers={"Last-Event-ID": str(seen)}) as resp:
-        assert resp.status == 200
-        first = await read_events(resp, limit=1)  # joined: what render appends comes live
-        held.open()
-        rest = await read_events(resp)
+    url = f"/api/jobs/{job_id}/events"
+    before = await log_lines(client, job_id)
+    async with client.get(url) as live:  # following since before the row was written
+        first = await read_events(live, limit=len(before))
+        insert_corrupt_row(settings.data_dir, job_id, seq=10**9)
+        async with client.get(url) as fresh:  # its backlog read meets the row
+            assert fresh.status == 500
+            assert (await fresh.json())["code"] == "Internal"
+        corrupt = [r for r in caplog.records if r.exc_info and r.exc_info[0] is CorruptEvent]
+        assert len(corrupt) == 1 and "seq 1000000000" in str(corrupt[0].exc_info[1])
+        resumed = client.get(url, headers={"Last-Event-ID": str(first[-1].id)})  # by version
+        async with resumed as again:
+            assert again.status == 200
+            gate.open()
+            rest = await read_events(live)
+            assert await read_events(again) == rest
     logged = await client.app[ENGINE].log.read(job_id)  # by version: without the corrupt row
-    assert [e.id for e in first + rest] == [rec.seq for rec in logged if rec.seq > seen]
+    assert [e.id for e in first + rest] == [rec.seq for rec in logged]
     assert rest[-1].event == "job-completed"
 
 

@@ -7,10 +7,11 @@ import sqlite3
 import sys
 from contextlib import aclosing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from aura.projections.events import JobCreated, JobStarted, StepProgressed, StepStarted
+from aura.projections.events import JobCreated, JobStarted, Recorded, StepProgressed, StepStarted
 from aura.store import ConcurrencyError, CorruptEvent, DatabaseMissing, EventLog, StoreError
 from aura.store import subscriptions as subscriptions_module
 
@@ -166,6 +167,45 @@ async def test_close_ends_subscriptions(tmp_path: Path) -> None:
     await log.close()
     await asyncio.wait_for(task, timeout=5)
     assert seen == [1]
+
+
+class Watcher:
+    def __init__(self, *, broken: bool = False) -> None:
+        self.seen: list[int] = []
+        self.ended = 0
+        self.broken = broken
+
+    def on_events(self, recorded: list[Recorded]) -> None:
+        if self.broken:
+            raise RuntimeError("a bug in the watcher")
+        self.seen += [rec.seq for rec in recorded]
+
+    def on_end(self) -> None:
+        self.ended += 1
+
+
+async def test_watchers_get_their_jobs_appends_at_commit(tmp_path: Path, caplog: Any) -> None:
+    log = await EventLog.open(tmp_path)
+    await log.append("a", [created()], 0)
+    watcher, broken, gone = Watcher(), Watcher(broken=True), Watcher()
+    assert log.watch("a", watcher) == 1  # everything after seq 1 reaches it
+    log.watch("a", broken)
+    log.watch("a", gone)
+    log.unwatch("a", gone)
+    batch = [
+        log.append("a", [JobStarted()], 1),
+        log.append("b", [created()], 0),
+        log.append("a", [progress(1), progress(2)], 2),
+    ]
+    results = await asyncio.gather(*batch)  # one group commit; the broken watcher fails nothing
+    assert [[r.seq for r in result] for result in results] == [[2], [3], [4, 5]]
+    assert watcher.seen == [2, 4, 5]
+    assert broken.ended == 1 and "a watcher of job a failed" in caplog.text
+    (rec,) = await log.append("a", [progress(3)], 4)
+    assert watcher.seen[-1] == rec.seq  # called at the commit: before the appender resumed
+    assert gone.seen == [] and log.subscriber_count == 1
+    await log.close()
+    assert (watcher.ended, broken.ended, gone.ended) == (1, 1, 0)
 
 
 async def test_reopened_database_keeps_everything(tmp_path: Path) -> None:
