@@ -237,10 +237,12 @@ class Engine:
         """Append to the job (a new one when `state` is None) and queue it for a run."""
         if state is None:
             assert job_id is not None
-            new = fold(await self.log.append(job_id, events, 0))
+            records = await self.log.append(job_id, events, 0)
+            new = fold(records)
             assert new is not None
-        else:
-            new = await self._append(state, events)
+            self.runner.enqueue(job_id, records)  # the new job's whole log: no need to read it
+            return new
+        new = await self._append(state, events)
         self.runner.enqueue(new.job_id)
         return new
 

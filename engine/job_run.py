@@ -115,8 +115,9 @@ class _Progress:
 class JobRun:
     """One execution of a queued job: from JobStarted to its terminal event (or a stop)."""
 
-    def __init__(self, runner: Runner, job_id: str) -> None:
+    def __init__(self, runner: Runner, job_id: str, log: list[Recorded] | None = None) -> None:
         self.job_id = job_id
+        self._handed_log = log  # the job's events, when the enqueuer had them (see Runner)
         self._runner = runner
         self._log = runner.log
         self._settings = runner.settings
@@ -159,8 +160,9 @@ class JobRun:
     # ---- cancel -------------------------------------------------------------------------
 
     async def request_cancel(self) -> JobState | None:
-        """Record the cancel request and stop the running step. None: this run never owned the
-        job (it was not queued when the run looked); Conflict when the job already ended."""
+        """Record the cancel request and stop the running step. None: this run does not own the
+        job (it was not queued when the run looked, or the run has stopped); Conflict when the
+        job already ended."""
         await self._loaded.wait()
         if self._state is None:
             return None
@@ -168,8 +170,10 @@ class JobRun:
         # step must be stopped, even if the caller (an HTTP request) goes away meanwhile.
         return await asyncio.shield(self._cancel_now())
 
-    async def _cancel_now(self) -> JobState:
+    async def _cancel_now(self) -> JobState | None:
         async with self._lock:
+            if self.task is not None and self.task.done():
+                return None  # stopped: its fold may lag the log (a stop can cut an append short)
             state = await self._append_locked(decide_cancel(self.state, owned=True))
         task = self._step_task
         if task is not None:
@@ -194,7 +198,9 @@ class JobRun:
             self._loaded.set()
 
     async def _execute(self) -> None:
-        records = await self._log.read(self.job_id)
+        records, self._handed_log = self._handed_log, None
+        if records is None:
+            records = await self._log.read(self.job_id)
         state = fold(records)
         if state is None or state.status is not JobStatus.QUEUED:
             return  # canceled, finished or taken by someone else since it was queued

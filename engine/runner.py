@@ -4,6 +4,11 @@ INVARIANTS
 - A job is executed by at most one JobRun in this process (`_running`).
 - Queued jobs start in the order they were enqueued. A job enqueued again while its previous
   run is still finishing (a retry right after a failure) waits for that run.
+- A job enqueued with its whole log (one just created here) starts from that log instead of
+  reading it again: while a job is queued, nothing in this process writes it but a dequeue
+  followed by the dequeuer's own append (Engine.cancel), and no other process writes the data
+  folder (engine.folder_lock). Should that ever break, the run's first append fails with
+  ConcurrencyError and the run stops without writing.
 - Stopping the runner cancels each run, which stops its step's processes and appends nothing:
   the log keeps saying Running, and the next start's recovery resumes the job.
 """
@@ -19,6 +24,7 @@ from aura.engine.context import Step
 from aura.engine.job_files import output_of
 from aura.engine.job_run import JobRun, OutputProbe
 from aura.engine.settings import Settings
+from aura.projections.events import Recorded
 from aura.store.log import EventLog
 
 __all__ = ["OutputProbe", "Runner"]
@@ -41,19 +47,21 @@ class Runner:
         self.settings = settings
         self.pipeline = pipeline
         self.output_probe = output_probe
-        self._queue: dict[str, None] = {}  # insertion-ordered set
+        self._queue: dict[str, list[Recorded] | None] = {}  # job -> its log, if known; in order
         self._running: dict[str, JobRun] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
 
-    def enqueue(self, job_id: str) -> None:
-        self._queue[job_id] = None
+    def enqueue(self, job_id: str, log: list[Recorded] | None = None) -> None:
+        """Queue the job; `log`: all its events, when the caller has just written them."""
+        self._queue[job_id] = log
         self._dispatch()
 
     def dequeue(self, job_id: str) -> bool:
         """Take a job that has not started off the queue; False if it was not waiting."""
-        found = self._queue.pop(job_id, 0) is None
+        found = job_id in self._queue
+        self._queue.pop(job_id, None)
         self._update_idle()
         return found
 
@@ -86,8 +94,7 @@ class Runner:
                 break
             if job_id in self._running:
                 continue
-            del self._queue[job_id]
-            run = JobRun(self, job_id)
+            run = JobRun(self, job_id, self._queue.pop(job_id))
             self._running[job_id] = run
             run.task = asyncio.create_task(run.execute(), name=f"job {job_id}")
             run.task.add_done_callback(functools.partial(self._finished, job_id))
