@@ -42,11 +42,15 @@ DB_FILE_NAME = "aura.db"
 MAX_BATCH_APPENDS = 512
 #: rows a backlog read fetches per query
 PAGE_SIZE = 1000
-#: a background checkpoint starts after this many commits or rows, whichever comes first
-CHECKPOINT_COMMITS = 100
-CHECKPOINT_ROWS = 2000
-#: WAL pages past which the writer checkpoints inside a commit (SQLite's default is 1000)
-WAL_HARD_LIMIT_PAGES = 2000
+#: a background checkpoint starts after this many commits or rows, whichever comes first. Each
+#: one ends in an fsync of the database file, which delays the commits made meanwhile; every
+#: 1000 commits instead of every 100 cut the p99 of bench sse (c) from 0.84 to 0.69 ms. The
+#: WAL then peaks at about 1000 commits of a few 4 KiB pages each.
+CHECKPOINT_COMMITS = 1000
+CHECKPOINT_ROWS = 20_000
+#: WAL pages (40 MiB) past which the writer checkpoints inside a commit, if the background
+#: checkpoints cannot keep up (SQLite's default is 1000)
+WAL_HARD_LIMIT_PAGES = 10_000
 #: events an inline projection folds per transaction while it catches up
 CATCH_UP_PAGE = 10_000
 

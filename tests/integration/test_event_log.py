@@ -299,8 +299,8 @@ async def test_data_folder_under_a_file_is_a_clear_error(tmp_path: Path) -> None
 
 
 async def test_checkpoints_beside_the_writer_keep_the_wal_small(tmp_path: Path) -> None:
-    # 3,000 commits of a few 4 KiB pages each: without checkpoints the WAL would pass 20 MB, and
-    # the writer's own (stalling) checkpoint only starts at WAL_HARD_LIMIT_PAGES (8 MB). The
+    # 3,000 commits of a few 4 KiB pages each: without checkpoints the WAL would pass 20 MB (the
+    # writer's own, stalling, checkpoint only starts at WAL_HARD_LIMIT_PAGES, 40 MiB). The
     # checkpoints beside it let the WAL start over, so it stays far smaller.
     log = await EventLog.open(tmp_path)
     try:
