@@ -3,9 +3,10 @@
 A step is `async def step(ctx: StepContext) -> list[Artifact]`. It reads the job's validated
 inputs and earlier steps' artifacts, writes only inside `ctx.work_dir` (through engine/atomic),
 reports progress with `await ctx.progress(pct, message, eta_seconds)` and warnings with
-`await ctx.warn(code, message)`. Cancellation and timeouts arrive as asyncio cancellation of the
-step's task: the step (and the process helper it uses) must let CancelledError propagate after
-stopping its child process and removing its temp files.
+`await ctx.warn(code, message)`. Cancellation and timeouts arrive as asyncio cancellation inside
+the step (it runs in its job's task, within a timeout scope): the step (and the process helper
+it uses) must let CancelledError propagate after stopping its child process and removing its
+temp files.
 """
 
 from __future__ import annotations

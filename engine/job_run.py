@@ -5,11 +5,15 @@ INVARIANTS
   with expected_version taken from its own folded state, so when anything else writes the job
   its next append raises ConcurrencyError and it stops instead of interleaving.
 - Every append of a JobRun goes through `_append_locked`: under its lock, checked against the
-  fold first (nothing invalid reaches the log). Appends from outside the run's own task (progress,
-  warnings, cancel requests) and its terminal events are shielded, so a cancelled caller never
-  loses the fold of an event that was committed. The run's own step transitions are not: the
-  run's task is cancelled only to stop the run, after which it appends nothing, so a lost fold
-  cannot matter, and a shield costs a task and two loop turns per step.
+  fold first (nothing invalid reaches the log). Appends a step makes (progress, warnings: the
+  step may be cancelled meanwhile and the run goes on), cancel requests and terminal events are
+  shielded, so a cancelled caller never loses the fold of an event that was committed. The
+  run's step transitions are not: they are made outside any step, where the run's task is
+  cancelled only to stop the run, after which it appends nothing, so a lost fold cannot matter,
+  and a shield costs a task and two loop turns per step.
+- A step runs in the run's own task inside a timeout scope (`asyncio.timeout`): its deadline,
+  or a cancel request expiring it at once, cancels the step alone; the run then records
+  StepTimeout or StepCanceled.
 - A run cancelled from outside (the runner stops) stops its step first (its process group is
   killed by the step's process helper) and appends nothing more: the log keeps saying Running,
   and the next start's recovery appends JobInterrupted and resumes the job.
@@ -26,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from msgspec.structs import replace
 
-from aura.engine.context import Step, StepContext
+from aura.engine.context import StepContext
 from aura.engine.decide import (
     artifacts_changed,
     check_events,
@@ -123,7 +127,8 @@ class JobRun:
         self._settings = runner.settings
         self._lock = asyncio.Lock()
         self._loaded = asyncio.Event()
-        self._step_task: asyncio.Task[list[Artifact]] | None = None
+        self._step_scope: asyncio.Timeout | None = None  # while a step runs
+        self._step_cancelled = False  # its scope was expired by a cancel request
         self._state: JobState | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -175,9 +180,10 @@ class JobRun:
             if self.task is not None and self.task.done():
                 return None  # stopped: its fold may lag the log (a stop can cut an append short)
             state = await self._append_locked(decide_cancel(self.state, owned=True))
-        task = self._step_task
-        if task is not None:
-            task.cancel()
+        scope = self._step_scope
+        if scope is not None and not scope.expired():
+            self._step_cancelled = True
+            scope.reschedule(asyncio.get_running_loop().time())  # expires at once
         return state
 
     def finished(self) -> None:
@@ -301,14 +307,27 @@ class JobRun:
         loop = asyncio.get_running_loop()
         started = loop.time()
         context = self._context(name, request, artifacts)
-        task = asyncio.create_task(_call(step, context), name=f"{self.job_id}:{name}")
-        self._step_task = task
+        # The step runs in the run's own task (no task and wake-ups per step), inside a scope
+        # that cancels it at its deadline or, expired early by request_cancel, on a cancel.
+        scope = asyncio.timeout(limit)
+        result: list[Artifact] = []
+        error: BaseException | None = None
+        self._step_scope, self._step_cancelled = scope, False
         try:
-            finished = await _wait_step(task, limit)
+            async with scope:
+                result = list(await step(context))
+        except asyncio.CancelledError as e:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the run is being stopped: so is the step, and nothing more is written
+            error = e  # the step cancelled itself
+        except Exception as e:  # TimeoutError from the scope included
+            error = e
         finally:
-            self._step_task = None
+            self._step_scope = None
         duration = loop.time() - started
-        outcome = self._outcome(name, task, finished, limit, duration)
+        timed_out = scope.expired() and not self._step_cancelled
+        outcome = self._outcome(name, result, error, timed_out, limit, duration)
         if not isinstance(outcome[0], StepSucceeded):
             await asyncio.to_thread(remove_temp_files, self._settings.job_dir(self.job_id))
         return outcome
@@ -316,31 +335,33 @@ class JobRun:
     def _outcome(
         self,
         name: str,
-        task: asyncio.Task[list[Artifact]],
-        finished: bool,
+        result: list[Artifact],
+        error: BaseException | None,
+        timed_out: bool,
         limit: float | None,
         duration: float,
     ) -> list[Event]:
         attempt = self.state.attempt
-        if not finished:
-            error = make_error(
+        if timed_out:
+            error_info = make_error(
                 f"StepTimeout:{name}",
                 f"step {name} ran past its limit of {limit:g} s and was stopped",
                 details={"limitSeconds": limit},
             )
-            return self._failed(name, error)
-        exc = None if task.cancelled() else task.exception()
-        if self.state.cancel_requested and (task.cancelled() or exc is not None):
+            return self._failed(name, error_info)
+        if self.state.cancel_requested and error is not None:
             return [StepCanceled(step=name, attempt=attempt), JobCanceled(attempt=attempt)]
-        if task.cancelled():
+        if isinstance(error, asyncio.CancelledError):
             return self._failed(name, make_error("Internal", f"step {name} stopped on its own"))
-        if exc is not None:
-            error = map_step_error(exc, name, self.state.correlation_id, self._settings)
-            return self._failed(name, error)
-        artifacts = tuple(task.result())
+        if error is not None:
+            error_info = map_step_error(error, name, self.state.correlation_id, self._settings)
+            return self._failed(name, error_info)
         return [
             StepSucceeded(
-                step=name, attempt=attempt, artifacts=artifacts, duration_seconds=round(duration, 3)
+                step=name,
+                attempt=attempt,
+                artifacts=tuple(result),
+                duration_seconds=round(duration, 3),
             )
         ]
 
@@ -375,26 +396,3 @@ class JobRun:
             progress=_Progress(self, name),
             warn=warn,
         )
-
-
-async def _call(step: Step, context: StepContext) -> list[Artifact]:
-    return list(await step(context))
-
-
-async def _wait_step(task: asyncio.Task[list[Artifact]], limit: float | None) -> bool:
-    """Wait for the step; False when it ran past `limit` (it is then stopped, and waited for).
-
-    If the run itself is cancelled (the runner stops), the step is stopped before that
-    cancellation goes on: its process never outlives the run.
-    """
-    try:
-        done, _ = await asyncio.wait({task}, timeout=limit)
-    except asyncio.CancelledError:
-        task.cancel()
-        await asyncio.wait({task})
-        raise
-    if done:
-        return True
-    task.cancel()
-    await asyncio.wait({task})
-    return False
