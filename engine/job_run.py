@@ -4,13 +4,12 @@ INVARIANTS
 - A job is executed by at most one JobRun in this process (`Runner._running`). A JobRun appends
   with expected_version taken from its own folded state, so when anything else writes the job
   its next append raises ConcurrencyError and it stops instead of interleaving.
-- Every append of a JobRun goes through `_append_locked`: under its lock, checked against the
-  fold first (nothing invalid reaches the log). Appends a step makes (progress, warnings: the
-  step may be cancelled meanwhile and the run goes on), cancel requests and terminal events are
-  shielded, so a cancelled caller never loses the fold of an event that was committed. The
-  run's step transitions are not: they are made outside any step, where the run's task is
-  cancelled only to stop the run, after which it appends nothing, so a lost fold cannot matter,
-  and a shield costs a task and two loop turns per step.
+- Every append of a JobRun goes through `_queue`, synchronously: checked against the fold
+  first (nothing invalid reaches the log), folded at once, queued for the log's next group
+  commit. Appends commit in the order they were queued, so expected versions chain and nothing
+  else needs a lock. The run awaits durability only for its terminal events and cancel
+  requests; a queued append that fails stops the running step and fails the run with its error
+  (`_check_appends`), and `_fail` then starts again from what did commit.
 - A step runs in the run's own task inside a timeout scope (`asyncio.timeout`): its deadline,
   or a cancel request expiring it at once, cancels the step alone; the run then records
   StepTimeout or StepCanceled.
@@ -65,6 +64,7 @@ from aura.projections.events import (
 )
 from aura.projections.job import JobState, JobStatus, fold
 from aura.store.errors import ConcurrencyError
+from aura.store.log import QueuedAppend
 
 if TYPE_CHECKING:
     from aura.engine.runner import Runner
@@ -113,7 +113,7 @@ class _Progress:
             message=message,
             eta_seconds=None if eta is None else round(eta, 1),
         )
-        await self._run.append([event])
+        self._run._queue([event])  # committed at the step's next wait
 
 
 class JobRun:
@@ -125,10 +125,13 @@ class JobRun:
         self._runner = runner
         self._log = runner.log
         self._settings = runner.settings
-        self._lock = asyncio.Lock()
         self._loaded = asyncio.Event()
+        self._last_append: QueuedAppend | None = None
+        self._append_error: BaseException | None = None
         self._step_scope: asyncio.Timeout | None = None  # while a step runs
         self._step_cancelled = False  # its scope was expired by a cancel request
+        # the fold of everything queued; its times and seqs are provisional (the store stamps
+        # them at the commit), which no decision of the run depends on
         self._state: JobState | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -143,24 +146,41 @@ class JobRun:
 
     # ---- appending ----------------------------------------------------------------------
 
-    async def append(self, events: list[Event]) -> JobState:
-        """Append after the run's own version; shielded so the fold is never lost."""
-        return await asyncio.shield(self._append_now(events))
-
-    async def _append_now(self, events: list[Event]) -> JobState:
-        async with self._lock:
-            return await self._append_locked(events)
-
-    async def _append_locked(self, events: list[Event]) -> JobState:
+    def _queue(self, events: list[Event]) -> asyncio.Future[list[Recorded]]:
+        """Queue `events` for the log's next group commit after the run's own version, folding
+        them at once (checked first: nothing invalid is queued). Appends commit in the order
+        they were queued, so the next can be queued before this one has committed; a failure is
+        kept (`_append_error`) and stops the running step."""
         state = self.state
-        if not events:
-            return state
-        check_events(state, events)
-        records = await self._log.append(self.job_id, events, state.version)
-        new = fold(records, state)
-        assert new is not None
+        new = check_events(state, events)
+        queued = self._log.append_nowait(
+            self.job_id, events, state.version, after=self._last_append
+        )
+        queued.future.add_done_callback(self._appended)
         self._state = new
-        return new
+        self._last_append = queued
+        return queued.future
+
+    async def append(self, events: list[Event]) -> JobState:
+        """Queue `events` and wait until they are committed (raising what the commit raised)."""
+        if not events:
+            return self.state
+        future = self._queue(events)
+        state = self.state
+        await asyncio.shield(future)  # a caller that goes away leaves the append to commit
+        return state
+
+    def _appended(self, future: asyncio.Future[list[Recorded]]) -> None:
+        if future.cancelled() or (error := future.exception()) is None:
+            return
+        if self._append_error is None:
+            self._append_error = error
+            self._stop_step()
+
+    def _check_appends(self) -> None:
+        """Raise the first error a queued append met (later ones only follow from it)."""
+        if self._append_error is not None:
+            raise self._append_error
 
     # ---- cancel -------------------------------------------------------------------------
 
@@ -176,15 +196,20 @@ class JobRun:
         return await asyncio.shield(self._cancel_now())
 
     async def _cancel_now(self) -> JobState | None:
-        async with self._lock:
-            if self.task is not None and self.task.done():
-                return None  # stopped: its fold may lag the log (a stop can cut an append short)
-            state = await self._append_locked(decide_cancel(self.state, owned=True))
+        if self.task is not None and self.task.done():
+            return None  # stopped: what it queued may not all have committed
+        future = self._queue(decide_cancel(self.state, owned=True))
+        state = self.state
+        self._stop_step()
+        await future
+        return state
+
+    def _stop_step(self) -> None:
+        """Cancel the running step, if any, by expiring its scope at once."""
         scope = self._step_scope
         if scope is not None and not scope.expired():
             self._step_cancelled = True
-            scope.reschedule(asyncio.get_running_loop().time())  # expires at once
-        return state
+            scope.reschedule(asyncio.get_running_loop().time())
 
     def finished(self) -> None:
         """The run's task is done (maybe cancelled before it ever ran): nobody waits on it."""
@@ -223,20 +248,26 @@ class JobRun:
         await self.append(final)
 
     async def _fail(self, exc: BaseException) -> None:
-        state = self._state
-        if state is None or state.is_terminal:
+        if self._state is None:
             return
-        error = map_step_error(exc, None, state.correlation_id, self._settings)
         with contextlib.suppress(Exception):
+            if self._last_append is not None:  # appends commit in order: then all have settled
+                await asyncio.wait({self._last_append.future})
+            state = fold(await self._log.read(self.job_id))  # what did commit, not the queue
+            if state is None or state.is_terminal:
+                return
+            self._state, self._append_error, self._last_append = state, None, None
+            error = map_step_error(exc, None, state.correlation_id, self._settings)
             await self.append([JobFailed(error=error, attempt=state.attempt)])
 
     async def _steps(self, records: list[Recorded], request: JobRequest) -> list[Event]:
         """Run or reuse each step in order; returns the job's terminal events.
 
-        Events decided without waiting on anything (JobStarted, StepSucceeded, StepSkipped)
-        are carried into the next append, so each step costs one commit: a step's StepStarted
-        is always committed before it runs, and the carry is committed on its own before any
-        slow check (artifact verification, the output probe).
+        Transitions are queued, not awaited (see `_queue`): the group commit takes them at the
+        run's next wait, so a step that waits (a process, a file) has its StepStarted committed
+        as soon as it does, and steps that never wait share one commit. Events decided without
+        waiting (JobStarted, StepSucceeded, StepSkipped) are carried into the next append.
+        Only the terminal events are awaited (in `_execute`).
         """
         candidates = reuse_candidates(records)
         artifacts: dict[str, Artifact] = {}
@@ -247,7 +278,7 @@ class JobRun:
                 return [*carry, JobCanceled(attempt=self.state.attempt)]
             candidate = None if upstream_changed else candidates.get(step.name)
             if candidate is not None:
-                carry = await self._flush(carry)
+                carry = self._flush(carry)
             verified = candidate is not None and await verify_artifacts(
                 candidate.artifacts, self.work_dir
             )
@@ -269,7 +300,7 @@ class JobRun:
             carry = outcome
             upstream_changed = upstream_changed or artifacts_changed(candidate, succeeded.artifacts)
             artifacts.update((a.name, a) for a in succeeded.artifacts)
-        await self._flush(carry)
+        self._flush(carry)
         try:
             async with asyncio.timeout(OUTPUT_PROBE_SECONDS):
                 output = await self._runner.output_probe(artifacts)
@@ -284,8 +315,9 @@ class JobRun:
             return [JobFailed(error=error, attempt=self.state.attempt)]
         return [JobSucceeded(output=output, attempt=self.state.attempt)]
 
-    async def _flush(self, carry: list[Event]) -> list[Event]:
-        await self._append_now(carry)
+    def _flush(self, carry: list[Event]) -> list[Event]:
+        if carry:
+            self._queue(carry)
         return []
 
     async def _run_step(
@@ -297,7 +329,7 @@ class JobRun:
     ) -> list[Event]:
         """Run one step to its outcome: [StepSucceeded], or the job's terminal events."""
         attempt = self.state.attempt
-        await self._append_now([*carry, StepStarted(step=name, attempt=attempt)])
+        self._queue([*carry, StepStarted(step=name, attempt=attempt)])
         if self.state.cancel_requested:
             return [StepCanceled(step=name, attempt=attempt), JobCanceled(attempt=attempt)]
         step = self._runner.pipeline.get(name)
@@ -312,6 +344,7 @@ class JobRun:
         scope = asyncio.timeout(limit)
         result: list[Artifact] = []
         error: BaseException | None = None
+        self._check_appends()  # an append queued before failed: do not start the step
         self._step_scope, self._step_cancelled = scope, False
         try:
             async with scope:
@@ -325,6 +358,7 @@ class JobRun:
             error = e
         finally:
             self._step_scope = None
+        self._check_appends()  # a failed append stopped the step: the run fails with its error
         duration = loop.time() - started
         timed_out = scope.expired() and not self._step_cancelled
         outcome = self._outcome(name, result, error, timed_out, limit, duration)
@@ -379,7 +413,7 @@ class JobRun:
         state = self.state
 
         async def warn(code: str, message: str) -> None:
-            await self.append([JobWarning(code=code, message=message, step=name, attempt=a)])
+            self._queue([JobWarning(code=code, message=message, step=name, attempt=a)])
 
         a = state.attempt
         return StepContext(

@@ -33,7 +33,7 @@ from aura.store.rows import INSERT, SELECT, decode_rows, format_ts
 from aura.store.schema import migrate
 from aura.store.subscriptions import Subscriptions, Watcher, follow
 
-__all__ = ["DB_FILE_NAME", "Durability", "EventLog", "InlineProjection"]
+__all__ = ["DB_FILE_NAME", "Durability", "EventLog", "InlineProjection", "QueuedAppend"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +90,18 @@ class InlineProjection(Protocol):
     def forget(self) -> None: ...
 
 
-class _Append(msgspec.Struct):
+class QueuedAppend(msgspec.Struct):
+    """An append waiting for its group commit (`EventLog.append_nowait`): `future` settles with
+    its records or its error."""
+
     job_id: str
     expected_version: int
     rows: list[tuple[str, str | None, int, str]]  # type, step, attempt, data
     events: Sequence[Event]
     future: asyncio.Future[list[Recorded]]
+    #: an append queued before this one by the same writer: this one commits only if it did
+    after: QueuedAppend | None = None
+    failed: bool = False
 
 
 class EventLog:
@@ -115,7 +121,7 @@ class EventLog:
         self._writer_lock = asyncio.Lock()  # group commits and functions run on the writer
         self._reader = reader
         self._poll_interval = poll_interval
-        self._pending: list[_Append] = []
+        self._pending: list[QueuedAppend] = []
         self._flusher: asyncio.Task[None] | None = None
         self._versions: dict[str, int] = {}  # job -> last version, valid while data_version holds
         self._data_version: int | None = None
@@ -200,13 +206,36 @@ class EventLog:
         Raises ConcurrencyError when the job's last version is not `expected_version`. Appends
         waiting at once are committed together in one transaction (group commit).
         """
+        # A caller canceled here cancels only the future: the append stays queued or in flight,
+        # commits (or fails) with its batch and reaches subscribers; `_write` skips settling a
+        # done future. (asyncio.shield did the same at about 3 us more per append.)
+        return await self.append_nowait(job_id, events, expected_version).future
+
+    def append_nowait(
+        self,
+        job_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        after: QueuedAppend | None = None,
+    ) -> QueuedAppend:
+        """Queue the append for the next group commit and return it at once (await its future).
+
+        Appends commit in the order they were queued, so a writer may queue its next append,
+        expecting the version this one will reach, before this one has committed: passed as
+        `after`, this one then commits only if that one did (else StoreError), even when
+        another writer happened to bring the job to the expected version meanwhile.
+        """
         if self._writer is None:
             raise StoreError("the log was opened read-only")
         if self._closed:
             raise StoreError("the log is closed")
+        future: asyncio.Future[list[Recorded]] = asyncio.get_running_loop().create_future()
+        queued = QueuedAppend(job_id, expected_version, [], events, future, after)
         if not events:
-            return []
-        rows = [
+            future.set_result([])
+            return queued
+        queued.rows = [
             (
                 type(e).__name__,
                 e.step_name,
@@ -215,14 +244,10 @@ class EventLog:
             )
             for e in events
         ]
-        future: asyncio.Future[list[Recorded]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Append(job_id, expected_version, rows, events, future))
+        self._pending.append(queued)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
-        # A caller canceled here cancels only `future`: the append stays queued or in flight,
-        # commits (or fails) with its batch and reaches subscribers; `_flush` skips settling a
-        # done future. (asyncio.shield did the same at about 3 us more per append.)
-        return await future
+        return queued
 
     async def _flush(self) -> None:
         try:
@@ -234,7 +259,7 @@ class EventLog:
         finally:
             self._flusher = None
 
-    async def _write(self, batch: list[_Append]) -> None:
+    async def _write(self, batch: list[QueuedAppend]) -> None:
         """Commit the batch and settle each append's future with its own result or error."""
         assert self._writer is not None
         try:
@@ -248,12 +273,15 @@ class EventLog:
                     await self._write([item])
                 return
             error = e if isinstance(e, StoreError) else StoreError(f"append failed: {e}")
+            batch[0].failed, batch[0].after = True, None
             if not batch[0].future.done():
                 batch[0].future.set_exception(error)
             return
         self._count_commit(sum(len(r) for r in results if not isinstance(r, Exception)))
         for item, result in zip(batch, results, strict=True):
+            item.after = None  # settled: nothing needs the chain behind it any more
             if isinstance(result, Exception):
+                item.failed = True
                 if not item.future.done():
                     item.future.set_exception(result)
             else:
@@ -298,7 +326,7 @@ class EventLog:
         _busy, frames, copied = next(iter(rows))
         return int(frames), int(copied)
 
-    def _write_batch(self, batch: list[_Append]) -> list[list[Recorded] | Exception]:
+    def _write_batch(self, batch: list[QueuedAppend]) -> list[list[Recorded] | Exception]:
         """One transaction, one commit for the whole batch (on the loop or the writer's thread)."""
         assert self._writer is not None
         conn: sqlite3.Connection = self._writer._conn
@@ -311,7 +339,7 @@ class EventLog:
             return self._attempt(conn, batch, exact=True)
 
     def _attempt(
-        self, conn: sqlite3.Connection, batch: list[_Append], *, exact: bool
+        self, conn: sqlite3.Connection, batch: list[QueuedAppend], *, exact: bool
     ) -> list[list[Recorded] | Exception]:
         """One transaction for the batch; whatever fails, it is rolled back (never left open).
         An IntegrityError stays itself (the caller may retry); other errors are StoreErrors."""
@@ -326,7 +354,7 @@ class EventLog:
             raise StoreError(f"append failed: {e}") from e
 
     def _insert_batch(
-        self, conn: sqlite3.Connection, batch: list[_Append], *, exact: bool
+        self, conn: sqlite3.Connection, batch: list[QueuedAppend], *, exact: bool
     ) -> list[list[Recorded] | Exception]:
         """Insert the batch's rows in the open transaction and commit.
 
@@ -345,11 +373,18 @@ class EventLog:
         rows: list[tuple[Any, ...]] = []
         appended: list[Recorded] = []
         tentative: dict[str, int] = {}
+        failed: set[int] = set()  # ids of this batch's appends that fail
         for item in batch:
             job_id = item.job_id
+            after = item.after
+            if after is not None and (after.failed or id(after) in failed):
+                results.append(StoreError(f"job {job_id}: an append queued before this one failed"))
+                failed.add(id(item))
+                continue
             current = self._current_version(conn, item, tentative, exact)
             if current != item.expected_version:
                 results.append(ConcurrencyError(job_id, item.expected_version, current))
+                failed.add(id(item))
                 tentative[job_id] = current
                 continue
             recorded = []
@@ -386,7 +421,7 @@ class EventLog:
             projection.forget()
 
     def _current_version(
-        self, conn: sqlite3.Connection, item: _Append, tentative: dict[str, int], exact: bool
+        self, conn: sqlite3.Connection, item: QueuedAppend, tentative: dict[str, int], exact: bool
     ) -> int:
         current = tentative.get(item.job_id)
         if current is None:

@@ -169,6 +169,29 @@ async def test_close_ends_subscriptions(tmp_path: Path) -> None:
     assert seen == [1]
 
 
+async def test_a_queued_append_commits_only_if_the_one_queued_before_it_did(
+    log: EventLog,
+) -> None:
+    await log.append("a", [created()], 0)
+    other = log.append_nowait("a", [progress(1)], 1)  # another writer takes version 2 first
+    first = log.append_nowait("a", [progress(2)], 1)  # so this one is stale
+    # ... and this one, expecting the version `first` would have reached, must not commit,
+    # although the other writer happened to bring the job to it.
+    second = log.append_nowait("a", [progress(3)], 2, after=first)
+    results = await asyncio.gather(
+        other.future, first.future, second.future, return_exceptions=True
+    )
+    assert [rec.version for rec in results[0]] == [2]  # type: ignore[union-attr]
+    assert isinstance(results[1], ConcurrencyError)
+    assert isinstance(results[2], StoreError) and not isinstance(results[2], ConcurrencyError)
+    assert "queued before this one failed" in str(results[2])
+    assert [rec.version for rec in await log.read("a")] == [1, 2]
+    chained = log.append_nowait("a", [progress(4)], 2)
+    after_it = log.append_nowait("a", [progress(5), progress(6)], 3, after=chained)
+    assert [rec.version for rec in await after_it.future] == [4, 5]
+    assert [rec.version for rec in await chained.future] == [3]
+
+
 class Watcher:
     def __init__(self, *, broken: bool = False) -> None:
         self.seen: list[int] = []

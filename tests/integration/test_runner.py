@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -282,6 +283,37 @@ async def test_a_runner_whose_job_is_written_elsewhere_stops(tmp_path: Path) -> 
         assert not any(isinstance(r.event, JobSucceeded) for r in records)
         with pytest.raises(ConcurrencyError):
             await engine.log.append(job_id, [JobWarning(code="x", message="y")], started.version)
+
+
+async def test_a_queued_append_that_fails_stops_the_step_and_fails_the_job(
+    tmp_path: Path,
+) -> None:
+    finished: list[str] = []
+
+    async def warns_then_works(ctx: StepContext) -> list[Artifact]:
+        await ctx.warn("Test", "a warning the log refuses")  # queued: the step goes on at once
+        await asyncio.sleep(TIMEOUT * 2)  # stopped long before, when the warning's commit fails
+        finished.append(ctx.step)
+        return []
+
+    async with await Engine.open(
+        settings_for(tmp_path), pipeline=pipeline(broll=warns_then_works)
+    ) as engine:
+        with sqlite3.connect(engine.log.path) as conn:
+            conn.execute(
+                "CREATE TRIGGER refuse_warnings BEFORE INSERT ON events "
+                "WHEN NEW.type = 'JobWarning' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        job_id = (await engine.submit(DRAFT)).job.job_id
+        async with asyncio.timeout(TIMEOUT):
+            await engine.run_until_idle()
+        state = await assert_consistent(engine, job_id)
+    assert finished == []
+    assert state.status is JobStatus.FAILED
+    error = state.errors[-1]
+    assert error.code == "Internal" and error.details["exception"] == "append failed: refused"
+    assert state.step("broll").status is StepStatus.RUNNING  # as committed when the run failed
+    assert state.step("subtitles").status is StepStatus.PENDING
 
 
 async def test_a_probe_of_the_output_that_hangs_fails_the_job_with_a_timeout(
