@@ -125,6 +125,7 @@ class JobRun:
         self._runner = runner
         self._log = runner.log
         self._settings = runner.settings
+        self._job_dir = runner.settings.job_dir(job_id)
         self._loaded = asyncio.Event()
         self._last_append: QueuedAppend | None = None
         self._append_error: BaseException | None = None
@@ -142,7 +143,7 @@ class JobRun:
 
     @property
     def work_dir(self) -> str:
-        return str(self._settings.job_dir(self.job_id))
+        return str(self._job_dir)
 
     # ---- appending ----------------------------------------------------------------------
 
@@ -243,7 +244,7 @@ class JobRun:
             await self.append([JobCanceled(attempt=state.attempt)])
             return
         request = request_of(created)
-        self._settings.job_dir(self.job_id).mkdir(parents=True, exist_ok=True)
+        self._job_dir.mkdir(parents=True, exist_ok=True)
         final = await self._steps(records, request)
         await self.append(final)
 
@@ -363,7 +364,7 @@ class JobRun:
         timed_out = scope.expired() and not self._step_cancelled
         outcome = self._outcome(name, result, error, timed_out, limit, duration)
         if not isinstance(outcome[0], StepSucceeded):
-            await asyncio.to_thread(remove_temp_files, self._settings.job_dir(self.job_id))
+            await asyncio.to_thread(remove_temp_files, self._job_dir)
         return outcome
 
     def _outcome(
@@ -425,7 +426,7 @@ class JobRun:
             brief=request.brief or SAMPLE_BRIEF,
             options=request.options,
             settings=self._settings,
-            work_dir=self._settings.job_dir(self.job_id),
+            work_dir=self._job_dir,
             artifacts=MappingProxyType(dict(artifacts)),
             progress=_Progress(self, name),
             warn=warn,

@@ -24,8 +24,9 @@ _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError, Type
 
 
 def format_ts(ts: datetime) -> str:
-    """ISO 8601 UTC with microseconds and a Z, as stored in the `ts` column."""
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO 8601 UTC with microseconds and a Z, as stored in the `ts` column (of a UTC time)."""
+    # isoformat costs about a third of the equivalent strftime; drop its "+00:00".
+    return ts.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def format_optional_ts(ts: datetime | None) -> str | None:
