@@ -277,17 +277,22 @@ class EventLog:
             if not batch[0].future.done():
                 batch[0].future.set_exception(error)
             return
-        self._count_commit(sum(len(r) for r in results if not isinstance(r, Exception)))
+        notify = None if self._subscriptions.idle else self._subscriptions.notify
+        rows = 0
         for item, result in zip(batch, results, strict=True):
             item.after = None  # settled: nothing needs the chain behind it any more
+            future = item.future
             if isinstance(result, Exception):
                 item.failed = True
-                if not item.future.done():
-                    item.future.set_exception(result)
+                if not future.done():
+                    future.set_exception(result)
             else:
-                self._subscriptions.notify(result)
-                if not item.future.done():
-                    item.future.set_result(result)
+                rows += len(result)
+                if notify is not None:
+                    notify(result)
+                if not future.done():
+                    future.set_result(result)
+        self._count_commit(rows)
 
     def _count_commit(self, rows: int) -> None:
         self._commits_since_checkpoint += 1
@@ -373,7 +378,9 @@ class EventLog:
         rows: list[tuple[Any, ...]] = []
         appended: list[Recorded] = []
         tentative: dict[str, int] = {}
+        versions = self._versions
         failed: set[int] = set()  # ids of this batch's appends that fail
+        add_row = rows.append
         for item in batch:
             job_id = item.job_id
             after = item.after
@@ -381,7 +388,15 @@ class EventLog:
                 results.append(StoreError(f"job {job_id}: an append queued before this one failed"))
                 failed.add(id(item))
                 continue
-            current = self._current_version(conn, item, tentative, exact)
+            # The job's version: as this batch left it, else cached, else new (see above) or
+            # looked up.
+            current = tentative.get(job_id)
+            if current is None:
+                current = versions.get(job_id)
+                if current is None:
+                    current = 0 if item.expected_version == 0 and not exact else None
+                    if current is None:
+                        current = self._stored_version(conn, job_id)
             if current != item.expected_version:
                 results.append(ConcurrencyError(job_id, item.expected_version, current))
                 failed.add(id(item))
@@ -391,7 +406,7 @@ class EventLog:
             for event, (type_name, step, attempt, data) in zip(item.events, item.rows, strict=True):
                 seq += 1
                 current += 1
-                rows.append((seq, job_id, current, type_name, step, attempt, ts, data))
+                add_row((seq, job_id, current, type_name, step, attempt, ts, data))
                 recorded.append(Recorded(seq, job_id, current, now, event))  # type: ignore[arg-type]
             tentative[job_id] = current
             results.append(recorded)
@@ -420,19 +435,10 @@ class EventLog:
         for projection in self._projections:
             projection.forget()
 
-    def _current_version(
-        self, conn: sqlite3.Connection, item: QueuedAppend, tentative: dict[str, int], exact: bool
-    ) -> int:
-        current = tentative.get(item.job_id)
-        if current is None:
-            current = self._versions.get(item.job_id)
-        if current is None and item.expected_version == 0 and not exact:
-            current = 0
-        if current is None:
-            current = conn.execute(
-                "SELECT coalesce(max(version), 0) FROM events WHERE job_id = ?", (item.job_id,)
-            ).fetchone()[0]
-        return current
+    def _stored_version(self, conn: sqlite3.Connection, job_id: str) -> int:
+        sql = "SELECT coalesce(max(version), 0) FROM events WHERE job_id = ?"
+        version: int = conn.execute(sql, (job_id,)).fetchone()[0]
+        return version
 
     def _commit(
         self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], appended: list[Recorded]

@@ -83,6 +83,11 @@ class Subscriptions:
         self._by_job: dict[str | None, set[Subscriber]] = {}
         self._watchers: dict[str, set[Watcher]] = {}
 
+    @property
+    def idle(self) -> bool:
+        """No subscriber and no watcher: a commit has nobody to notify."""
+        return not self._by_job and not self._watchers
+
     def watch(self, job_id: str, watcher: Watcher) -> None:
         self._watchers.setdefault(job_id, set()).add(watcher)
 
