@@ -44,7 +44,7 @@ from aura.projections.events import (
     StepProgressed,
     StepStarted,
 )
-from aura.store.log import EventLog
+from aura.store.log import EventLog, QueuedAppend
 from aura.store.rows import format_ts
 
 from ._common import REPEATS, fresh_dir, median
@@ -147,17 +147,19 @@ async def run_aura(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]]
         await log.append(job_id, start, 0)
         versions[j] = len(start)
 
-    pending: dict[int, list[asyncio.Task[Any]]] = {j: [] for j in range(case.jobs)}
+    pending: dict[int, list[QueuedAppend]] = {j: [] for j in range(case.jobs)}
 
     async def emit(j: int, when: float) -> None:
-        # Not awaited: the appender keeps its schedule and the store group-commits what is
-        # waiting (in call order, so each append's expected version holds).
-        task = asyncio.create_task(log.append(jobs[j], [_progress(when)], versions[j]))
-        pending[j].append(task)
+        # Queued, not awaited, as a job's run appends (engine/job_run.py): the appender keeps
+        # its schedule and the store group-commits what is waiting, in queue order, each append
+        # chained after the job's previous one.
+        after = pending[j][-1] if pending[j] else None
+        queued = log.append_nowait(jobs[j], [_progress(when)], versions[j], after=after)
+        pending[j].append(queued)
         versions[j] += 1
 
     async def finish(j: int) -> None:
-        await asyncio.gather(*pending[j])
+        await asyncio.gather(*(queued.future for queued in pending[j]))
         output = Output(video_path="x.mp4", size_bytes=1, duration_seconds=1.0, sha256="0")
         await log.append(jobs[j], [JobSucceeded(output=output)], versions[j])
 
