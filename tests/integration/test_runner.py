@@ -285,6 +285,24 @@ async def test_a_runner_whose_job_is_written_elsewhere_stops(tmp_path: Path) -> 
             await engine.log.append(job_id, [JobWarning(code="x", message="y")], started.version)
 
 
+async def test_a_step_that_cancels_itself_fails_its_job_as_internal(tmp_path: Path) -> None:
+    async def cancels_itself(ctx: StepContext) -> list[Artifact]:
+        raise asyncio.CancelledError  # nobody asked: not a cancel of the job, not a stop
+
+    async with await Engine.open(
+        settings_for(tmp_path), pipeline=pipeline(broll=cancels_itself)
+    ) as engine:
+        job_id = (await engine.submit(DRAFT)).job.job_id
+        await engine.run_until_idle()
+        state = await assert_consistent(engine, job_id)
+    assert state.status is JobStatus.FAILED
+    assert state.step("broll").status is StepStatus.FAILED
+    assert (state.errors[-1].code, state.errors[-1].message) == (
+        "Internal",
+        "step broll stopped on its own",
+    )
+
+
 async def test_a_queued_append_that_fails_stops_the_step_and_fails_the_job(
     tmp_path: Path,
 ) -> None:
