@@ -198,18 +198,20 @@ class EventLog:
 
     # ---- appending ----------------------------------------------------------------------
 
-    async def append(
+    def append(
         self, job_id: str, events: Sequence[Event], expected_version: int
-    ) -> list[Recorded]:
-        """Append `events` to the job atomically, after `expected_version` (0 for a new job).
+    ) -> asyncio.Future[list[Recorded]]:
+        """Append `events` to the job atomically, after `expected_version` (0 for a new job);
+        await the result: the stored events.
 
         Raises ConcurrencyError when the job's last version is not `expected_version`. Appends
         waiting at once are committed together in one transaction (group commit).
         """
-        # A caller canceled here cancels only the future: the append stays queued or in flight,
-        # commits (or fails) with its batch and reaches subscribers; `_write` skips settling a
-        # done future. (asyncio.shield did the same at about 3 us more per append.)
-        return await self.append_nowait(job_id, events, expected_version).future
+        # A future, not a coroutine: one frame less per append. A caller canceled while
+        # awaiting it cancels only the future: the append stays queued or in flight, commits
+        # (or fails) with its batch and reaches subscribers; `_write` skips settling a done
+        # future. (asyncio.shield did the same at about 3 us more per append.)
+        return self.append_nowait(job_id, events, expected_version).future
 
     def append_nowait(
         self,
@@ -231,19 +233,12 @@ class EventLog:
         if self._closed:
             raise StoreError("the log is closed")
         future: asyncio.Future[list[Recorded]] = asyncio.get_running_loop().create_future()
-        queued = QueuedAppend(job_id, expected_version, [], events, future, after)
+        encode = ENCODER.encode
+        rows = [(type(e).__name__, e.step_name, e.attempt, encode(e).decode()) for e in events]
+        queued = QueuedAppend(job_id, expected_version, rows, events, future, after)
         if not events:
             future.set_result([])
             return queued
-        queued.rows = [
-            (
-                type(e).__name__,
-                e.step_name,
-                e.attempt,
-                ENCODER.encode(e).decode(),
-            )
-            for e in events
-        ]
         self._pending.append(queued)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
@@ -380,7 +375,7 @@ class EventLog:
         tentative: dict[str, int] = {}
         versions = self._versions
         failed: set[int] = set()  # ids of this batch's appends that fail
-        add_row = rows.append
+        add_row, record = rows.append, Recorded
         for item in batch:
             job_id = item.job_id
             after = item.after
@@ -403,11 +398,12 @@ class EventLog:
                 tentative[job_id] = current
                 continue
             recorded = []
-            for event, (type_name, step, attempt, data) in zip(item.events, item.rows, strict=True):
+            # rows and events have one entry per event by construction (append_nowait)
+            for event, (type_name, step, attempt, data) in zip(item.events, item.rows):  # noqa: B905
                 seq += 1
                 current += 1
                 add_row((seq, job_id, current, type_name, step, attempt, ts, data))
-                recorded.append(Recorded(seq, job_id, current, now, event))  # type: ignore[arg-type]
+                recorded.append(record(seq, job_id, current, now, event))  # type: ignore[arg-type]
             tentative[job_id] = current
             results.append(recorded)
             appended += recorded
