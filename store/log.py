@@ -388,10 +388,9 @@ class EventLog:
             current = tentative.get(job_id)
             if current is None:
                 current = versions.get(job_id)
-                if current is None:
-                    current = 0 if item.expected_version == 0 and not exact else None
-                    if current is None:
-                        current = self._stored_version(conn, job_id)
+            if current is None:
+                new_job = item.expected_version == 0 and not exact
+                current = 0 if new_job else self._stored_version(conn, job_id)
             if current != item.expected_version:
                 results.append(ConcurrencyError(job_id, item.expected_version, current))
                 failed.add(id(item))
