@@ -8,7 +8,7 @@ INVARIANTS
   reading it again: while a job is queued, nothing in this process writes it but a dequeue
   followed by the dequeuer's own append (Engine.cancel), and no other process writes the data
   folder (engine.folder_lock). Should that ever break, the run's first append fails with
-  ConcurrencyError and the run stops without writing.
+  ConcurrencyError, which stops the run (and its first step, at its first wait) unwritten.
 - Stopping the runner cancels each run, which stops its step's processes and appends nothing:
   the log keeps saying Running, and the next start's recovery resumes the job.
 """

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import weakref
 from collections.abc import Callable
 from typing import NamedTuple
@@ -56,7 +55,6 @@ _PING = b": ping\n\n"
 #: the pinger visits every listener this many times per ping interval
 VISITS_PER_PING = 2
 _MAX_ID_DIGITS = 18
-_log = logging.getLogger("aura.http")
 
 
 class StreamConfig(NamedTuple):
