@@ -1,8 +1,9 @@
 """The append-only event log: one SQLite table, group-committed appends, pushed subscriptions.
 
 INVARIANTS
-- One writer per process: every append goes through `_flush`, one batch at a time, so seqs are
-  handed out and subscribers are notified in commit order.
+- One writer per process: every append goes through the flush (`_flush_on_loop`, or the
+  `_flush` task), one batch at a time, so seqs are handed out and subscribers are notified in
+  commit order.
 - At NORMAL durability a group commit runs on the event loop's own thread: a WAL commit that
   does not fsync takes tens of microseconds, less than the hop to aiosqlite's thread and back
   (about 50-100 us here). At FULL (one fsync per commit) it runs on the writer's aiosqlite thread.
@@ -122,6 +123,7 @@ class EventLog:
         self._reader = reader
         self._poll_interval = poll_interval
         self._pending: list[QueuedAppend] = []
+        self._flush_due = False  # a flush is scheduled: a loop callback or the flusher task
         self._flusher: asyncio.Task[None] | None = None
         self._versions: dict[str, int] = {}  # job -> last version, valid while data_version holds
         self._data_version: int | None = None
@@ -178,6 +180,8 @@ class EventLog:
         """Finish pending appends, end every subscription and close the connections."""
         if self._closed:
             return
+        if self._pending and self._commit_on_loop:
+            self._flush_on_loop()  # now, not after the connections are gone
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
         if self._checkpoint_task is not None:
@@ -240,38 +244,65 @@ class EventLog:
             future.set_result([])
             return queued
         self._pending.append(queued)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
+        if not self._flush_due:
+            self._flush_due = True
+            if self._commit_on_loop:  # in this loop turn, after every append made in it
+                asyncio.get_running_loop().call_soon(self._flush_on_loop)
+            else:
+                self._flusher = asyncio.create_task(self._flush())
         return queued
 
+    def _flush_on_loop(self) -> None:
+        """At NORMAL durability: commit what is queued, on the loop's thread, now."""
+        if self._writer_lock.locked():  # a function runs on the writer's thread: queue behind
+            if self._flusher is None:
+                self._flusher = asyncio.create_task(self._flush())
+            return
+        self._flush_due = False
+        while self._pending:
+            batch = self._take_batch()
+            self._settle(batch, self._commit_batch(batch))
+
     async def _flush(self) -> None:
+        """At FULL durability (or behind a function on the writer's thread): commit what is
+        queued, batch after batch, on the writer's thread."""
+        assert self._writer is not None
+        writer = self._writer
         try:
             while self._pending:
-                batch = self._pending[:MAX_BATCH_APPENDS]
-                del self._pending[: len(batch)]
-                async with self._writer_lock:  # uncontended: no suspension
-                    await self._write(batch)
+                batch = self._take_batch()
+                async with self._writer_lock:
+                    if self._commit_on_loop:
+                        results = self._commit_batch(batch)
+                    else:
+                        results = await on_thread(writer, self._commit_batch, batch)
+                self._settle(batch, results)
         finally:
             self._flusher = None
+            self._flush_due = False
 
-    async def _write(self, batch: list[QueuedAppend]) -> None:
-        """Commit the batch and settle each append's future with its own result or error."""
-        assert self._writer is not None
+    def _take_batch(self) -> list[QueuedAppend]:
+        batch = self._pending[:MAX_BATCH_APPENDS]
+        del self._pending[: len(batch)]
+        return batch
+
+    def _commit_batch(self, batch: list[QueuedAppend]) -> list[list[Recorded] | Exception]:
+        """Commit the batch in one transaction; if that fails as a whole, each append alone,
+        so only the one at fault fails. Each result: the append's records, or its error."""
         try:
-            if self._commit_on_loop:
-                results = self._write_batch(batch)
-            else:
-                results = await on_thread(self._writer, self._write_batch, batch)
+            return self._write_batch(batch)
         except Exception as e:
-            if len(batch) > 1:  # one bad append must not fail the others: each goes alone
-                for item in batch:
-                    await self._write([item])
-                return
-            error = e if isinstance(e, StoreError) else StoreError(f"append failed: {e}")
-            batch[0].failed, batch[0].after = True, None
-            if not batch[0].future.done():
-                batch[0].future.set_exception(error)
-            return
+            if len(batch) == 1:
+                return [e if isinstance(e, StoreError) else StoreError(f"append failed: {e}")]
+        results: list[list[Recorded] | Exception] = []
+        for item in batch:
+            (result,) = self._commit_batch([item])
+            item.failed = isinstance(result, Exception)  # for the appends chained after it
+            results.append(result)
+        return results
+
+    def _settle(self, batch: list[QueuedAppend], results: list[list[Recorded] | Exception]) -> None:
+        """Settle each append's future with its own result or error; notify who listens."""
         notify = None if self._subscriptions.idle else self._subscriptions.notify
         rows = 0
         for item, result in zip(batch, results, strict=True):

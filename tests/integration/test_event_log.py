@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+import threading
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from aura.store import ConcurrencyError, CorruptEvent, DatabaseMissing, EventLog
 from aura.store import subscriptions as subscriptions_module
 
 STEPS = ("preflight", "mux")
+TIMEOUT = 10.0
 
 
 def created(**kwargs: object) -> JobCreated:
@@ -190,6 +192,26 @@ async def test_a_queued_append_commits_only_if_the_one_queued_before_it_did(
     after_it = log.append_nowait("a", [progress(5), progress(6)], 3, after=chained)
     assert [rec.version for rec in await after_it.future] == [4, 5]
     assert [rec.version for rec in await chained.future] == [3]
+
+
+async def test_appends_wait_for_a_function_running_on_the_writer(log: EventLog) -> None:
+    await log.append("a", [created()], 0)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_the_writer(conn: sqlite3.Connection) -> int:
+        entered.set()
+        release.wait(TIMEOUT)
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    holding = asyncio.create_task(log.run_on_writer(hold_the_writer))
+    await asyncio.to_thread(entered.wait, TIMEOUT)
+    appending = log.append("a", [JobStarted()], 1)
+    for _ in range(50):  # a free writer would have committed it within a turn or two
+        await asyncio.sleep(0)
+    assert not appending.done()
+    release.set()
+    assert await holding == 1  # the function saw the log as it was before the append
+    assert [rec.version for rec in await appending] == [2]
 
 
 class Watcher:
