@@ -238,7 +238,9 @@ class EventLog:
             raise StoreError("the log is closed")
         future: asyncio.Future[list[Recorded]] = asyncio.get_running_loop().create_future()
         encode = ENCODER.encode
-        rows = [(type(e).__name__, e.step_name, e.attempt, encode(e).decode()) for e in events]
+        rows = []
+        for e in events:  # a loop, not a comprehension: no frame per call (most carry one event)
+            rows.append((type(e).__name__, e.step_name, e.attempt, encode(e).decode()))
         queued = QueuedAppend(job_id, expected_version, rows, events, future, after)
         if not events:
             future.set_result([])
