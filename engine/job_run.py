@@ -192,8 +192,8 @@ class JobRun:
         await self._loaded.wait()
         if self._state is None:
             return None
-        # Shielded as a whole: once the request is in the log, the fold must follow it and the
-        # step must be stopped, even if the caller (an HTTP request) goes away meanwhile.
+        # Shielded: the request is queued and the step stopped at once; a caller that goes away
+        # (an HTTP request) must not cancel the append's future, whose outcome the run observes.
         return await asyncio.shield(self._cancel_now())
 
     async def _cancel_now(self) -> JobState | None:
