@@ -149,9 +149,10 @@ class JobFeed:
         self.listeners: set[Listener] = set()
         self.dead = False
         self._frames: dict[int, Frame] = {}
+        self._retries: list[int] = []  # seqs of the JobRetryRequested it has seen
         self._log = log
         self._on_end = on_end
-        log.watch(job_id, self)
+        self._seen_after = log.watch(job_id, self)  # it sees every event after this seq
 
     def frame(self, rec: Recorded) -> Frame:
         """The event's frame, encoded once per feed."""
@@ -164,9 +165,18 @@ class JobFeed:
 
     def on_events(self, recorded: list[Recorded]) -> None:
         for rec in recorded:
+            if isinstance(rec.event, JobRetryRequested):
+                self._retries.append(rec.seq)
             frame = self.frame(rec)
             for listener in self.listeners:
                 listener.push(frame)
+
+    def retried_after(self, seq: int) -> bool | None:
+        """Whether the job has a JobRetryRequested after `seq`, from what the feed has seen;
+        None when `seq` is older than the feed (then only the log can tell)."""
+        if seq < self._seen_after:
+            return None
+        return any(retry > seq for retry in self._retries)
 
     def on_end(self) -> None:
         self.dead = True
@@ -305,8 +315,12 @@ async def _ended_before(log: EventLog, job_id: str, after: int, first: list[Reco
 class _Sender:
     """Writes frames in order, once each, and says when the stream must end."""
 
-    def __init__(self, log: EventLog, job_id: str, resp: EventStream, last: int) -> None:
-        self.log, self.job_id, self.resp, self.last = log, job_id, resp, last
+    def __init__(self, feed: JobFeed, log: EventLog, resp: EventStream, last: int) -> None:
+        self.feed, self.log, self.job_id, self.resp, self.last = feed, log, feed.job_id, resp, last
+
+    async def _retried_after(self, seq: int) -> bool:
+        known = self.feed.retried_after(seq)  # a live terminal event: no read of the log
+        return known if known is not None else await _retried_after(self.log, self.job_id, seq)
 
     async def send(self, frames: list[Frame]) -> bool:
         """Write the frames after `last` in one call; True when the stream must end."""
@@ -317,7 +331,7 @@ class _Sender:
                 continue
             chunk.append(frame.data)
             self.last = frame.seq
-            if frame.terminal and not await _retried_after(self.log, self.job_id, frame.seq):
+            if frame.terminal and not await self._retried_after(frame.seq):
                 end = True
                 break
         if chunk:
@@ -347,7 +361,7 @@ async def serve_job_stream(
             await resp.prepare(request)
             streams.add(resp)
             await resp.write(f"retry: {config.retry_ms}\n\n".encode())
-            await _pump(feed, listener, _Sender(log, job_id, resp, after), page)
+            await _pump(feed, listener, _Sender(feed, log, resp, after), page)
         return resp
     finally:
         fanout.leave(feed, listener)

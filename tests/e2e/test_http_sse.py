@@ -13,12 +13,14 @@ from typing import Any
 
 import aiohttp
 
+from aura.engine.errors import make_error
 from aura.engine.settings import Settings
 from aura.http.app import ENGINE, FANOUT
-from aura.http.sse import StreamConfig
+from aura.http.sse import JobFeed, StreamConfig
 from aura.http.wire import WIRE_NAMES
+from aura.projections.events import JobCreated, JobFailed, JobRetryRequested, JobStarted
 from aura.store.errors import CorruptEvent
-from aura.store.log import DB_FILE_NAME
+from aura.store.log import DB_FILE_NAME, EventLog
 from aura.tests.e2e.helpers import (
     TINY_STEPS,
     TinyPipeline,
@@ -271,6 +273,21 @@ async def test_a_corrupt_row_fails_only_the_stream_whose_backlog_meets_it(
     logged = await client.app[ENGINE].log.read(job_id)  # by version: without the corrupt row
     assert [e.id for e in first + rest] == [rec.seq for rec in logged]
     assert rest[-1].event == "job-completed"
+
+
+async def test_a_feed_answers_whether_a_terminal_event_was_retried(tmp_path: Path) -> None:
+    async with await EventLog.open(tmp_path) as log:
+        created = JobCreated(preset="p", steps=("mux",), correlation_id="c")
+        error = make_error("FFmpegNotFound", "no ffmpeg")
+        await log.append("j", [created, JobStarted()], 0)
+        feed = JobFeed(log, "j", lambda _: None)  # sees every event after seq 2
+        (failed,) = await log.append("j", [JobFailed(error=error)], 2)
+        assert feed.retried_after(failed.seq) is False  # live: known without reading the log
+        (retried,) = await log.append("j", [JobRetryRequested(attempt=2)], 3)
+        assert feed.retried_after(failed.seq) is True
+        assert feed.retried_after(retried.seq) is False
+        assert feed.retried_after(1) is None  # older than the feed: only the log can tell
+        feed.stop()
 
 
 async def test_shutdown_ends_open_streams(make_client: Any, tiny: TinyPipeline) -> None:
