@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from aura.projections.events import (
 from aura.projections.job import JobStatus, fold
 from aura.projections.job_list import JobRow, apply_row
 from aura.store import EventLog
+from aura.store.log import DB_FILE_NAME
 
 _OUTPUT = Output(video_path="v.mp4", size_bytes=1, duration_seconds=8.0, sha256="a")
 
@@ -107,6 +110,30 @@ async def test_projector_resumes_from_its_saved_position(tmp_path: Path) -> None
         await projector.start()
         rows = sorted(await projector.list(limit=100), key=lambda r: r.job_id)
         assert rows == await expected_rows(log, sorted(jobs))
+        await projector.stop()
+
+
+async def test_migration_2_rebuilds_the_job_list_of_a_schema_1_database(tmp_path: Path) -> None:
+    jobs = {f"job{i}": events for i, events in enumerate(_sample_jobs(6))}
+    async with await EventLog.open(tmp_path) as log:
+        await append_interleaved(log, jobs, seed=4)
+        expected = await expected_rows(log, sorted(jobs))
+        last = await log.max_seq()
+    # As schema 1 left it: the table with `last_seq` (here empty) and a position claiming that
+    # every event was applied. Only the migration's reset makes the projector fold them again.
+    with contextlib.closing(sqlite3.connect(tmp_path / DB_FILE_NAME)) as conn, conn:
+        conn.execute("DROP TABLE jobs")
+        conn.execute(
+            "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, preset TEXT NOT NULL, status TEXT NOT "
+            "NULL, attempt INTEGER NOT NULL, created_utc TEXT NOT NULL, started_utc TEXT, "
+            "ended_utc TEXT, last_seq INTEGER NOT NULL)"
+        )
+        conn.execute("INSERT INTO projector_positions VALUES ('job_list', ?)", (last,))
+        conn.execute("PRAGMA user_version = 1")
+    async with await EventLog.open(tmp_path) as log:
+        projector = Projector(log)
+        await projector.start()
+        assert sorted(await projector.list(limit=100), key=lambda r: r.job_id) == expected
         await projector.stop()
 
 
