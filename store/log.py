@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import logging
 import sqlite3
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -54,6 +55,9 @@ CHECKPOINT_ROWS = 20_000
 WAL_HARD_LIMIT_PAGES = 10_000
 #: events an inline projection folds per transaction while it catches up
 CATCH_UP_PAGE = 10_000
+#: jobs whose last version the writer remembers; past it, the oldest are forgotten (a job
+#: forgotten is looked up once at its next append), so a long-running log's memory is bounded
+VERSION_CACHE_JOBS = 100_000
 
 T = TypeVar("T")
 
@@ -440,7 +444,7 @@ class EventLog:
             results.append(recorded)
             appended += recorded
         self._commit(conn, rows, appended)
-        self._versions.update(tentative)
+        self._remember_versions(tentative)
         self._max_seq = seq
         # Our own commit leaves data_version unchanged; reading it again here could absorb
         # another connection's commit made since, without dropping the cache.
@@ -448,6 +452,14 @@ class EventLog:
         if rows:
             self.last_seq = seq
         return results
+
+    def _remember_versions(self, versions: dict[str, int]) -> None:
+        cache = self._versions
+        cache.update(versions)
+        excess = len(cache) - VERSION_CACHE_JOBS
+        if excess > 0:  # the oldest remembered first: dicts keep insertion order
+            for job_id in list(itertools.islice(cache, excess)):
+                del cache[job_id]
 
     def _validate_caches(self, conn: sqlite3.Connection) -> int:
         """Drop what is cached about the log if another connection committed since our last."""

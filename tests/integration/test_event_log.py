@@ -14,6 +14,7 @@ import pytest
 
 from aura.projections.events import JobCreated, JobStarted, Recorded, StepProgressed, StepStarted
 from aura.store import ConcurrencyError, CorruptEvent, DatabaseMissing, EventLog, StoreError
+from aura.store import log as log_module
 from aura.store import subscriptions as subscriptions_module
 
 STEPS = ("preflight", "mux")
@@ -212,6 +213,19 @@ async def test_appends_wait_for_a_function_running_on_the_writer(log: EventLog) 
     release.set()
     assert await holding == 1  # the function saw the log as it was before the append
     assert [rec.version for rec in await appending] == [2]
+
+
+async def test_the_writer_remembers_a_bounded_number_of_job_versions(
+    log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log_module, "VERSION_CACHE_JOBS", 3)
+    for n in range(5):
+        await log.append(f"job{n}", [created()], 0)
+    assert len(log._versions) == 3  # the two oldest were forgotten
+    # A forgotten job's version is looked up again: its next append still checks it.
+    with pytest.raises(ConcurrencyError):
+        await log.append("job0", [JobStarted()], 5)
+    assert [rec.version for rec in await log.append("job0", [JobStarted()], 1)] == [2]
 
 
 class Watcher:
