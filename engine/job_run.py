@@ -279,7 +279,7 @@ class JobRun:
                 return [*carry, JobCanceled(attempt=self.state.attempt)]
             candidate = None if upstream_changed else candidates.get(step.name)
             if candidate is not None:
-                carry = self._flush(carry)
+                carry = self._queue_carry(carry)
             verified = candidate is not None and await verify_artifacts(
                 candidate.artifacts, self.work_dir
             )
@@ -301,7 +301,7 @@ class JobRun:
             carry = outcome
             upstream_changed = upstream_changed or artifacts_changed(candidate, succeeded.artifacts)
             artifacts.update((a.name, a) for a in succeeded.artifacts)
-        self._flush(carry)
+        self._queue_carry(carry)
         try:
             async with asyncio.timeout(OUTPUT_PROBE_SECONDS):
                 output = await self._runner.output_probe(artifacts)
@@ -316,7 +316,8 @@ class JobRun:
             return [JobFailed(error=error, attempt=self.state.attempt)]
         return [JobSucceeded(output=output, attempt=self.state.attempt)]
 
-    def _flush(self, carry: list[Event]) -> list[Event]:
+    def _queue_carry(self, carry: list[Event]) -> list[Event]:
+        """Queue the carried events (if any); the new, empty carry."""
         if carry:
             self._queue(carry)
         return []
