@@ -147,19 +147,18 @@ async def run_aura(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]]
         await log.append(job_id, start, 0)
         versions[j] = len(start)
 
-    pending: dict[int, list[QueuedAppend]] = {j: [] for j in range(case.jobs)}
+    last: dict[int, QueuedAppend] = {}
 
     async def emit(j: int, when: float) -> None:
         # Queued, not awaited, as a job's run appends (engine/job_run.py): the appender keeps
         # its schedule and the store group-commits what is waiting, in queue order, each append
-        # chained after the job's previous one.
-        after = pending[j][-1] if pending[j] else None
-        queued = log.append_nowait(jobs[j], [_progress(when)], versions[j], after=after)
-        pending[j].append(queued)
+        # chained after the job's previous one. Like the run, it keeps only its last append.
+        queued = log.append_nowait(jobs[j], [_progress(when)], versions[j], after=last.get(j))
+        last[j] = queued
         versions[j] += 1
 
     async def finish(j: int) -> None:
-        await asyncio.gather(*(queued.future for queued in pending[j]))
+        await last[j].future  # chained: it committed only if every earlier one did
         output = Output(video_path="x.mp4", size_bytes=1, duration_seconds=1.0, sha256="0")
         await log.append(jobs[j], [JobSucceeded(output=output)], versions[j])
 

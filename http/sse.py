@@ -7,8 +7,12 @@ name, `data:` one line of JSON; a `retry:` hint first, a `: ping` comment while 
 INVARIANTS
 - One store watch per job with listeners (a `JobFeed`), however many clients follow it; the
   log calls it right after each commit, so each event's frame is encoded once (the feed caches
-  frames by seq) and pushed to every listener with no task in between; each client's pending
-  frames go out in one write call.
+  frames by seq) and pushed to every listener with no task in between.
+- A listener whose handler is parked waiting for live frames has its frames written straight to
+  its client's socket by that push (`_Sender.write_now`): no task wakes per event and client.
+  Anything else (a backlog being sent, a full socket buffer, a terminal frame, a ping) goes
+  through the handler, which writes each client's pending frames in one call; a frame is written
+  directly only while none is pending, so frames leave in seq order either way.
 - A client joins the feed before it reads its backlog from the log, and skips any seq it already
   sent: every event after the client's `Last-Event-ID` is sent exactly once, in seq order.
   (The feed sees every append after the log's last seq when it was made; whatever was committed
@@ -25,7 +29,7 @@ import weakref
 from collections.abc import Callable
 from typing import NamedTuple
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from aura.engine.errors import AuraError
 from aura.http.wire import ENCODER, TERMINAL_EVENT_TYPES, WIRE_NAMES, event_data
@@ -51,6 +55,10 @@ PAGE_SIZE = 500
 FRAME_CACHE = 4096
 #: frames a slow client may have waiting before it falls back to reading the log
 LISTENER_BUFFER = 10_000
+#: bytes a client's socket may hold unsent before live frames go through its handler instead
+#: of straight from the feed (the handler's writes wait for the socket to drain, as aiohttp's
+#: writer does every 64 KiB)
+DIRECT_WRITE_LIMIT = 64 * 1024
 _PING = b": ping\n\n"
 #: the pinger visits every listener this many times per ping interval
 VISITS_PER_PING = 2
@@ -77,16 +85,22 @@ def encode_frame(rec: Recorded) -> Frame:
     return Frame(rec.seq, head + data + b"\n\n", isinstance(rec.event, TERMINAL_EVENT_TYPES))
 
 
+#: writes a live frame to the client at once; False when the handler must (see `_Sender`)
+DirectWrite = Callable[[Frame], bool]
+
+
 class Listener:
     """One client's queue of live frames, filled by its job's feed."""
 
-    __slots__ = ("closed", "idle_visits", "overflowed", "pending", "ping_due", "wake")
+    __slots__ = ("closed", "direct", "idle_visits", "overflowed", "pending", "ping_due", "wake")
 
     def __init__(self) -> None:
         self.pending: list[Frame] = []
         self.wake = asyncio.Event()
         self.overflowed = False
         self.closed = False
+        #: set only while the handler is parked in `next_batch` with nothing pending
+        self.direct: DirectWrite | None = None
         #: the pinger's visits since the last push or ping
         self.idle_visits = 0
         self.ping_due = False
@@ -96,6 +110,11 @@ class Listener:
         self.ping_due = False
         if self.overflowed:
             return
+        direct = self.direct
+        if direct is not None:
+            if direct(frame):
+                return
+            self.direct = None  # from here on, in order, through the handler
         if len(self.pending) >= LISTENER_BUFFER:
             self.pending.clear()  # too slow: it re-reads what it missed from the log
             self.overflowed = True
@@ -105,6 +124,7 @@ class Listener:
 
     def close(self) -> None:
         self.closed = True
+        self.direct = None
         self.wake.set()
 
     def tick(self) -> None:
@@ -120,8 +140,9 @@ class Listener:
             self.ping_due = True
             self.wake.set()
 
-    async def next_batch(self) -> list[Frame] | None:
+    async def next_batch(self, direct: DirectWrite | None = None) -> list[Frame] | None:
         """The frames waiting (maybe none, if closed or overflowed); None when a ping is due.
+        While it waits, pushed frames go to `direct` first.
 
         No timer per wait: one pinger per app visits every listener (see FanOut), so a busy
         stream pays nothing for keep-alives.
@@ -131,7 +152,11 @@ class Listener:
                 self.ping_due = False
                 return None
             self.wake.clear()
-            await self.wake.wait()
+            self.direct = direct
+            try:
+                await self.wake.wait()
+            finally:
+                self.direct = None
         batch, self.pending = self.pending, []
         return batch
 
@@ -315,8 +340,35 @@ async def _ended_before(log: EventLog, job_id: str, after: int, first: list[Reco
 class _Sender:
     """Writes frames in order, once each, and says when the stream must end."""
 
-    def __init__(self, feed: JobFeed, log: EventLog, resp: EventStream, last: int) -> None:
+    def __init__(
+        self, feed: JobFeed, log: EventLog, request: web.Request, resp: EventStream, last: int
+    ) -> None:
         self.feed, self.log, self.job_id, self.resp, self.last = feed, log, feed.job_id, resp, last
+        self._transport = request.transport
+        # The framing `write_now` must add, as aiohttp's writer does for this response
+        self._chunked = resp.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
+        self.direct: DirectWrite | None = None if resp.compression else self.write_now
+
+    def write_now(self, frame: Frame) -> bool:
+        """Write a live frame straight to the client's socket, from the feed's push, while the
+        handler is parked: the socket's buffer takes it without blocking. False (the handler
+        must write it) for a terminal frame (the stream may have to end), or when the socket
+        is closing or already holds DIRECT_WRITE_LIMIT bytes."""
+        if frame.seq <= self.last:
+            return True
+        transport = self._transport
+        if (
+            frame.terminal
+            or transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
+        ):
+            return False
+        data = frame.data
+        # headers went out with the stream's first write (the retry hint), before any of this
+        transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
+        self.last = frame.seq
+        return True
 
     async def _retried_after(self, seq: int) -> bool:
         known = self.feed.retried_after(seq)  # a live terminal event: no read of the log
@@ -361,7 +413,7 @@ async def serve_job_stream(
             await resp.prepare(request)
             streams.add(resp)
             await resp.write(f"retry: {config.retry_ms}\n\n".encode())
-            await _pump(feed, listener, _Sender(feed, log, resp, after), page)
+            await _pump(feed, listener, _Sender(feed, log, request, resp, after), page)
         return resp
     finally:
         fanout.leave(feed, listener)
@@ -379,7 +431,7 @@ async def _pump(feed: JobFeed, listener: Listener, sender: _Sender, page: list[R
             page = await log.read_job_after_seq(job_id, sender.last, PAGE_SIZE)
         # Live: what the feed pushed, skipping what the backlog already sent.
         while True:
-            batch = await listener.next_batch()
+            batch = await listener.next_batch(sender.direct)
             if listener.closed:  # shutdown or the log closed: send what arrived, then end
                 await sender.send(batch or [])
                 return

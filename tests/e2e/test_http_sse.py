@@ -18,7 +18,16 @@ from aura.engine.settings import Settings
 from aura.http.app import ENGINE, FANOUT
 from aura.http.sse import JobFeed, StreamConfig
 from aura.http.wire import WIRE_NAMES
-from aura.projections.events import JobCreated, JobFailed, JobRetryRequested, JobStarted
+from aura.projections.events import (
+    JobCreated,
+    JobFailed,
+    JobRetryRequested,
+    JobStarted,
+    JobSucceeded,
+    Output,
+    StepProgressed,
+    StepStarted,
+)
 from aura.store.errors import CorruptEvent
 from aura.store.log import DB_FILE_NAME, EventLog
 from aura.tests.e2e.helpers import (
@@ -188,6 +197,33 @@ async def test_two_hundred_concurrent_subscribers_all_receive_every_event(
     assert expected[-1][1] == "JobSucceeded"
     for events in results:
         assert as_log(events) == expected
+
+
+async def test_a_client_that_stops_reading_still_gets_every_event_in_order(client: Any) -> None:
+    """Live frames go straight to a client's socket while it takes them; once the client stops
+    reading and its socket fills, they queue for its handler, which writes them (in order,
+    after what went out directly) as the socket drains."""
+    log = client.app[ENGINE].log
+    job_id = "slow-reader"
+    created = JobCreated(preset="default", steps=("render",), correlation_id=job_id)
+    version = len(await log.append(job_id, [created, JobStarted(), StepStarted(step="render")], 0))
+    async with client.get(f"/api/jobs/{job_id}/events") as resp:
+        first = await read_events(resp, limit=3)  # the backlog: the stream is live now
+        (listener,) = client.app[FANOUT].feeds[job_id].listeners
+        message = "x" * 4000
+        # Not read by the client from here on: aiohttp stops reading its socket after a few
+        # dozen KiB, then the kernel's buffers fill, then the server's transport's.
+        for _ in range(100):  # bounded: 40 MB of events at most (about 6 MB fill it here)
+            events = [StepProgressed(step="render", pct=50.0, message=message)] * 100
+            version += len(await log.append(job_id, events, version))
+            if listener.pending or listener.overflowed:
+                break  # the socket is full: frames now wait for the handler
+        assert listener.pending or listener.overflowed
+        output = Output(video_path="v.mp4", size_bytes=1, duration_seconds=1.0, sha256="0")
+        await log.append(job_id, [JobSucceeded(output=output)], version)
+        rest = await read_events(resp)
+    assert rest[-1].event == "job-completed"
+    assert as_log(first + rest) == log_pairs(await log_lines(client, job_id))
 
 
 async def test_a_vanished_client_frees_its_subscription(client: Any, tiny: TinyPipeline) -> None:
