@@ -8,11 +8,13 @@ INVARIANTS
 - One store watch per job with listeners (a `JobFeed`), however many clients follow it; the
   log calls it right after each commit, so each event's frame is encoded once (the feed caches
   frames by seq) and pushed to every listener with no task in between.
-- A listener whose handler is parked waiting for live frames has its frames written straight to
-  its client's socket by that push (`_Sender.write_now`): no task wakes per event and client.
-  Anything else (a backlog being sent, a full socket buffer, a terminal frame, a ping) goes
-  through the handler, which writes each client's pending frames in one call; a frame is written
-  directly only while none is pending, so frames leave in seq order either way.
+- A listener whose handler is parked waiting for live frames has the frames of each commit
+  written straight to its client's socket in one call, when the commit's appends have all been
+  pushed (`JobFeed.on_commit`, `_Sender.write_now`): no task wakes per event and client, and a
+  busy log's larger commits mean fewer, larger writes. Anything else (a backlog being sent, a
+  full socket buffer, a terminal frame, a ping) goes through the handler, which writes each
+  client's pending frames in one call; once a frame has gone to the handler, the rest follow it
+  until the handler parks again, so frames leave in seq order either way.
 - A client joins the feed before it reads its backlog from the log, and skips any seq it already
   sent: every event after the client's `Last-Event-ID` is sent exactly once, in seq order.
   (The feed sees every append after the log's last seq when it was made; whatever was committed
@@ -85,17 +87,28 @@ def encode_frame(rec: Recorded) -> Frame:
     return Frame(rec.seq, head + data + b"\n\n", isinstance(rec.event, TERMINAL_EVENT_TYPES))
 
 
-#: writes a live frame to the client at once; False when the handler must (see `_Sender`)
-DirectWrite = Callable[[Frame], bool]
+#: writes live frames to the client at once; returns how many it wrote, the rest being for the
+#: handler (see `_Sender.write_now`)
+DirectWrite = Callable[[list[Frame]], int]
 
 
 class Listener:
     """One client's queue of live frames, filled by its job's feed."""
 
-    __slots__ = ("closed", "direct", "idle_visits", "overflowed", "pending", "ping_due", "wake")
+    __slots__ = (
+        "closed",
+        "direct",
+        "idle_visits",
+        "outbox",
+        "overflowed",
+        "pending",
+        "ping_due",
+        "wake",
+    )
 
     def __init__(self) -> None:
-        self.pending: list[Frame] = []
+        self.pending: list[Frame] = []  # for the handler
+        self.outbox: list[Frame] = []  # this commit's frames, for `direct`
         self.wake = asyncio.Event()
         self.overflowed = False
         self.closed = False
@@ -108,13 +121,22 @@ class Listener:
     def push(self, frame: Frame) -> None:
         self.idle_visits = 0
         self.ping_due = False
-        if self.overflowed:
-            return
-        direct = self.direct
-        if direct is not None:
-            if direct(frame):
-                return
-            self.direct = None  # from here on, in order, through the handler
+        if self.direct is not None:
+            self.outbox.append(frame)  # written by `write_outbox`, after the commit
+        elif not self.overflowed:
+            self._queue(frame)
+
+    def write_outbox(self) -> None:
+        """Write the commit's frames straight to the client, in one call; those it cannot
+        write go to the handler, and so does everything after them until it parks again."""
+        frames, self.outbox = self.outbox, []
+        written = self.direct(frames) if self.direct is not None else 0
+        if written < len(frames):
+            self.direct = None
+            for frame in frames[written:]:
+                self._queue(frame)
+
+    def _queue(self, frame: Frame) -> None:
         if len(self.pending) >= LISTENER_BUFFER:
             self.pending.clear()  # too slow: it re-reads what it missed from the log
             self.overflowed = True
@@ -195,6 +217,11 @@ class JobFeed:
             frame = self.frame(rec)
             for listener in self.listeners:
                 listener.push(frame)
+
+    def on_commit(self) -> None:
+        for listener in self.listeners:
+            if listener.outbox:
+                listener.write_outbox()
 
     def retried_after(self, seq: int) -> bool | None:
         """Whether the job has a JobRetryRequested after `seq`, from what the feed has seen;
@@ -349,26 +376,33 @@ class _Sender:
         self._chunked = resp.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
         self.direct: DirectWrite | None = None if resp.compression else self.write_now
 
-    def write_now(self, frame: Frame) -> bool:
-        """Write a live frame straight to the client's socket, from the feed's push, while the
-        handler is parked: the socket's buffer takes it without blocking. False (the handler
-        must write it) for a terminal frame (the stream may have to end), or when the socket
-        is closing or already holds DIRECT_WRITE_LIMIT bytes."""
-        if frame.seq <= self.last:
-            return True
+    def write_now(self, frames: list[Frame]) -> int:
+        """Write live frames straight to the client's socket in one call, from the feed, while
+        the handler is parked: the socket's buffer takes them without blocking. Returns how many
+        it wrote (or skipped as sent): it stops before a terminal frame (the stream may have to
+        end) and writes none when the socket is closing or already holds DIRECT_WRITE_LIMIT
+        bytes. The handler writes the rest."""
         transport = self._transport
         if (
-            frame.terminal
-            or transport is None
+            transport is None
             or transport.is_closing()
             or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
         ):
-            return False
-        data = frame.data
-        # headers went out with the stream's first write (the retry hint), before any of this
-        transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
-        self.last = frame.seq
-        return True
+            return 0
+        chunk = []
+        count = 0
+        for frame in frames:
+            if frame.terminal:
+                break
+            count += 1
+            if frame.seq > self.last:
+                chunk.append(frame.data)
+                self.last = frame.seq
+        if chunk:
+            data = b"".join(chunk)
+            # headers went out with the stream's first write (the retry hint), before this
+            transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
+        return count
 
     async def _retried_after(self, seq: int) -> bool:
         known = self.feed.retried_after(seq)  # a live terminal event: no read of the log

@@ -7,8 +7,9 @@ INVARIANTS
 - A subscriber that falls SUBSCRIBER_BUFFER events behind drops its buffer and reads what it
   missed from the log: a slow reader costs memory up to that bound, never a lost event.
 - A watcher (a synchronous callback, for fan-outs that must not pay a task wake-up per event)
-  is called with each append of its job right after the commit, in commit order; it must not
-  raise or block. One that raises is dropped and told the watch ended.
+  is called with each append of its job right after the commit, in commit order, then once
+  `on_commit` when the commit's appends are all told (a fan-out writes once per commit); it
+  must not raise or block. One that raises is dropped and told the watch ended.
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ class Watcher(Protocol):
 
     def on_events(self, recorded: list[Recorded]) -> None: ...
 
+    def on_commit(self) -> None:
+        """Every append of the commit that called `on_events` has been told."""
+        ...
+
     def on_end(self) -> None:
         """The watch is over: the log closed (or `on_events` raised)."""
         ...
@@ -82,6 +87,7 @@ class Subscriptions:
     def __init__(self) -> None:
         self._by_job: dict[str | None, set[Subscriber]] = {}
         self._watchers: dict[str, set[Watcher]] = {}
+        self._told: dict[Watcher, str] = {}  # watchers told of the commit's appends: their job
 
     @property
     def idle(self) -> bool:
@@ -129,9 +135,26 @@ class Subscriptions:
             try:
                 watcher.on_events(recorded)
             except Exception:  # a bug in the watcher must not fail the append that woke it
-                logger.exception("a watcher of job %s failed; it is dropped", job_id)
-                self.unwatch(job_id, watcher)
-                watcher.on_end()
+                self._drop(job_id, watcher)
+            else:
+                self._told[watcher] = job_id
+
+    def commit_done(self) -> None:
+        """The commit's appends have all been notified: tell the watchers that heard of them."""
+        if not self._told:
+            return
+        told, self._told = self._told, {}
+        for watcher, job_id in told.items():
+            try:
+                watcher.on_commit()
+            except Exception:
+                self._drop(job_id, watcher)
+
+    def _drop(self, job_id: str, watcher: Watcher) -> None:
+        logger.exception("a watcher of job %s failed; it is dropped", job_id)
+        self._told.pop(watcher, None)
+        self.unwatch(job_id, watcher)
+        watcher.on_end()
 
     def close(self) -> None:
         """End every subscription and watch (the log is closing)."""

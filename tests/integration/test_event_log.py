@@ -231,6 +231,7 @@ async def test_the_writer_remembers_a_bounded_number_of_job_versions(
 class Watcher:
     def __init__(self, *, broken: bool = False) -> None:
         self.seen: list[int] = []
+        self.commits: list[list[int]] = []  # what it had seen at each on_commit
         self.ended = 0
         self.broken = broken
 
@@ -238,6 +239,9 @@ class Watcher:
         if self.broken:
             raise RuntimeError("a bug in the watcher")
         self.seen += [rec.seq for rec in recorded]
+
+    def on_commit(self) -> None:
+        self.commits.append(list(self.seen))
 
     def on_end(self) -> None:
         self.ended += 1
@@ -259,10 +263,13 @@ async def test_watchers_get_their_jobs_appends_at_commit(tmp_path: Path, caplog:
     results = await asyncio.gather(*batch)  # one group commit; the broken watcher fails nothing
     assert [[r.seq for r in result] for result in results] == [[2], [3], [4, 5]]
     assert watcher.seen == [2, 4, 5]
+    assert watcher.commits == [[2, 4, 5]]  # told once, after both of the commit's appends
     assert broken.ended == 1 and "a watcher of job a failed" in caplog.text
+    assert broken.commits == []
     (rec,) = await log.append("a", [progress(3)], 4)
     assert watcher.seen[-1] == rec.seq  # called at the commit: before the appender resumed
-    assert gone.seen == [] and log.subscriber_count == 1
+    assert watcher.commits[-1] == watcher.seen
+    assert gone.seen == [] and gone.commits == [] and log.subscriber_count == 1
     await log.close()
     assert (watcher.ended, broken.ended, gone.ended) == (1, 1, 0)
 
