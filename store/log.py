@@ -50,6 +50,9 @@ PAGE_SIZE = 1000
 #: WAL then peaks at about 1000 commits of a few 4 KiB pages each.
 CHECKPOINT_COMMITS = 1000
 CHECKPOINT_ROWS = 20_000
+#: WAL pages (16 MiB) past which a background checkpoint holds commits back for a moment to
+#: finish, so that the WAL starts over (see `_background_checkpoint`)
+WAL_RESTART_PAGES = 4000
 #: WAL pages (40 MiB) past which the writer checkpoints inside a commit, if the background
 #: checkpoints cannot keep up (SQLite's default is 1000)
 WAL_HARD_LIMIT_PAGES = 10_000
@@ -340,8 +343,17 @@ class EventLog:
             self._checkpoint_task = asyncio.create_task(self._background_checkpoint())
 
     async def _background_checkpoint(self) -> None:
+        """Copy the WAL's frames into the database beside the writer, then the few committed
+        meanwhile with commits held back (queued appends wait; the loop does not), so that the
+        WAL is all copied and the next commit starts it over. Under steady appends a checkpoint
+        beside the writer never catches up with it: the WAL would grow to WAL_HARD_LIMIT_PAGES
+        and the writer would checkpoint inside a commit, stalling the loop for every frame
+        left and an fsync."""
         try:
-            await self.checkpoint()
+            frames, _ = await self.checkpoint()
+            if frames >= WAL_RESTART_PAGES:
+                async with self._writer_lock:
+                    await self.checkpoint()
         except StoreError as e:  # busy or I/O: the WAL grows until the next one
             logger.warning("%s", e)
         finally:

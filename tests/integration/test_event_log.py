@@ -384,6 +384,29 @@ async def test_checkpoints_beside_the_writer_keep_the_wal_small(tmp_path: Path) 
         assert [r.version for r in await readonly.read("a")] == list(range(1, 3001))
 
 
+async def test_the_wal_starts_over_under_appends_that_never_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A checkpoint beside a writer that keeps committing never copies the frames committed
+    # while it runs, so on its own it never lets the WAL start over; the short second pass,
+    # with commits held back, does. (Small thresholds, so a few thousand commits show it.)
+    monkeypatch.setattr(log_module, "CHECKPOINT_COMMITS", 100)
+    monkeypatch.setattr(log_module, "WAL_RESTART_PAGES", 300)
+    log = await EventLog.open(tmp_path)
+    wal = tmp_path / "aura.db-wal"
+    sizes = []
+    try:
+        await log.append("a", [created()], 0)
+        for n in range(1, 4000):
+            await log.append("a", [progress(n)], n)
+            if n % 100 == 0:
+                sizes.append(wal.stat().st_size)
+    finally:
+        await log.close()
+    # a commit writes a few 4 KiB pages: without starting over the WAL would pass 20 MB
+    assert max(sizes) < 4 * 1024 * 1024, sizes
+
+
 async def test_an_append_that_cannot_be_written_fails_alone_and_the_log_goes_on(
     log: EventLog,
 ) -> None:
