@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import random
 import re
 import sqlite3
@@ -224,6 +225,31 @@ async def test_a_client_that_stops_reading_still_gets_every_event_in_order(clien
         rest = await read_events(resp)
     assert rest[-1].event == "job-completed"
     assert as_log(first + rest) == log_pairs(await log_lines(client, job_id))
+
+
+async def test_an_http_1_0_client_gets_live_frames_unchunked(client: Any) -> None:
+    """HTTP/1.0 has no chunked encoding: the stream is the raw frames until the connection
+    closes, live frames written straight from the feed included."""
+    log = client.app[ENGINE].log
+    job_id = "old-client"
+    created = JobCreated(preset="default", steps=("render",), correlation_id=job_id)
+    await log.append(job_id, [created, JobStarted()], 0)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(f"GET /api/jobs/{job_id}/events HTTP/1.0\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200") and b"chunked" not in head.lower()
+        await reader.readuntil(b"id: 2\n")  # the backlog: the stream is live now
+        await reader.readuntil(b"\n\n")
+        (listener,) = client.app[FANOUT].feeds[job_id].listeners
+        assert listener.direct is not None  # parked: the next frame goes straight out
+        await log.append(job_id, [StepStarted(step="render")], 2)
+        frame = await reader.readuntil(b"\n\n")  # right after the last one: no chunk size
+        head, _, data = frame.partition(b"data: ")
+        assert head == b"id: 3\nevent: step-status\n"
+        assert json.loads(data)["type"] == "StepStarted"
+    finally:
+        writer.close()
 
 
 async def test_a_vanished_client_frees_its_subscription(client: Any, tiny: TinyPipeline) -> None:
