@@ -641,8 +641,8 @@ class EventLog:
     def watch(self, job_id: str, watcher: Watcher) -> int:
         """Call `watcher.on_events` with every later append of the job made through this log,
         right after its commit (then `on_commit` once per commit); returns the log's last seq
-        now. Every event of the job after
-        that seq reaches the watcher (maybe along with a few at or before it: skip by seq).
+        now. Every event of the job after that seq reaches the watcher (maybe along with a few
+        at or before it: skip by seq).
 
         Unlike `subscribe`, no task wakes per event; appends by another process are not seen.
         """

@@ -274,6 +274,25 @@ async def test_watchers_get_their_jobs_appends_at_commit(tmp_path: Path, caplog:
     assert (watcher.ended, broken.ended, gone.ended) == (1, 1, 0)
 
 
+async def test_a_watcher_that_fails_at_the_end_of_a_commit_is_dropped(
+    tmp_path: Path, caplog: Any
+) -> None:
+    class FailsAtCommit(Watcher):
+        def on_commit(self) -> None:
+            raise RuntimeError("a bug in the watcher")
+
+    async with await EventLog.open(tmp_path) as log:
+        await log.append("a", [created()], 0)
+        failing, fine = FailsAtCommit(), Watcher()
+        log.watch("a", failing)
+        log.watch("a", fine)
+        await log.append("a", [JobStarted()], 1)  # the append itself succeeds
+        assert failing.ended == 1 and "a watcher of job a failed" in caplog.text
+        await log.append("a", [progress(1)], 2)
+        assert failing.seen == [2]  # not called again
+        assert fine.commits == [[2], [2, 3]] and fine.ended == 0
+
+
 async def test_reopened_database_keeps_everything(tmp_path: Path) -> None:
     log = await EventLog.open(tmp_path)
     stored = await log.append("a", [created(), JobStarted()], 0)
