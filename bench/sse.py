@@ -158,9 +158,11 @@ async def run_aura(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]]
         versions[j] += 1
 
     async def finish(j: int) -> None:
-        await last[j].future  # chained: it committed only if every earlier one did
+        # Queued right behind the job's last progress, as a run queues its terminal event
+        # (engine/job_run.py): both go in the same group commit, chained.
         output = Output(video_path="x.mp4", size_bytes=1, duration_seconds=1.0, sha256="0")
-        await log.append(jobs[j], [JobSucceeded(output=output)], versions[j])
+        done = [JobSucceeded(output=output)]
+        await log.append_nowait(jobs[j], done, versions[j], after=last.get(j)).future
 
     urls = [
         f"http://{HOST}:{port}/api/jobs/{job_id}/events"

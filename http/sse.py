@@ -11,10 +11,12 @@ INVARIANTS
 - A listener whose handler is parked waiting for live frames has the frames of each commit
   written straight to its client's socket in one call, when the commit's appends have all been
   pushed (`JobFeed.on_commit`, `_Sender.write_now`): no task wakes per event and client, and a
-  busy log's larger commits mean fewer, larger writes. Anything else (a backlog being sent, a
-  full socket buffer, a terminal frame, a ping) goes through the handler, which writes each
-  client's pending frames in one call; once a frame has gone to the handler, the rest follow it
-  until the handler parks again, so frames leave in seq order either way.
+  busy log's larger commits mean fewer, larger writes. A terminal frame that ends the stream
+  (the feed has seen no retry after it) is written so too, and the handler only ends the body.
+  Anything else (a backlog being sent, a full socket buffer, a terminal frame only the log can
+  judge, a ping) goes through the handler, which writes each client's pending frames in one
+  call; once a frame has gone to the handler, the rest follow it until the handler parks again,
+  so frames leave in seq order either way.
 - A client joins the feed before it reads its backlog from the log, and skips any seq it already
   sent: every event after the client's `Last-Event-ID` is sent exactly once, in seq order.
   (The feed sees every append after the log's last seq when it was made; whatever was committed
@@ -31,6 +33,7 @@ import weakref
 from collections.abc import Callable
 from typing import NamedTuple
 
+import msgspec
 from aiohttp import hdrs, web
 
 from aura.engine.errors import AuraError
@@ -74,7 +77,10 @@ class StreamConfig(NamedTuple):
     retry_ms: int = 2000
 
 
-class Frame(NamedTuple):
+class Frame(msgspec.Struct, frozen=True, gc=False):
+    """One event's SSE message, encoded once per feed. (Untracked by the garbage collector:
+    it holds no containers; a feed caches up to FRAME_CACHE of them.)"""
+
     seq: int
     data: bytes
     terminal: bool
@@ -98,6 +104,7 @@ class Listener:
     __slots__ = (
         "closed",
         "direct",
+        "ended",
         "idle_visits",
         "outbox",
         "overflowed",
@@ -112,6 +119,8 @@ class Listener:
         self.wake = asyncio.Event()
         self.overflowed = False
         self.closed = False
+        #: its stream's last frame was written straight from the feed: the handler ends it
+        self.ended = False
         #: set only while the handler is parked in `next_batch` with nothing pending
         self.direct: DirectWrite | None = None
         #: the pinger's visits since the last push or ping
@@ -129,12 +138,13 @@ class Listener:
     def write_outbox(self) -> None:
         """Write the commit's frames straight to the client, in one call; those it cannot
         write go to the handler, and so does everything after them until it parks again."""
-        frames, self.outbox = self.outbox, []
+        frames = self.outbox
         written = self.direct(frames) if self.direct is not None else 0
         if written < len(frames):
             self.direct = None
             for frame in frames[written:]:
                 self._queue(frame)
+        frames.clear()  # the same list for the next commit: one object less per event
 
     def _queue(self, frame: Frame) -> None:
         if len(self.pending) >= LISTENER_BUFFER:
@@ -146,6 +156,12 @@ class Listener:
 
     def close(self) -> None:
         self.closed = True
+        self.direct = None
+        self.wake.set()
+
+    def end(self) -> None:
+        """The stream's last frame is written: nothing more goes direct; the handler ends it."""
+        self.ended = True
         self.direct = None
         self.wake.set()
 
@@ -169,7 +185,7 @@ class Listener:
         No timer per wait: one pinger per app visits every listener (see FanOut), so a busy
         stream pays nothing for keep-alives.
         """
-        while not self.pending and not self.closed and not self.overflowed:
+        while not self.pending and not self.closed and not self.overflowed and not self.ended:
             if self.ping_due:
                 self.ping_due = False
                 return None
@@ -368,9 +384,16 @@ class _Sender:
     """Writes frames in order, once each, and says when the stream must end."""
 
     def __init__(
-        self, feed: JobFeed, log: EventLog, request: web.Request, resp: EventStream, last: int
+        self,
+        feed: JobFeed,
+        listener: Listener,
+        log: EventLog,
+        request: web.Request,
+        resp: EventStream,
+        last: int,
     ) -> None:
         self.feed, self.log, self.job_id, self.resp, self.last = feed, log, feed.job_id, resp, last
+        self._listener = listener
         self._transport = request.transport
         # The framing `write_now` must add, as aiohttp's writer does for this response
         self._chunked = resp.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
@@ -379,9 +402,14 @@ class _Sender:
     def write_now(self, frames: list[Frame]) -> int:
         """Write live frames straight to the client's socket in one call, from the feed, while
         the handler is parked: the socket's buffer takes them without blocking. Returns how many
-        it wrote (or skipped as sent): it stops before a terminal frame (the stream may have to
-        end) and writes none when the socket is closing or already holds DIRECT_WRITE_LIMIT
-        bytes. The handler writes the rest."""
+        it took (written, or skipped as sent); the handler writes the rest. It writes none when
+        the socket is closing or already holds DIRECT_WRITE_LIMIT bytes.
+
+        A terminal frame ends the stream unless the feed has seen a retry after it: then it is
+        the last frame written (it takes every frame, those after it being past the end) and
+        the handler is told to end the body. If the feed cannot tell (the frame is older than
+        the feed), it stops before the frame: the handler asks the log.
+        """
         transport = self._transport
         if (
             transport is None
@@ -391,17 +419,28 @@ class _Sender:
             return 0
         chunk = []
         count = 0
+        ended = False
         for frame in frames:
+            if frame.seq <= self.last:
+                count += 1
+                continue
             if frame.terminal:
-                break
+                retried = self.feed.retried_after(frame.seq)
+                if retried is None:
+                    break
+                ended = not retried
             count += 1
-            if frame.seq > self.last:
-                chunk.append(frame.data)
-                self.last = frame.seq
+            chunk.append(frame.data)
+            self.last = frame.seq
+            if ended:
+                count = len(frames)
+                break
         if chunk:
             data = b"".join(chunk)
             # headers went out with the stream's first write (the retry hint), before this
             transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
+        if ended:
+            self._listener.end()
         return count
 
     async def _retried_after(self, seq: int) -> bool:
@@ -420,7 +459,9 @@ class _Sender:
             if frame.terminal and not await self._retried_after(frame.seq):
                 end = True
                 break
-        if chunk:
+        if end:  # the last frames and the end of the body in one write
+            await self.resp.write_eof(b"".join(chunk))
+        elif chunk:
             await self.resp.write(b"".join(chunk))
         return end
 
@@ -447,7 +488,7 @@ async def serve_job_stream(
             await resp.prepare(request)
             streams.add(resp)
             await resp.write(f"retry: {config.retry_ms}\n\n".encode())
-            await _pump(feed, listener, _Sender(feed, log, request, resp, after), page)
+            await _pump(feed, listener, _Sender(feed, listener, log, request, resp, after), page)
         return resp
     finally:
         fanout.leave(feed, listener)
@@ -466,6 +507,8 @@ async def _pump(feed: JobFeed, listener: Listener, sender: _Sender, page: list[R
         # Live: what the feed pushed, skipping what the backlog already sent.
         while True:
             batch = await listener.next_batch(sender.direct)
+            if listener.ended:  # its last frame went straight from the feed
+                return
             if listener.closed:  # shutdown or the log closed: send what arrived, then end
                 await sender.send(batch or [])
                 return

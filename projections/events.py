@@ -45,7 +45,12 @@ __all__ = [
 ]
 
 
-class Payload(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+# Events and payloads are frozen values that never refer back to what holds them, so they
+# cannot be part of a reference cycle: `gc=False` keeps them out of the garbage collector's
+# lists (a live server holds thousands, and each collection would walk them).
+
+
+class Payload(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
     """A value carried inside an event (camelCase on the wire)."""
 
 
@@ -78,7 +83,7 @@ class Output(Payload, frozen=True, kw_only=True):
     sha256: str
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", rename="camel"):
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", rename="camel", gc=False):
     """Base of every event. `attempt` is 1 for the first run and grows by one per retry."""
 
     attempt: int = 1

@@ -104,7 +104,7 @@ class QueuedAppend(msgspec.Struct):
 
     job_id: str
     expected_version: int
-    rows: list[tuple[str, str | None, int, str]]  # type, step, attempt, data
+    rows: Sequence[tuple[str, str | None, int, str]]  # type, step, attempt, data
     events: Sequence[Event]
     future: asyncio.Future[list[Recorded]]
     #: an append queued before this one by the same writer: this one commits only if it did
@@ -315,7 +315,10 @@ class EventLog:
         notify = None if self._subscriptions.idle else self._subscriptions.notify
         rows = 0
         for item, result in zip(batch, results, strict=True):
-            item.after = None  # settled: nothing needs the chain behind it any more
+            # settled: nothing needs the chain behind it or its rows any more (a writer keeps
+            # its last append until the next; what it holds lives on for the collector to walk)
+            item.after = None
+            item.rows = item.events = ()
             future = item.future
             if isinstance(result, Exception):
                 item.failed = True

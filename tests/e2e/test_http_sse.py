@@ -252,6 +252,32 @@ async def test_an_http_1_0_client_gets_live_frames_unchunked(client: Any) -> Non
         writer.close()
 
 
+async def test_a_live_terminal_event_ends_the_stream_unless_a_retry_follows_it(
+    client: Any,
+) -> None:
+    """Terminal frames go straight from the feed too: one followed by a retry in the same
+    commit keeps the stream open; the next, with nothing after it, is the stream's last."""
+    log = client.app[ENGINE].log
+    job_id = "live-end"
+    created = JobCreated(preset="default", steps=("render",), correlation_id=job_id)
+    await log.append(job_id, [created, JobStarted()], 0)
+    async with client.get(f"/api/jobs/{job_id}/events") as resp:
+        first = await read_events(resp, limit=2)  # the backlog: the stream is live now
+        (listener,) = client.app[FANOUT].feeds[job_id].listeners
+        assert listener.direct is not None
+        failed = JobFailed(error=make_error("FFmpegNotFound", "no ffmpeg"))
+        await log.append(job_id, [failed, JobRetryRequested(attempt=2)], 2)
+        middle = await read_events(resp, limit=2)
+        assert [e.event for e in middle] == ["job-failed", "job-status"]
+        output = Output(video_path="v.mp4", size_bytes=1, duration_seconds=1.0, sha256="0")
+        done = [JobStarted(attempt=2), JobSucceeded(output=output, attempt=2)]
+        await log.append(job_id, done, 4)
+        rest = await read_events(resp)  # to the end of the body
+    assert listener.ended  # written from the feed, ended by the handler
+    assert [e.event for e in rest] == ["job-status", "job-completed"]
+    assert as_log(first + middle + rest) == log_pairs(await log_lines(client, job_id))
+
+
 async def test_a_vanished_client_frees_its_subscription(client: Any, tiny: TinyPipeline) -> None:
     gate = tiny.gate("prepare")
     job = await submit(client)
