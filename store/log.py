@@ -311,8 +311,15 @@ class EventLog:
         return results
 
     def _settle(self, batch: list[QueuedAppend], results: list[list[Recorded] | Exception]) -> None:
-        """Settle each append's future with its own result or error; notify who listens."""
-        notify = None if self._subscriptions.idle else self._subscriptions.notify
+        """Notify who listens of what committed (their writes go out first: that is the
+        latency clients see), then settle each append's future with its own result or error."""
+        subscriptions = self._subscriptions
+        if not subscriptions.idle:
+            notify = subscriptions.notify
+            for result in results:
+                if not isinstance(result, Exception):
+                    notify(result)
+            subscriptions.commit_done()
         rows = 0
         for item, result in zip(batch, results, strict=True):
             # settled: nothing needs the chain behind it or its rows any more (a writer keeps
@@ -326,12 +333,8 @@ class EventLog:
                     future.set_exception(result)
             else:
                 rows += len(result)
-                if notify is not None:
-                    notify(result)
                 if not future.done():
                     future.set_result(result)
-        if notify is not None:
-            self._subscriptions.commit_done()
         self._count_commit(rows)
 
     def _count_commit(self, rows: int) -> None:
