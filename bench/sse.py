@@ -158,8 +158,9 @@ async def run_aura(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]]
         versions[j] += 1
 
     async def finish(j: int) -> None:
-        # Queued right behind the job's last progress, as a run queues its terminal event
-        # (engine/job_run.py): both go in the same group commit, chained.
+        # Chained to the job's last progress without waiting for its commit, as a run queues
+        # its events (engine/job_run.py); here both go in the same group commit, as the floor
+        # pushes its terminal frame in the same loop turn as the last progress.
         output = Output(video_path="x.mp4", size_bytes=1, duration_seconds=1.0, sha256="0")
         done = [JobSucceeded(output=output)]
         await log.append_nowait(jobs[j], done, versions[j], after=last.get(j)).future
