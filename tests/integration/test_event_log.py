@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 import sys
 import threading
@@ -291,6 +292,41 @@ async def test_a_watcher_that_fails_at_the_end_of_a_commit_is_dropped(
         await log.append("a", [progress(1)], 2)
         assert failing.seen == [2]  # not called again
         assert fine.commits == [[2], [2, 3]] and fine.ended == 0
+
+
+async def test_no_garbage_collection_runs_between_a_commit_and_its_watchers(
+    tmp_path: Path,
+) -> None:
+    """A collection made due inside a commit waits until the watchers have written; the
+    collector is on again after (and stays off if the application had turned it off)."""
+
+    class Recording(Watcher):
+        def __init__(self) -> None:
+            super().__init__()
+            self.collecting: list[bool] = []
+
+        def on_events(self, recorded: list[Recorded]) -> None:
+            super().on_events(recorded)
+            self.collecting.append(gc.isenabled())
+
+        def on_commit(self) -> None:
+            super().on_commit()
+            self.collecting.append(gc.isenabled())
+
+    async with await EventLog.open(tmp_path) as log:
+        await log.append("a", [created()], 0)
+        watcher = Recording()
+        log.watch("a", watcher)
+        assert gc.isenabled()
+        await log.append("a", [JobStarted()], 1)
+        assert watcher.collecting == [False, False] and gc.isenabled()
+        gc.disable()
+        try:
+            await log.append("a", [progress(1)], 2)
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+        assert watcher.seen == [2, 3]
 
 
 async def test_reopened_database_keeps_everything(tmp_path: Path) -> None:
