@@ -3,7 +3,12 @@
 The projector (aura.engine.projector) keeps these rows in the `jobs` table and records the seq
 it has applied up to; the rows must always equal `JobRow.of(fold(job's events))`. Most events
 (step transitions, progress, warnings) change no row: `apply_row` returns the same row object
-for them, so the table is written only when a row really changes.
+for them, so the table is written only when a row really changes, and a caller may skip every
+event whose type is not in ROW_EVENTS without calling it.
+
+Applying a job's events again, from any earlier one to the last, to the row they made leaves
+the row as it is (every field is set by the last event that sets it, `started_utc` by the first
+JobStarted after JobCreated): so the projector may save a position behind its rows.
 """
 
 from __future__ import annotations
@@ -25,7 +30,20 @@ from aura.projections.events import (
 )
 from aura.projections.job import JobState, JobStatus
 
-__all__ = ["JobRow", "apply_row"]
+__all__ = ["ROW_EVENTS", "JobRow", "apply_row"]
+
+#: the event types that can change a job's row; `apply_row` returns any other event's row as is
+ROW_EVENTS: frozenset[type] = frozenset(
+    {
+        JobCreated,
+        JobStarted,
+        JobSucceeded,
+        JobFailed,
+        JobCanceled,
+        JobRetryRequested,
+        JobInterrupted,
+    }
+)
 
 
 class JobRow(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

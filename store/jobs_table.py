@@ -1,8 +1,9 @@
 """The `jobs` table: the job-list read model, a cache derived from the log.
 
-`JobListProjection` writes the rows and its position inside each append's own transaction (an
-inline projection of the EventLog), so the table never lags the log and a crash leaves both
-consistent. Dropping the rows and the position and attaching again rebuilds it from the log.
+`JobListProjection` writes the rows inside each append's own transaction (an inline projection
+of the EventLog), so the table never lags the log, and saves its position with them every
+POSITION_LAG events; a crash leaves both consistent. Dropping the rows and the position and
+attaching again rebuilds it from the log.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 
 from aura.projections.events import JobCreated, Recorded
 from aura.projections.job import TERMINAL_JOB_STATUSES, JobStatus
-from aura.projections.job_list import JobRow, apply_row
+from aura.projections.job_list import ROW_EVENTS, JobRow, apply_row
 from aura.store.log import EventLog
 from aura.store.rows import format_optional_ts, format_ts
 
@@ -21,12 +22,16 @@ __all__ = ["JOB_LIST", "JobListProjection", "JobsTable"]
 
 #: the job-list projection's name in `projector_positions`
 JOB_LIST = "job_list"
+#: events the saved position may lag the last one applied. Catching up from an earlier position
+#: applies those events again, which leaves the rows as they are (projections/job_list.py); not
+#: saving it with every status change spares that commit a page: about 20 us of 90 here.
+POSITION_LAG = 1000
 
 _COLUMNS = "job_id, preset, status, attempt, created_utc, started_utc, ended_utc"
 _UPSERT = (
     f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (job_id) DO UPDATE SET preset = excluded.preset, status = excluded.status, "
-    "attempt = excluded.attempt, created_utc = excluded.created_utc, "
+    # preset and created_utc never change after JobCreated: not set, jobs_by_created stays as is
+    "ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, attempt = excluded.attempt, "
     "started_utc = excluded.started_utc, ended_utc = excluded.ended_utc"
 )
 _ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
@@ -66,15 +71,16 @@ class JobListProjection:
     Rows of jobs that are not finished stay cached between batches; a finished job's row is
     read back from the table if the job is retried.
 
-    A transaction writes rows and the position only when a row changed. The saved position is
-    then the last seq that changed a row; the events after it changed none, so catching up from
-    it applies them again without effect.
+    A transaction writes the rows that changed (events whose type is not in ROW_EVENTS are
+    skipped) and, once it is POSITION_LAG events behind, the position.
     """
 
     def __init__(self, name: str = JOB_LIST) -> None:
         self.name = name
         self._rows: dict[str, JobRow] = {}
         self._pending: dict[str, JobRow] = {}
+        self._saved = 0  # the position saved by this projection's last commit (0: none yet)
+        self._saving: int | None = None  # the position written in the open transaction
 
     def position(self, conn: sqlite3.Connection) -> int:
         row = conn.execute(
@@ -85,6 +91,8 @@ class JobListProjection:
     def apply(self, conn: sqlite3.Connection, records: builtins.list[Recorded]) -> None:
         pending = self._pending
         for rec in records:
+            if type(rec.event) not in ROW_EVENTS:
+                continue
             job_id = rec.job_id
             row = pending.get(job_id) or self._rows.get(job_id)
             if row is None and not isinstance(rec.event, JobCreated):
@@ -99,7 +107,10 @@ class JobListProjection:
                 pending[job_id] = new
         if pending:
             conn.executemany(_UPSERT, [_params(r) for r in pending.values()])
-            conn.execute(_SAVE_POSITION, (self.name, records[-1].seq))
+        last = records[-1].seq
+        if last - self._saved >= POSITION_LAG:
+            conn.execute(_SAVE_POSITION, (self.name, last))
+            self._saving = last
 
     def committed(self) -> None:
         for job_id, row in self._pending.items():
@@ -108,10 +119,14 @@ class JobListProjection:
             else:
                 self._rows[job_id] = row
         self._pending = {}
+        if self._saving is not None:
+            self._saved, self._saving = self._saving, None
 
     def forget(self) -> None:
         self._rows.clear()
         self._pending = {}
+        self._saving = None
+        self._saved = 0  # maybe cleared or moved by another writer: save at the next chance
 
 
 _SAVE_POSITION = (

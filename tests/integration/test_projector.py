@@ -9,6 +9,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import job_events
@@ -26,12 +27,13 @@ from aura.projections.events import (
     Output,
     StepCanceled,
     StepFailed,
+    StepProgressed,
     StepStarted,
     StepSucceeded,
 )
 from aura.projections.job import JobStatus, fold
-from aura.projections.job_list import JobRow, apply_row
-from aura.store import EventLog
+from aura.projections.job_list import JobRow
+from aura.store import EventLog, jobs_table
 from aura.store.log import DB_FILE_NAME
 
 _OUTPUT = Output(video_path="v.mp4", size_bytes=1, duration_seconds=8.0, sha256="a")
@@ -81,19 +83,10 @@ def test_read_model_equals_the_replay_of_every_job(sequences: list[list[Event]],
         asyncio.run(scenario(Path(data_dir)))
 
 
-async def last_row_change(log: EventLog) -> int:
-    """The seq of the last event that changed a job's row (the position the projector saves)."""
-    rows: dict[str, JobRow | None] = {}
-    last = 0
-    for rec in await log.tail(0, 10_000):
-        row = rows.get(rec.job_id)
-        rows[rec.job_id] = new = apply_row(row, rec)
-        if new is not row:
-            last = rec.seq
-    return last
-
-
-async def test_projector_resumes_from_its_saved_position(tmp_path: Path) -> None:
+async def test_projector_resumes_from_its_saved_position(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs_table, "POSITION_LAG", 3)
     jobs = {f"job{i}": events for i, events in enumerate(_sample_jobs(4))}
     first, rest = dict(list(jobs.items())[:2]), dict(list(jobs.items())[2:])
     async with await EventLog.open(tmp_path) as log:
@@ -101,9 +94,8 @@ async def test_projector_resumes_from_its_saved_position(tmp_path: Path) -> None
         await projector.start()
         await append_interleaved(log, first, seed=1)
         await projector.stop()
-        # saved with the last transaction that changed a row: every event after it changes none
         position = await projector.table.position()
-        assert await last_row_change(log) <= position <= await log.max_seq()
+        assert 0 < await log.max_seq() - 3 < position <= await log.max_seq()
         await append_interleaved(log, rest, seed=2)  # while no projector runs
     async with await EventLog.open(tmp_path) as log:
         projector = Projector(log)
@@ -111,6 +103,53 @@ async def test_projector_resumes_from_its_saved_position(tmp_path: Path) -> None
         rows = sorted(await projector.list(limit=100), key=lambda r: r.job_id)
         assert rows == await expected_rows(log, sorted(jobs))
         await projector.stop()
+
+
+async def test_the_position_is_saved_once_it_lags_position_lag_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs_table, "POSITION_LAG", 3)
+    progress = StepProgressed(step="mux", pct=50.0)
+    events: list[Event] = [
+        JobCreated(preset="p", steps=("mux",), correlation_id="c"),
+        JobStarted(),
+        StepStarted(step="mux"),
+        *[progress] * 4,
+        StepSucceeded(step="mux"),
+        JobSucceeded(output=_OUTPUT),
+    ]
+    async with await EventLog.open(tmp_path) as log:
+        projector = Projector(log)
+        await projector.start()
+        positions = []
+        for version, event in enumerate(events):  # whether or not the event changes a row
+            await log.append("a", [event], version)
+            positions.append(await projector.table.position())
+        assert positions == [0, 0, 3, 3, 3, 6, 6, 6, 9]
+        await projector.stop()
+
+
+async def test_catching_up_again_from_an_earlier_position_leaves_the_rows_as_they_are(
+    tmp_path: Path,
+) -> None:
+    jobs = {f"job{i}": events for i, events in enumerate(_sample_jobs(6))}
+    async with await EventLog.open(tmp_path) as log:
+        projector = Projector(log)
+        await projector.start()
+        await append_interleaved(log, jobs, seed=5)
+        await projector.stop()
+        expected = await expected_rows(log, sorted(jobs))
+        last = await log.max_seq()
+    for position in range(0, last, 3):  # the rows already hold every event after it
+        with contextlib.closing(sqlite3.connect(tmp_path / DB_FILE_NAME)) as conn, conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO projector_positions VALUES ('job_list', ?)", (position,)
+            )
+        async with await EventLog.open(tmp_path) as log:
+            projector = Projector(log)
+            await projector.start()
+            assert sorted(await projector.list(limit=100), key=lambda r: r.job_id) == expected
+            await projector.stop()
 
 
 async def test_migration_2_rebuilds_the_job_list_of_a_schema_1_database(tmp_path: Path) -> None:
@@ -194,12 +233,10 @@ async def test_the_table_changes_in_the_appends_own_transaction(tmp_path: Path) 
         await log.append("a", [JobStarted()], 1)
         assert [r.status for r in await projector.list()] == [JobStatus.RUNNING]
         assert await projector.active_job_ids() == ["a"]
-        assert await projector.table.position() == 2
-        await log.append("a", [StepStarted(step="mux")], 2)  # changes no row: nothing written
-        assert await projector.table.position() == 2
+        await log.append("a", [StepStarted(step="mux")], 2)
         await log.append("a", [StepSucceeded(step="mux"), JobSucceeded(output=_OUTPUT)], 3)
         assert [r.status for r in await projector.list()] == [JobStatus.SUCCEEDED]
-        assert await projector.table.position() == 5
+        assert await projector.active_job_ids() == []
         await projector.stop()
 
 
