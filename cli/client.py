@@ -18,8 +18,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
+from yarl import URL
 
-__all__ = ["DEFAULT_URL", "ApiError", "Progress", "add_arguments", "iter_sse", "run", "watch"]
+__all__ = [
+    "DEFAULT_URL",
+    "ApiError",
+    "Progress",
+    "add_arguments",
+    "iter_sse",
+    "run",
+    "server_url",
+    "watch",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 #: a stream silent this long (the server pings every 15 s) is treated as dropped
@@ -39,10 +49,24 @@ class ApiError(Exception):
         self.exit_code = exit_code
 
 
+def server_url(text: str) -> str:
+    """`--url`: an http(s) URL naming a host (and maybe a port), without a trailing slash."""
+    try:
+        url = URL(text.strip())  # raises for a port out of range, among others
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a URL: {e}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a server URL: use http://HOST:PORT, e.g. {DEFAULT_URL}"
+        )
+    return str(url).rstrip("/")
+
+
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     parser.add_argument(
         "--url",
-        default=os.environ.get("AURA_URL", DEFAULT_URL),
+        type=server_url,
+        default=os.environ.get("AURA_URL", DEFAULT_URL),  # argparse applies `type`
         help=f"the server (default: $AURA_URL or {DEFAULT_URL})",
     )
     if command_name == "submit":
@@ -237,10 +261,20 @@ class Progress:
             return
         lines = [f"job {self.status}"] + [_bar(name, *s) for name, s in self.steps.items()]
         lines += self.notes
+        # one row each: a line that wrapped would make the next redraw go up too few rows
+        width = _columns(self.out)
+        lines = [line if len(line) < width else line[: width - 4] + "..." for line in lines]
         up = f"\x1b[{self.drawn}F" if self.drawn else ""
         self.out.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
         self.out.flush()
         self.drawn = len(lines)
+
+
+def _columns(out: TextIO) -> int:
+    try:
+        return max(os.get_terminal_size(out.fileno()).columns, 20)
+    except (OSError, ValueError):  # not a terminal after all: a common width
+        return 80
 
 
 def _bar(name: str, status: str, pct: float, eta: float | None) -> str:

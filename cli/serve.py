@@ -20,7 +20,7 @@ from aura.cli.main import add_data_dir
 from aura.engine.errors import AuraError
 from aura.engine.settings import Settings
 from aura.http.app import create_app
-from aura.http.security import is_loopback
+from aura.http.security import is_loopback, weak_token
 from aura.store.errors import StoreError
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "add_arguments", "run", "serve"]
@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
             "(clients then send it as 'Authorization: Bearer ...'), or bind 127.0.0.1",
             file=sys.stderr,
         )
+        return 2
+    weakness = token and weak_token(token)
+    if weakness:
+        print(f"aura serve: AURA_TOKEN is not usable: {weakness}", file=sys.stderr)
         return 2
     try:
         settings = Settings.from_env(data_dir=args.data_dir)

@@ -118,6 +118,8 @@ def is_duplicate(existing: JobCreated, request: JobRequest, idempotency_key: str
     raise Conflict(
         job_id_for_key(idempotency_key),
         f"the idempotency key {idempotency_key!r} was already used for a different request",
+        remediation="Send a new Idempotency-Key with a new request; the same key with the "
+        "same body returns the job it created.",
     )
 
 

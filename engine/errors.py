@@ -151,6 +151,12 @@ TAXONOMY: dict[str, CodeSpec] = {
         remediation="Send a smaller request body.",
         http_status=413,
     ),
+    "RangeNotSatisfiable": CodeSpec(
+        title="The requested range holds no byte of the file",
+        remediation="Ask for one byte range inside the file (its size is in Content-Range), or "
+        "send no Range header for the whole file.",
+        http_status=416,
+    ),
     "Internal": CodeSpec(
         title="An unexpected internal error",
         remediation="Retry; if it happens again, download the job's diagnostics and report it "
@@ -217,8 +223,10 @@ class JobNotFound(AuraError):
 class Conflict(AuraError):
     """The job's state does not allow the request (retry while running, cancel when done)."""
 
-    def __init__(self, job_id: str, message: str) -> None:
-        super().__init__(make_error("InvalidState", f"job {job_id}: {message}"))
+    def __init__(self, job_id: str, message: str, remediation: str | None = None) -> None:
+        super().__init__(
+            make_error("InvalidState", f"job {job_id}: {message}", remediation=remediation)
+        )
         self.job_id = job_id
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "JobRequest",
     "Options",
     "decode_request",
+    "not_utf8",
     "validate_request",
 ]
 
@@ -119,10 +120,21 @@ def _invalid(error: msgspec.ValidationError | msgspec.DecodeError, data: object)
     return AuraError.of(f"InvalidInput:{field}", text, details={"field": field})
 
 
+def not_utf8(error: UnicodeDecodeError, field: str = "body") -> AuraError:
+    """The InvalidInput of a JSON body that is not UTF-8 (which JSON must be)."""
+    return AuraError.of(
+        f"InvalidInput:{field}",
+        f"the body is not UTF-8 JSON: {error.reason} at byte {error.start}",
+        details={"field": field},
+    )
+
+
 def decode_request(body: bytes) -> JobRequest:
     """Decode and validate a JSON job request; raises AuraError(InvalidInput:{FIELD})."""
     try:
         request = _DECODER.decode(body) if body.strip() else JobRequest()
+    except UnicodeDecodeError as e:  # how msgspec reports a string that is not UTF-8
+        raise not_utf8(e) from e
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
         raise _invalid(e, _parsed(body)) from e
     return validate_request(request)
@@ -131,7 +143,7 @@ def decode_request(body: bytes) -> JobRequest:
 def _parsed(body: bytes) -> object:
     try:
         return msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None
 
 

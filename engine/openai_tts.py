@@ -12,7 +12,6 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
-from yarl import URL
 
 from aura.engine import atomic
 from aura.engine.errors import AuraError
@@ -96,7 +95,7 @@ async def request_speech(text: str, voice: str, settings: Settings) -> bytes:
         f"the speech endpoint failed {ATTEMPTS} times; last: {last}",
         details={
             "attempts": ATTEMPTS,
-            "baseUrl": str(URL(settings.openai_base_url).with_user(None)),
+            "baseUrl": settings.openai_base_url_shown,
         },
     )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
+from yarl import URL
 
 from aura.engine.errors import AuraError
 from aura.store import Durability
@@ -67,6 +68,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             return msgspec.convert(values, cls, strict=False, dec_hook=_to_path)
         except msgspec.ValidationError as e:
             raise _bad_setting(e, values) from None
+
+    @property
+    def openai_base_url_shown(self) -> str:
+        """The speech API's base URL without a user and password in it: safe to show."""
+        return str(URL(self.openai_base_url).with_user(None))
 
     @property
     def jobs_dir(self) -> Path:

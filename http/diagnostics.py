@@ -75,7 +75,10 @@ def system_facts(config: HttpConfig) -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "settings": {name: str(getattr(settings, name)) for name in _SETTINGS}
-        | {"openaiKeyConfigured": settings.openai_api_key is not None},
+        | {
+            "openai_base_url": settings.openai_base_url_shown,
+            "openaiKeyConfigured": settings.openai_api_key is not None,
+        },
         "authRequired": config.token is not None,
     }
 

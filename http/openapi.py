@@ -14,6 +14,7 @@ import msgspec
 from aura.engine.inputs import JobRequest
 from aura.engine.preflight import Finding
 from aura.http.problems import PROBLEM_CONTENT_TYPE, Problem
+from aura.http.security import COOKIE_NAME, OPEN_PATHS
 from aura.http.wire import JobList, JobView
 
 __all__ = ["OPERATIONS", "Operation", "openapi_document"]
@@ -154,8 +155,29 @@ OPERATIONS: tuple[Operation, ...] = (
         {
             "200": ("the video", "video/mp4", {"type": "string", "format": "binary"}),
             "206": ("part of the video", "video/mp4", {"type": "string", "format": "binary"}),
+            "416": (
+                "RangeNotSatisfiable: a range of no byte of the video (Content-Range: bytes "
+                "*/SIZE)",
+                PROBLEM_CONTENT_TYPE,
+                {"$ref": _REF.format(name="Problem")},
+            ),
         },
-        (_ID,),
+        (
+            _ID,
+            {
+                "name": "Range",
+                "in": "header",
+                "schema": {"type": "string", "examples": ["bytes=0-1023", "bytes=-1024"]},
+                "description": "one byte range; another unit or several ranges get the whole video",
+            },
+            {
+                "name": "If-Range",
+                "in": "header",
+                "schema": {"type": "string"},
+                "description": "the ETag (or date) of the copy the client has: Range applies only "
+                "to that same file",
+            },
+        ),
     ),
     Operation(
         "get",
@@ -251,13 +273,26 @@ def openapi_document() -> dict[str, Any]:
             operation["parameters"] = list(op.parameters)
         if op.body is not None:
             operation["requestBody"] = op.body
+        if (op.method.upper(), op.path) in OPEN_PATHS:
+            operation["security"] = []
         paths.setdefault(op.path, {})[op.method] = operation
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Aura jobs API", "version": "1"},
+        "info": {
+            "title": "Aura jobs API",
+            "version": "1",
+            "description": "A server started with AURA_TOKEN (any non-loopback address) needs "
+            "the token on every operation but health and session: as a bearer header, or as "
+            "the cookie POST /api/session sets. One bound to loopback without it needs none.",
+        },
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": COOKIE_NAME},
+            },
         },
+        # either credential, or none (the `{}`) on a server bound to loopback without a token
+        "security": [{"bearer": []}, {"cookie": []}, {}],
         "paths": paths,
     }

@@ -82,11 +82,16 @@ def problem_response(info: ErrorInfo, status: int, correlation: str) -> web.Resp
         remediation=info.remediation,
         correlation_id=info.correlation_id or correlation,
     )
+    headers = {CORRELATION_HEADER: problem.correlation_id}
+    if status == 401:  # RFC 9110: a 401 names the scheme that would be accepted
+        headers["WWW-Authenticate"] = 'Bearer realm="aura"'
+    if status == 416 and "sizeBytes" in info.details:  # and a 416 the size of the file
+        headers["Content-Range"] = f"bytes */{info.details['sizeBytes']}"
     return web.Response(
         status=status,
         body=_ENCODER.encode(problem),
         content_type=PROBLEM_CONTENT_TYPE,
-        headers={CORRELATION_HEADER: problem.correlation_id},
+        headers=headers,
     )
 
 
@@ -107,7 +112,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        return problem_response(_from_http(e), e.status, correlation)
+        response = problem_response(_from_http(e), e.status, correlation)
+        if "Allow" in e.headers:  # a 405 lists the methods the resource has
+            response.headers["Allow"] = e.headers["Allow"]
+        return response
     except Exception:
         _log.exception("unhandled error (correlation id %s) on %s", correlation, request.path)
         info = make_error("Internal", "the server failed unexpectedly; see its log")

@@ -6,6 +6,9 @@ middleware answers them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +16,11 @@ import msgspec
 from aiohttp import web
 
 from aura.engine.errors import AuraError
-from aura.engine.inputs import decode_request
+from aura.engine.inputs import decode_request, not_utf8
 from aura.engine.settings import Settings
 from aura.http.app import CONFIG, ENGINE, FANOUT, STREAMS
 from aura.http.diagnostics import diagnostics
+from aura.http.ranges import Ranged, decide_range
 from aura.http.sse import parse_last_event_id, serve_job_stream
 from aura.http.wire import ENCODER, job_list, job_view, log_line
 from aura.projections.job import JobState, JobStatus
@@ -27,6 +31,7 @@ routes = web.RouteTableDef()
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
+VIDEO = "video/mp4"
 #: events per page when streaming a job's log
 LOG_PAGE = 500
 MAX_LIST_LIMIT = 500
@@ -73,6 +78,8 @@ async def _optional_body(request: web.Request) -> None:
         return
     try:
         value = msgspec.json.decode(body)
+    except UnicodeDecodeError as e:
+        raise not_utf8(e) from e
     except msgspec.DecodeError as e:
         raise _invalid("body", f"the body is not JSON: {e}") from e
     if not isinstance(value, dict):
@@ -98,7 +105,8 @@ async def list_jobs(request: web.Request) -> web.Response:
     status = _status_query(request)
     limit = _int_query(request, "limit", 50, 1, MAX_LIST_LIMIT)
     offset = _int_query(request, "offset", 0, 0, 10**9)
-    rows = await request.app[ENGINE].list_jobs(status=status, limit=limit, offset=offset)
+    # one row more than the page: whether a next page exists, without counting
+    rows = await request.app[ENGINE].list_jobs(status=status, limit=limit + 1, offset=offset)
     return _json(job_list(rows, limit, offset))
 
 
@@ -109,8 +117,10 @@ async def get_job(request: web.Request) -> web.Response:
 
 @routes.get("/api/jobs/{id}/events")
 async def job_events(request: web.Request) -> web.StreamResponse:
-    after = parse_last_event_id(request)
     state = await request.app[ENGINE].get(request.match_info["id"])
+    # a job that ended answers 204 to any id at or after its end (the browser then stops)
+    newest = None if state.is_terminal else request.app[FANOUT].log.last_seq
+    after = parse_last_event_id(request, newest)
     return await serve_job_stream(
         request,
         fanout=request.app[FANOUT],
@@ -164,11 +174,46 @@ async def job_diagnostics(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/jobs/{id}/output")
-async def job_output(request: web.Request) -> web.FileResponse:
+async def job_output(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
     state = await engine.get(request.match_info["id"])
     path = _served_path(state, engine.settings)
-    return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
+    st = path.stat()
+    size = st.st_size
+    asked = request.headers.get("Range")
+    ranged = decide_range(asked, request.headers.get("If-Range"), _etag(st), size)
+    if ranged is Ranged.UNSATISFIABLE:
+        raise AuraError.of(
+            "RangeNotSatisfiable",
+            f"{(asked or '')[:100]!r} asks for no byte of this {size}-byte video",
+            details={"sizeBytes": size},
+        )
+    if ranged is Ranged.WHOLE and asked is not None:
+        return await _send_whole(request, path)
+    return web.FileResponse(path, headers={"Content-Type": VIDEO})
+
+
+def _etag(st: os.stat_result) -> str:
+    """The ETag value FileResponse gives a file (so If-Range compares like with like)."""
+    return f"{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+async def _send_whole(request: web.Request, path: Path) -> web.StreamResponse:
+    """The whole video, 200, for a request whose Range is to be ignored (FileResponse would
+    apply it)."""
+    loop = asyncio.get_running_loop()
+    with await loop.run_in_executor(None, path.open, "rb") as video:
+        st = os.fstat(video.fileno())
+        resp = web.StreamResponse(headers={"Content-Type": VIDEO, "Accept-Ranges": "bytes"})
+        resp.content_length = st.st_size
+        resp.etag = _etag(st)
+        resp.last_modified = st.st_mtime
+        with contextlib.suppress(ConnectionResetError):  # the client went away
+            await resp.prepare(request)
+            while chunk := await loop.run_in_executor(None, video.read, 256 * 1024):
+                await resp.write(chunk)
+            await resp.write_eof()
+    return resp
 
 
 def _served_path(state: JobState, settings: Settings) -> Path:

@@ -8,6 +8,7 @@ import msgspec
 from aiohttp import web
 
 from aura.engine.errors import TAXONOMY, AuraError
+from aura.engine.inputs import not_utf8
 from aura.engine.preflight import system_check
 from aura.http.app import CONFIG, ENGINE
 from aura.http.diagnostics import redact
@@ -69,6 +70,8 @@ async def open_session(request: web.Request) -> web.Response:
     token = request.app[CONFIG].token
     try:
         given = msgspec.json.decode(await request.read(), type=SessionRequest).token
+    except UnicodeDecodeError as e:
+        raise not_utf8(e, "token") from e
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise AuraError.of("InvalidInput:token", f'send {{"token": ...}}: {e}') from e
     if token is None:

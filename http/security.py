@@ -38,9 +38,12 @@ __all__ = [
     "session_value",
     "token_matches",
     "unauthorized",
+    "weak_token",
 ]
 
 COOKIE_NAME = "aura_token"
+#: shorter tokens are refused: a token guards a server others can reach
+MIN_TOKEN_LENGTH = 16
 #: what anyone may call: the health probe and the exchange of a token for the cookie
 OPEN_PATHS = frozenset({("GET", "/api/health"), ("POST", "/api/session")})
 JSON_CONTENT_TYPE = "application/json"
@@ -56,8 +59,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def weak_token(token: str) -> str | None:
+    """Why `token` cannot guard a server (blank, whitespace, too short), or None if it can."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"it has {len(token)} characters; use at least {MIN_TOKEN_LENGTH}"
+    if any(c.isspace() for c in token):
+        return "it contains whitespace"
+    return None
+
+
 def token_matches(given: str | None, token: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), token.encode())
+    # surrogateescape: a header that is not UTF-8 arrives with lone surrogates; it is simply wrong
+    return given is not None and hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), token.encode()
+    )
 
 
 def session_value(token: str) -> str:

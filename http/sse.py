@@ -335,11 +335,13 @@ def stop_streams(streams: weakref.WeakSet[EventStream]) -> None:
         stream.stop()
 
 
-def parse_last_event_id(request: web.Request) -> int:
+def parse_last_event_id(request: web.Request, newest: int | None = None) -> int:
     """The seq to resume after: the `Last-Event-ID` header, else `?lastEventId=`, else 0.
 
     The header wins: a browser reconnects to the URL it opened (with its old query) and sends
-    the newest id it saw in the header.
+    the newest id it saw in the header. An id above `newest` (the log's last seq, given for a
+    job still running) was never sent: resuming after it would silently skip the job's events
+    still to come up to it, its end included, so it is refused.
     """
     name, raw = "Last-Event-ID", request.headers.get("Last-Event-ID")
     if raw is None or not raw.strip():
@@ -351,6 +353,13 @@ def parse_last_event_id(request: web.Request) -> int:
         raise AuraError.of(
             f"InvalidInput:{name}",
             f"{name} must be an event id (a non-negative integer), got {raw[:40]!r}",
+            details={"field": name},
+        )
+    if newest is not None and int(value) > newest:
+        raise AuraError.of(
+            f"InvalidInput:{name}",
+            f"{name} {value} is no event of this server: its newest is {newest}",
+            remediation=f"Open the stream without {name} to start from the job's first event.",
             details={"field": name},
         )
     return int(value)

@@ -191,11 +191,12 @@ def job_summary(row: JobRow) -> JobSummary:
 
 
 def job_list(rows: list[JobRow], limit: int, offset: int) -> JobList:
+    """A page of `limit` jobs; `rows` may hold one more, which says another page exists."""
     return JobList(
-        jobs=tuple(job_summary(r) for r in rows),
+        jobs=tuple(job_summary(r) for r in rows[:limit]),
         limit=limit,
         offset=offset,
-        next_offset=offset + limit if len(rows) == limit else None,
+        next_offset=offset + limit if len(rows) > limit else None,
     )
 
 

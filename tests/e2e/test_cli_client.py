@@ -84,6 +84,35 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
     assert not (tmp_path / "aura.db").exists()
 
 
+@pytest.mark.parametrize("token", [" " * 20, "short", "sixteen chars ok"])
+def test_serve_refuses_a_blank_short_or_spaced_token(tmp_path: Path, token: str) -> None:
+    result = aura(
+        "serve",
+        "--data-dir",
+        str(tmp_path),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "0",
+        env=clean_env(AURA_TOKEN=token),
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("aura serve: AURA_TOKEN is not usable"), result.stderr
+    if token.strip():
+        assert token not in result.stderr  # the refusal never echoes the token
+    assert not (tmp_path / "aura.db").exists()
+
+
+def test_a_malformed_url_is_a_usage_error_not_a_traceback() -> None:
+    for url in ("127.0.0.1:8765", "http://127.0.0.1:99999", "ftp://127.0.0.1", "http://"):
+        result = aura("watch", "abc", "--url", url)
+        assert result.returncode == 2, result
+        assert "argument --url" in result.stderr and url in result.stderr
+        assert "Traceback" not in result.stderr
+    result = aura("cancel", "abc", env=clean_env(AURA_URL="localhost:8765"))
+    assert result.returncode == 2 and "localhost:8765" in result.stderr
+
+
 def test_a_server_that_is_not_running_is_a_one_line_error() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     for args in (("watch", "abc"), ("cancel", "abc"), ("submit",)):

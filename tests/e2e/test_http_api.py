@@ -76,6 +76,21 @@ async def test_invalid_input_is_a_400_problem_naming_the_field(client: Any) -> N
     assert body["correlationId"] == "abc-1" and resp.headers["X-Correlation-Id"] == "abc-1"
 
 
+async def test_a_body_that_is_not_utf8_is_a_400_not_a_500(client: Any) -> None:
+    json_type = {"Content-Type": "application/json"}
+    bad = b'{"brief": {"title": "caf\xe9"}}'  # Latin-1, not UTF-8
+    body = await problem(
+        await client.post("/api/jobs", data=bad, headers=json_type), 400, "InvalidInput:body"
+    )
+    assert "UTF-8" in body["detail"]
+    job = await submit(client)
+    for action in ("cancel", "retry", "rerun"):
+        resp = await client.post(f"/api/jobs/{job['jobId']}/{action}", data=bad, headers=json_type)
+        await problem(resp, 400, "InvalidInput:body")
+    resp = await client.post("/api/session", data=b'{"token": "\xff"}', headers=json_type)
+    await problem(resp, 400, "InvalidInput:token")
+
+
 async def test_a_bad_timeout_is_a_400_naming_its_step(client: Any) -> None:
     for value in (-1, 0, True, "soon", 10**6):
         body = {"options": {"timeouts": {"broll": 30, "mux": value}}}
@@ -101,7 +116,8 @@ async def test_idempotency_key_returns_the_same_job_for_the_same_body(client: An
     assert again.status == 200 and again.headers["Idempotent-Replayed"] == "true"
     assert (await again.json())["jobId"] == (await first.json())["jobId"]
     other = await client.post("/api/jobs", json={"options": {"quality": "high"}}, headers=headers)
-    await problem(other, 409, "InvalidState")
+    body = await problem(other, 409, "InvalidState")
+    assert "Idempotency-Key" in body["remediation"]
 
 
 async def test_unknown_job_is_404_and_unknown_routes_are_problems(client: Any) -> None:
@@ -109,7 +125,9 @@ async def test_unknown_job_is_404_and_unknown_routes_are_problems(client: Any) -
         await problem(await client.get(path), 404, "JobNotFound")
     await problem(await client.post("/api/jobs/nope/retry"), 404, "JobNotFound")
     await problem(await client.get("/api/nothing-here"), 404, "NotFound")
-    await problem(await client.delete("/api/jobs"), 405, "MethodNotAllowed")
+    resp = await client.delete("/api/jobs")
+    await problem(resp, 405, "MethodNotAllowed")
+    assert set(resp.headers["Allow"].split(",")) == {"GET", "HEAD", "POST"}
 
 
 async def test_retry_of_a_running_job_is_409(client: Any, tiny: TinyPipeline) -> None:
@@ -162,7 +180,7 @@ async def test_list_filters_by_status_and_pages(client: Any, tiny: TinyPipeline)
     assert page["nextOffset"] == 2
     page2 = await (await client.get("/api/jobs?limit=2&offset=2")).json()
     assert [j["jobId"] for j in page2["jobs"]] == [done[1]["jobId"], done[0]["jobId"]]
-    assert page2["nextOffset"] is None or page2["nextOffset"] == 4
+    assert page2["nextOffset"] is None  # a full last page says so too
     ok = await (await client.get("/api/jobs?status=Succeeded")).json()
     assert {j["jobId"] for j in ok["jobs"]} == {j["jobId"] for j in done}
     run = await (await client.get("/api/jobs?status=Running")).json()
@@ -206,6 +224,29 @@ async def test_output_download_supports_range_requests(client: Any) -> None:
     assert await part.read() == VIDEO_BYTES[100:200]
     tail = await client.get(url, headers={"Range": "bytes=-10"})
     assert tail.status == 206 and await tail.read() == VIDEO_BYTES[-10:]
+    etag = resp.headers["ETag"]
+    same = await client.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert same.status == 206 and await same.read() == VIDEO_BYTES[:10]
+
+
+async def test_output_ranges_it_cannot_serve_are_ignored_or_a_416_problem(client: Any) -> None:
+    job = await finished_job(client)
+    url = f"/api/jobs/{job['jobId']}/output"
+    size = len(VIDEO_BYTES)
+    for ignored in (
+        {"Range": "items=0-9"},
+        {"Range": "bytes=0-1,5-6"},
+        {"Range": "bytes=0-9", "If-Range": '"another-file"'},  # the file changed: all of it
+    ):
+        resp = await client.get(url, headers=ignored)
+        assert resp.status == 200, ignored
+        assert await resp.read() == VIDEO_BYTES
+        assert resp.headers["Content-Type"] == "video/mp4"
+        assert int(resp.headers["Content-Length"]) == size
+    for unsatisfiable in (f"bytes={size}-", "bytes=-0", "bytes=9-0"):
+        resp = await client.get(url, headers={"Range": unsatisfiable})
+        await problem(resp, 416, "RangeNotSatisfiable")
+        assert resp.headers["Content-Range"] == f"bytes */{size}"
     state = await (await client.get(f"/api/jobs/{job['jobId']}")).json()
     assert state["output"]["sha256"] == hashlib.sha256(VIDEO_BYTES).hexdigest()
 
@@ -273,7 +314,12 @@ async def test_diagnostics_bundle_events_state_and_system_without_secrets(
     make_client: Any, settings: Settings
 ) -> None:
     secret = "sk-test-0123456789abcdef"
-    client = await make_client(settings=Settings(data_dir=settings.data_dir, openai_api_key=secret))
+    endpoint = "http://alice:hunter2pass@127.0.0.1:9/v1"  # a password in the URL is a secret too
+    client = await make_client(
+        settings=Settings(
+            data_dir=settings.data_dir, openai_api_key=secret, openai_base_url=endpoint
+        )
+    )
     body = {"preset": "default", "brief": {"title": f"leak {secret}", "script": ["Hi."]}}
     resp = await client.post("/api/jobs", json=body)
     job = await resp.json()
@@ -286,6 +332,8 @@ async def test_diagnostics_bundle_events_state_and_system_without_secrets(
     assert bundle["state"]["status"] == "Succeeded"
     assert len(bundle["events"]) == len(await log_lines(client, job["jobId"]))
     assert bundle["system"]["settings"]["openaiKeyConfigured"] is True
+    assert bundle["system"]["settings"]["openai_base_url"] == "http://127.0.0.1:9/v1"
+    assert "hunter2pass" not in text
     assert bundle["system"]["authRequired"] is False
     assert "[redacted]" in bundle["events"][0]["data"]["brief"]["title"]
     assert secret not in await (await client.get("/api/system-check")).text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,17 @@ async def test_openapi_job_schema_is_the_served_job_shape(client: Any) -> None:
     assert {r.rsplit("/", 1)[1] for r in refs} <= set(schemas)
 
 
+async def test_openapi_says_which_operations_need_the_token(make_client: Any) -> None:
+    client = await make_client(token=TOKEN)
+    doc = openapi_document()
+    assert doc["security"] == [{"bearer": []}, {"cookie": []}, {}]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            resp = await client.request(method, path.replace("{id}", "x"), json={})
+            open_to_all = op.get("security") == []
+            assert (resp.status != 401) is open_to_all, (method, path, resp.status)
+
+
 def _refs(value: Any) -> list[str]:
     if isinstance(value, dict):
         found = [value["$ref"]] if "$ref" in value else []
@@ -76,12 +88,25 @@ async def test_with_a_token_every_api_call_needs_it(make_client: Any) -> None:
     for method, path in (("get", "/api/jobs"), ("post", "/api/jobs"), ("get", "/api/jobs/x")):
         await problem(await client.request(method, path), 401, "Unauthorized")
     bad = {"Authorization": "Bearer wrong"}
-    await problem(await client.get("/api/jobs", headers=bad), 401, "Unauthorized")
+    resp = await client.get("/api/jobs", headers=bad)
+    await problem(resp, 401, "Unauthorized")
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer ")
     assert (await client.get("/api/health")).status == 200
     good = {"Authorization": f"Bearer {TOKEN}"}
     resp = await client.post("/api/jobs", json={}, headers=good)
     assert resp.status == 201
     assert TOKEN not in await resp.text()
+
+
+async def test_credentials_that_are_not_utf8_are_a_401_not_a_500(make_client: Any) -> None:
+    client = await make_client(token=TOKEN)
+    for header in (b"Authorization: Bearer \xff\xfe", b"Cookie: aura_token=\xff\xfe"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        request = b"GET /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n" % header
+        writer.write(request + b"Connection: close\r\n\r\n")
+        status_line = await reader.readline()
+        writer.close()
+        assert status_line.startswith(b"HTTP/1.1 401 "), (header, status_line)
 
 
 async def test_the_session_cookie_lets_event_source_follow_a_job(make_client: Any) -> None:

@@ -131,6 +131,29 @@ async def test_malformed_last_event_id_is_a_400_problem(client: Any) -> None:
     assert (await resp.json())["code"] == "InvalidInput:lastEventId"
 
 
+async def test_an_id_beyond_the_log_is_a_400_while_the_job_runs(
+    client: Any, tiny: TinyPipeline
+) -> None:
+    gate = tiny.gate("render")
+    job = await submit(client)
+    await gate.entered.wait()
+    newest = (await (await client.get("/api/health")).json())["lastSeq"]
+    url = f"/api/jobs/{job['jobId']}/events"
+    try:
+        # resuming after an id never sent would skip the job's next events and its end
+        resp = await client.get(url, headers={"Last-Event-ID": str(newest + 5)})
+        assert resp.status == 400  # before reading: a stream's body would not end
+        assert (await resp.json())["code"] == "InvalidInput:Last-Event-ID"
+        resp = await client.get(url, params={"lastEventId": str(newest + 5)})
+        assert resp.status == 400
+        assert (await resp.json())["code"] == "InvalidInput:lastEventId"
+    finally:
+        gate.open()
+    rest = await follow(client, job["jobId"], after=newest)
+    assert rest[-1].event == "job-completed"
+    assert all(e.id > newest for e in rest)
+
+
 async def test_unknown_job_stream_is_404(client: Any) -> None:
     resp = await client.get("/api/jobs/nope/events")
     assert resp.status == 404
