@@ -32,8 +32,12 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)\b(api[_-]?key|token|authorization)([\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{4,}"),
 )
 _FFMPEG_TOOLS = frozenset({"ffmpeg", "ffprobe"})
-_NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR})
+#: EEXIST: a file where the data folder (or one inside it) should be
+_NOT_WRITABLE = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
+)
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+_NO_SPACE_TEXT = re.compile("|".join(re.escape(os.strerror(n)) for n in _NO_SPACE))
 
 
 def _secrets(settings: Settings | None) -> list[str]:
@@ -122,6 +126,11 @@ def _process_failed(exc: ProcessFailed) -> ErrorInfo:
     details = {"program": exc.program, "exitCode": exc.returncode, "stderrTail": exc.stderr_tail}
     last = exc.stderr_tail.strip().splitlines()[-1:] or [""]
     message = f"{exc.program} exited with status {exc.returncode}: {last[0][:300]}".rstrip(": ")
+    # a tool reports a full disk only in its words: strerror(ENOSPC or EDQUOT)
+    full = [line for line in exc.stderr_tail.splitlines() if _NO_SPACE_TEXT.search(line)]
+    if full:
+        message = f"{exc.program} ran out of disk space: {full[-1].strip()[:300]}"
+        return make_error("OutOfDiskSpace", message, details=details)
     if exc.program in _FFMPEG_TOOLS:
         return make_error(f"FFmpegFailedExitCode:{exc.returncode}", message, details=details)
     return make_error("Internal", message, details=details)

@@ -103,6 +103,14 @@ def test_serve_refuses_a_blank_short_or_spaced_token(tmp_path: Path, token: str)
     assert not (tmp_path / "aura.db").exists()
 
 
+def test_serve_on_a_data_dir_that_is_a_file_names_the_problem(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    result = aura("serve", "--data-dir", str(tmp_path / "afile"), "--port", "0")
+    assert result.returncode == 1, result
+    assert "OutputDirectoryNotWritable" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_a_malformed_url_is_a_usage_error_not_a_traceback() -> None:
     for url in ("127.0.0.1:8765", "http://127.0.0.1:99999", "ftp://127.0.0.1", "http://"):
         result = aura("watch", "abc", "--url", url)

@@ -15,6 +15,7 @@ import pytest
 from render_helpers import leftovers, settings_for
 
 from aura.engine import atomic
+from aura.engine.error_mapping import map_exception
 from aura.engine.ffmpeg import ffmpeg_argv, run_ffmpeg
 from aura.engine.process import ProcessFailed, ProgramNotFound, run_process
 from aura.engine.settings import Settings
@@ -76,6 +77,17 @@ async def test_non_zero_exit_raises_with_a_bounded_stderr_tail(tmp_path: Path) -
     assert caught.value.stderr_tail.endswith("line499")
     assert "line0\n" not in caught.value.stderr_tail
     assert len(caught.value.stderr_tail.splitlines()) <= 40
+
+
+async def test_ffmpeg_on_a_full_device_is_out_of_disk_space(tmp_path: Path) -> None:
+    # /dev/full fails every write with ENOSPC, for root too
+    argv = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5", "-t", "1"]
+    with pytest.raises(ProcessFailed) as caught:
+        await run_process([*argv, "-f", "mp4", "-y", "/dev/full"], settings_for(tmp_path))
+    info = map_exception(caught.value, step="mux")
+    assert info.code == "OutOfDiskSpace", info
+    assert "No space left on device" in info.message
+    assert info.details["exitCode"] == caught.value.returncode
 
 
 async def test_a_missing_program_raises_program_not_found(tmp_path: Path) -> None:

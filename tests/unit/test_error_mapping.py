@@ -32,6 +32,7 @@ def code_of(exc: BaseException, step: str = "mux") -> str:
         (errno.EPERM, "OutputDirectoryNotWritable"),
         (errno.EROFS, "OutputDirectoryNotWritable"),
         (errno.ENOTDIR, "OutputDirectoryNotWritable"),
+        (errno.EEXIST, "OutputDirectoryNotWritable"),  # a file where a folder should be
         (errno.ECONNREFUSED, "TransientNetworkFailure"),
         (errno.EIO, "Internal"),
     ],
