@@ -21,7 +21,6 @@ INVARIANTS
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
@@ -62,7 +61,7 @@ from aura.projections.events import (
     StepStarted,
     StepSucceeded,
 )
-from aura.projections.job import JobState, JobStatus, fold
+from aura.projections.job import JobState, JobStatus, StepStatus, fold
 from aura.store.errors import ConcurrencyError
 from aura.store.log import QueuedAppend
 
@@ -75,6 +74,10 @@ logger = logging.getLogger(__name__)
 
 #: the longest the finished video's probe (ffprobe, sha256) may take
 OUTPUT_PROBE_SECONDS = 120.0
+#: how long a failed run keeps trying to record its failure while the log refuses writes
+#: (another process holding its lock, a full disk), and the longest wait between tries
+RECORD_FAILURE_SECONDS = 120.0
+RECORD_FAILURE_MAX_DELAY = 8.0
 
 #: turns a finished job's artifacts (by name) into its Output
 OutputProbe = Callable[[Mapping[str, Artifact]], Awaitable[Output]]
@@ -249,17 +252,39 @@ class JobRun:
         await self.append(final)
 
     async def _fail(self, exc: BaseException) -> None:
+        """Record the job as failed, trying again while the log refuses writes. A job left
+        Running (the log never took it) is found by the next start's recovery."""
         if self._state is None:
             return
-        with contextlib.suppress(Exception):
-            if self._last_append is not None:  # appends commit in order: then all have settled
-                await asyncio.wait({self._last_append.future})
-            state = fold(await self._log.read(self.job_id))  # what did commit, not the queue
-            if state is None or state.is_terminal:
+        if self._last_append is not None:  # appends commit in order: then all have settled
+            await asyncio.wait({self._last_append.future})
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + RECORD_FAILURE_SECONDS, 0.25
+        while True:
+            try:
+                await self._record_failure(exc)
                 return
-            self._state, self._append_error, self._last_append = state, None, None
-            error = map_step_error(exc, None, state.correlation_id, self._settings)
-            await self.append([JobFailed(error=error, attempt=state.attempt)])
+            except Exception as e:
+                if loop.time() + delay > deadline:
+                    logger.error("job %s: its failure could not be recorded: %s", self.job_id, e)
+                    return
+                logger.warning("job %s: cannot record its failure yet: %s", self.job_id, e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECORD_FAILURE_MAX_DELAY)
+
+    async def _record_failure(self, exc: BaseException) -> None:
+        """Append StepFailed for the step the log shows running, then JobFailed."""
+        state = fold(await self._log.read(self.job_id))  # what did commit, not the queue
+        if state is None or state.is_terminal:
+            return
+        self._state, self._append_error, self._last_append = state, None, None
+        error = map_step_error(exc, None, state.correlation_id, self._settings)
+        failed: list[Event] = [
+            StepFailed(step=step.name, attempt=state.attempt, error=replace(error, step=step.name))
+            for step in state.steps
+            if step.status is StepStatus.RUNNING
+        ]
+        await self.append([*failed, JobFailed(error=error, attempt=state.attempt)])
 
     async def _steps(self, records: list[Recorded], request: JobRequest) -> list[Event]:
         """Run or reuse each step in order; returns the job's terminal events.

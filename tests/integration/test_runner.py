@@ -21,6 +21,7 @@ from runner_support import (
     sleep_step,
     temp_files,
     types_of,
+    until,
     wait_for,
     wait_gone,
 )
@@ -330,8 +331,35 @@ async def test_a_queued_append_that_fails_stops_the_step_and_fails_the_job(
     assert state.status is JobStatus.FAILED
     error = state.errors[-1]
     assert error.code == "Internal" and error.details["exception"] == "append failed: refused"
-    assert state.step("broll").status is StepStatus.RUNNING  # as committed when the run failed
+    assert state.step("broll").status is StepStatus.FAILED  # the step running when it failed
     assert state.step("subtitles").status is StepStatus.PENDING
+
+
+async def test_a_failure_the_log_refuses_at_first_is_recorded_once_it_takes_writes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def warns(ctx: StepContext) -> list[Artifact]:
+        await ctx.warn("Test", "a warning the log refuses")
+        await asyncio.sleep(TIMEOUT * 2)  # stopped when the warning's commit fails
+        return []
+
+    async with await Engine.open(settings_for(tmp_path), pipeline=pipeline(broll=warns)) as engine:
+        with sqlite3.connect(engine.log.path) as conn:  # as a full disk would, for a while
+            conn.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.type IN "
+                "('JobWarning', 'JobFailed') BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        job_id = (await engine.submit(DRAFT)).job.job_id
+        await until(lambda: "cannot record its failure yet" in caplog.text)
+        assert (await engine.get(job_id)).status is JobStatus.RUNNING
+        with sqlite3.connect(engine.log.path) as conn:
+            conn.execute("DROP TRIGGER refuse")
+        async with asyncio.timeout(TIMEOUT):
+            await engine.run_until_idle()
+        state = await assert_consistent(engine, job_id)
+        assert state.status is JobStatus.FAILED
+        assert state.step("broll").status is StepStatus.FAILED
+        assert (await engine.retry(job_id)).status is JobStatus.QUEUED  # retry is open again
 
 
 async def test_a_probe_of_the_output_that_hangs_fails_the_job_with_a_timeout(
