@@ -161,7 +161,8 @@ class EventLog:
         if readonly:
             if not path.is_file():
                 raise DatabaseMissing(f"no database at {path}")
-            reader = await connect(f"file:{path}?mode=ro", uri=True)
+            # as_uri: a folder named `copy #1` or `what?` must not end the file name early
+            reader = await connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
             return cls(path, None, reader, poll_interval)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,6 +177,9 @@ class EventLog:
             await writer.execute(f"PRAGMA wal_autocheckpoint={WAL_HARD_LIMIT_PAGES}")
             await on_thread(writer, migrate, writer._conn)
             reader = await connect(str(path))
+        except sqlite3.Error as e:  # not a database, a full disk, ...
+            await writer.close()
+            raise StoreError(f"cannot open the log {path}: {e}") from e
         except BaseException:
             await writer.close()
             raise

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from aura.store.errors import StoreError
+
 __all__ = ["MIGRATIONS", "migrate"]
 
 #: Migration N (1-based) brings a database from user_version N-1 to N. Never edit a shipped one.
@@ -64,23 +66,36 @@ MIGRATIONS: tuple[str, ...] = (
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the missing migrations, each in its own transaction; returns the new version."""
-    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise RuntimeError(
-            f"database schema version {version} is newer than this build ({len(MIGRATIONS)})"
-        )
-    for number in range(version + 1, len(MIGRATIONS) + 1):
+    """Apply the missing migrations, each in its own transaction; returns the new version.
+
+    The version is read again under each migration's write lock: two processes opening a new
+    database at once (a server and `aura sample`) must not both apply migration 1.
+    """
+    while True:
+        version = _schema_version(conn)
+        if version == len(MIGRATIONS):
+            return version
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(MIGRATIONS[number - 1]):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
+            version = _schema_version(conn)
+            if version < len(MIGRATIONS):
+                for statement in _statements(MIGRATIONS[version]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    return len(MIGRATIONS)
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the database's schema version {version} is newer than this build's "
+            f"({len(MIGRATIONS)}): use a newer Aura, or another data folder"
+        )
+    return version
 
 
 def _statements(script: str) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import sqlite3
 import sys
 import threading
@@ -17,6 +18,7 @@ from aura.projections.events import JobCreated, JobStarted, Recorded, StepProgre
 from aura.store import ConcurrencyError, CorruptEvent, DatabaseMissing, EventLog, StoreError
 from aura.store import log as log_module
 from aura.store import subscriptions as subscriptions_module
+from aura.store.schema import MIGRATIONS
 
 STEPS = ("preflight", "mux")
 TIMEOUT = 10.0
@@ -410,6 +412,42 @@ async def test_readonly_open_needs_an_existing_database(tmp_path: Path) -> None:
             await readonly.append("a", [JobStarted()], 1)
     finally:
         await readonly.close()
+
+
+async def test_readonly_open_of_a_folder_whose_name_looks_like_a_uri(tmp_path: Path) -> None:
+    for name in ("copy #1", "what?", "50%3F"):
+        folder = tmp_path / name
+        async with await EventLog.open(folder) as log:
+            await log.append("a", [created()], 0)
+        async with await EventLog.open(folder, readonly=True) as readonly:
+            assert len(await readonly.read("a")) == 1
+    # nothing was created beside the folders (a URI cut at `#` or `?` would name another file)
+    assert sorted(os.listdir(tmp_path)) == ["50%3F", "copy #1", "what?"]
+
+
+async def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "aura.db").write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(StoreError, match="cannot open the log"):
+        await EventLog.open(tmp_path)
+
+
+async def test_a_schema_newer_than_this_build_is_a_store_error(tmp_path: Path) -> None:
+    await (await EventLog.open(tmp_path)).close()
+    with sqlite3.connect(tmp_path / "aura.db") as conn:
+        conn.execute("PRAGMA user_version = 999")
+    with pytest.raises(StoreError, match="schema version 999 is newer"):
+        await EventLog.open(tmp_path)
+
+
+async def test_opening_a_new_database_from_many_places_at_once(tmp_path: Path) -> None:
+    # each open has its own connection thread: they race to migrate the new file
+    for round_ in range(3):
+        folder = tmp_path / str(round_)
+        logs = await asyncio.gather(*(EventLog.open(folder) for _ in range(6)))
+        for log in logs:
+            await log.close()
+        with sqlite3.connect(folder / "aura.db") as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
 async def test_data_folder_under_a_file_is_a_clear_error(tmp_path: Path) -> None:
