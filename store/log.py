@@ -143,6 +143,7 @@ class EventLog:
         self._commits_since_checkpoint = 0
         self._rows_since_checkpoint = 0
         self._closed = False
+        self._closing = False  # close() has begun: appends are refused from then on
         self.last_seq = 0
 
     # ---- opening and closing -------------------------------------------------------------
@@ -189,12 +190,14 @@ class EventLog:
         return log
 
     async def close(self) -> None:
-        """Finish pending appends, end every subscription and close the connections."""
-        if self._closed:
+        """Finish the appends queued so far (later ones are refused), end every subscription
+        and close the connections."""
+        if self._closed or self._closing:
             return
+        self._closing = True
         if self._pending and self._commit_on_loop:
             self._flush_on_loop()  # now, not after the connections are gone
-        if self._flusher is not None:
+        while self._flusher is not None:
             await asyncio.shield(self._flusher)
         if self._checkpoint_task is not None:
             await self._checkpoint_task
@@ -246,7 +249,7 @@ class EventLog:
         """
         if self._writer is None:
             raise StoreError("the log was opened read-only")
-        if self._closed:
+        if self._closed or self._closing:
             raise StoreError("the log is closed")
         future: asyncio.Future[list[Recorded]] = asyncio.get_running_loop().create_future()
         encode = ENCODER.encode
@@ -298,7 +301,10 @@ class EventLog:
                     if self._commit_on_loop:
                         results = self._commit_batch(batch)
                     else:
-                        results = await on_thread(writer, self._commit_batch, batch)
+                        try:
+                            results = await on_thread(writer, self._commit_batch, batch)
+                        except Exception as e:  # the connection itself failed: every one did
+                            results = [StoreError(f"append failed: {e}")] * len(batch)
                 self._settle(batch, results)
         finally:
             self._flusher = None
@@ -374,8 +380,8 @@ class EventLog:
             if frames >= WAL_RESTART_PAGES:
                 async with self._writer_lock:
                     await self.checkpoint()
-        except StoreError as e:  # busy or I/O: the WAL grows until the next one
-            logger.warning("%s", e)
+        except (StoreError, sqlite3.Error, ValueError) as e:  # busy, I/O, or a closed connection
+            logger.warning("background checkpoint: %s", e)
         finally:
             self._checkpoint_task = None
 

@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from aura.projections.events import JobCreated, JobStarted, Recorded, StepProgressed, StepStarted
-from aura.store import ConcurrencyError, CorruptEvent, DatabaseMissing, EventLog, StoreError
+from aura.store import (
+    ConcurrencyError,
+    CorruptEvent,
+    DatabaseMissing,
+    Durability,
+    EventLog,
+    StoreError,
+)
 from aura.store import log as log_module
 from aura.store import subscriptions as subscriptions_module
 from aura.store.schema import MIGRATIONS
@@ -448,6 +455,30 @@ async def test_opening_a_new_database_from_many_places_at_once(tmp_path: Path) -
             await log.close()
         with sqlite3.connect(folder / "aura.db") as conn:
             assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+@pytest.mark.parametrize("durability", list(Durability))
+async def test_close_commits_what_was_queued_and_refuses_later_appends(
+    tmp_path: Path, durability: Durability
+) -> None:
+    log = await EventLog.open(tmp_path, durability=durability)
+    queued = [log.append_nowait(f"job{i}", [created()], 0).future for i in range(300)]
+    closing = asyncio.create_task(log.close())
+    await asyncio.sleep(0)  # close() has begun
+    refused = 0
+    while not closing.done():  # appends made while the log closes: refused at once, not lost
+        try:
+            queued.append(log.append_nowait(f"late{refused}", [created()], 0).future)
+        except StoreError:
+            refused += 1
+        await asyncio.sleep(0)
+    await closing
+    async with asyncio.timeout(5):  # every future is settled: nobody waits forever
+        results = await asyncio.gather(*queued, return_exceptions=True)
+    assert refused > 0 and len(results) == 300
+    assert all(isinstance(r, list) and len(r) == 1 for r in results)
+    async with await EventLog.open(tmp_path, readonly=True) as readonly:
+        assert await readonly.max_seq() == 300
 
 
 async def test_data_folder_under_a_file_is_a_clear_error(tmp_path: Path) -> None:
