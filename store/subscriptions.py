@@ -6,6 +6,9 @@ INVARIANTS
 - The log notifies in commit order, right after each commit, so a buffer is in seq order.
 - A subscriber that falls SUBSCRIBER_BUFFER events behind drops its buffer and reads what it
   missed from the log: a slow reader costs memory up to that bound, never a lost event.
+- With a poll interval (writers in other processes), a push only wakes the subscriber, which
+  reads the log: another process's commit may lie between two of this process's.
+- Events pushed before the log closed are still delivered.
 - A watcher (a synchronous callback, for fan-outs that must not pay a task wake-up per event)
   is called with each append of its job right after the commit, in commit order, then once
   `on_commit` when the commit's appends are all told (a fan-out writes once per commit); it
@@ -64,7 +67,7 @@ class Subscriber:
                 await asyncio.wait_for(self.wake.wait(), poll_interval)
             except TimeoutError:
                 return False  # re-read the log: another process may have written
-        return not self.closed and not self.overflowed
+        return not self.overflowed  # closed or not, what was pushed before is delivered
 
 
 class Watcher(Protocol):
@@ -192,6 +195,9 @@ async def follow(
                 break
         while await sub.wait_live(poll_interval):
             pending, sub.buffer = sub.buffer, []
+            if poll_interval is not None and not sub.closed:
+                # another process may have committed between these: read them from the log
+                break
             for rec in pending:
                 if rec.seq > last:
                     yield rec

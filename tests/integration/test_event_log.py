@@ -164,6 +164,35 @@ async def test_slow_subscriber_falls_back_to_the_log_without_loss(
     assert rest == list(range(2, 61))
 
 
+async def test_a_polling_subscriber_gets_what_another_writer_put_between_pushes(
+    tmp_path: Path,
+) -> None:
+    log = await EventLog.open(tmp_path, poll_interval=30.0)  # a poll that would come too late
+    other = await EventLog.open(tmp_path)  # another writer, as another process has
+    try:
+        await log.append("a", [created()], 0)
+        stream = log.subscribe(after_seq=0, job_id="a")
+        assert (await anext(stream)).version == 1
+        await other.append("a", [JobStarted()], 1)  # no push reaches `log` for this one
+        await log.append("a", [StepStarted(step="mux")], 2)  # this one pushes
+        async with asyncio.timeout(5):
+            assert [(await anext(stream)).version for _ in range(2)] == [2, 3]
+        await stream.aclose()
+    finally:
+        await other.close()
+        await log.close()
+
+
+async def test_events_pushed_before_the_log_closes_are_delivered(tmp_path: Path) -> None:
+    log = await EventLog.open(tmp_path)
+    await log.append("a", [created()], 0)
+    stream = log.subscribe(after_seq=0, job_id="a")
+    assert (await anext(stream)).version == 1
+    await log.append("a", [JobStarted()], 1)  # pushed to the subscriber, not read yet
+    await log.close()
+    assert [rec.version async for rec in stream] == [2]
+
+
 async def test_close_ends_subscriptions(tmp_path: Path) -> None:
     log = await EventLog.open(tmp_path)
     await log.append("a", [created()], 0)
