@@ -169,7 +169,8 @@ def decide_recovery(
 
     Running: `JobInterrupted` (its running step goes back to Pending), then, with
     on_interrupted="fail", `JobFailed(Interrupted)`. A cancel requested before the crash ends
-    as `JobCanceled`. Queued: nothing (it is queued again).
+    as a cancel does: the step that was running `StepCanceled`, then `JobCanceled`. Queued:
+    nothing (it is queued again).
     """
     attempt = state.attempt
     events: list[Event] = []
@@ -177,6 +178,8 @@ def decide_recovery(
         step = next((s.name for s in state.steps if s.status is StepStatus.RUNNING), None)
         events.append(JobInterrupted(step=step, attempt=attempt))
         if state.cancel_requested:
+            if step is not None:
+                events.append(StepCanceled(step=step, attempt=attempt))
             return [*events, JobCanceled(attempt=attempt)]
         if on_interrupted == "fail":
             error = make_error(

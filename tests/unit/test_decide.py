@@ -154,8 +154,10 @@ def test_recovery_leaves_a_queued_job_alone_and_finishes_a_requested_cancel() ->
     assert decide_recovery(state_of(JobCancelRequested()), "resume") == [JobCanceled()]
     asked = state_of(*RUNNING_BROLL, JobCancelRequested())
     events = decide_recovery(asked, "resume")
-    assert events == [JobInterrupted(step="broll"), JobCanceled()]
-    assert check_events(asked, events).status is JobStatus.CANCELED
+    assert events == [JobInterrupted(step="broll"), StepCanceled(step="broll"), JobCanceled()]
+    after = check_events(asked, events)
+    assert after.status is JobStatus.CANCELED
+    assert after.step("broll").status is StepStatus.CANCELED  # as a cancel without a crash
 
 
 def test_reuse_candidates_are_the_last_successes_with_artifacts() -> None:
