@@ -130,6 +130,18 @@ async def test_a_refused_key_is_reported_as_the_key_without_retrying(
     assert KEY not in str(caught.value.info)
 
 
+async def test_a_base_url_with_a_password_is_refused_without_showing_it(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        openai_api_key=KEY,
+        openai_base_url="http://alice:hunter2pass@127.0.0.1:9/v1",
+    )
+    with pytest.raises(AuraError) as caught:
+        await openai_tts.request_speech("hi", "alloy", settings)
+    assert caught.value.code == "InvalidInput:AURA_OPENAI_BASE_URL"
+    assert "hunter2pass" not in str(caught.value.info) and KEY not in str(caught.value.info)
+
+
 async def test_no_key_fails_before_any_request(tmp_path: Path) -> None:
     with pytest.raises(AuraError) as caught:
         await openai_tts.request_speech("hi", "alloy", settings_for(tmp_path))
