@@ -157,7 +157,7 @@ class Subscriptions:
         logger.exception("a watcher of job %s failed; it is dropped", job_id)
         self._told.pop(watcher, None)
         self.unwatch(job_id, watcher)
-        watcher.on_end()
+        _end(watcher)
 
     def close(self) -> None:
         """End every subscription and watch (the log is closing)."""
@@ -168,11 +168,19 @@ class Subscriptions:
         watchers = [w for ws in self._watchers.values() for w in ws]
         self._watchers.clear()
         for watcher in watchers:
-            watcher.on_end()
+            _end(watcher)
 
     def __len__(self) -> int:
         subscribers = sum(len(subs) for subs in self._by_job.values())
         return subscribers + sum(len(watchers) for watchers in self._watchers.values())
+
+
+def _end(watcher: Watcher) -> None:
+    """Tell `watcher` its watch ended; a bug there must not stop the commit that found it."""
+    try:
+        watcher.on_end()
+    except Exception:
+        logger.exception("a watcher failed as its watch ended")
 
 
 async def follow(

@@ -313,6 +313,28 @@ async def test_watchers_get_their_jobs_appends_at_commit(tmp_path: Path, caplog:
     assert (watcher.ended, broken.ended, gone.ended) == (1, 1, 0)
 
 
+async def test_a_watcher_that_fails_as_it_ends_fails_no_append(tmp_path: Path, caplog: Any) -> None:
+    class FailsTwice(Watcher):
+        def on_events(self, recorded: list[Recorded]) -> None:
+            raise RuntimeError("a bug in the watcher")
+
+        def on_end(self) -> None:
+            raise RuntimeError("another bug in the watcher")
+
+    async with await EventLog.open(tmp_path) as log:
+        await log.append("a", [created()], 0)
+        await log.append("b", [created()], 0)
+        log.watch("a", FailsTwice())
+        async with asyncio.timeout(5):  # both appends of the commit settle
+            done = await asyncio.gather(
+                log.append("a", [JobStarted()], 1), log.append("b", [JobStarted()], 1)
+            )
+        assert [rec.version for result in done for rec in result] == [2, 2]
+        assert "failed as its watch ended" in caplog.text
+        log.watch("a", FailsTwice())  # and one the closing log ends
+    assert "failed as its watch ended" in caplog.text
+
+
 async def test_a_watcher_that_fails_at_the_end_of_a_commit_is_dropped(
     tmp_path: Path, caplog: Any
 ) -> None:
