@@ -171,7 +171,9 @@ class JobsTable:
         where, params = ("WHERE status = ?", [status.value]) if status else ("", [])
         sql = (
             f"SELECT {_COLUMNS} FROM jobs {where} "
-            "ORDER BY created_utc DESC, job_id DESC LIMIT ? OFFSET ?"
+            # rowid: rows are inserted as jobs are created, so it orders the jobs created in
+            # one group commit (which share created_utc)
+            "ORDER BY created_utc DESC, rowid DESC LIMIT ? OFFSET ?"
         )
 
         def read(conn: sqlite3.Connection) -> list[JobRow]:
@@ -191,7 +193,7 @@ class JobsTable:
         """Jobs whose row is Queued or Running, oldest first."""
 
         def read(conn: sqlite3.Connection) -> builtins.list[str]:
-            sql = "SELECT job_id FROM jobs WHERE status IN (?, ?) ORDER BY created_utc, job_id"
+            sql = "SELECT job_id FROM jobs WHERE status IN (?, ?) ORDER BY created_utc, rowid"
             return [r[0] for r in conn.execute(sql, _ACTIVE)]
 
         return await self._log.run_on_reader(read)

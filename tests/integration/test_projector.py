@@ -83,6 +83,19 @@ def test_read_model_equals_the_replay_of_every_job(sequences: list[list[Event]],
         asyncio.run(scenario(Path(data_dir)))
 
 
+async def test_jobs_created_in_one_commit_keep_their_creation_order(tmp_path: Path) -> None:
+    created = JobCreated(preset="p", steps=("mux",), correlation_id="c")
+    names = ["c-first", "b-second", "a-third"]  # job ids that sort the other way
+    async with await EventLog.open(tmp_path) as log:
+        projector = Projector(log)
+        await projector.start()
+        await asyncio.gather(*(log.append(name, [created], 0) for name in names))  # one commit
+        assert len({rec.ts for name in names for rec in await log.read(name)}) == 1
+        assert await projector.table.active_job_ids() == names  # oldest first
+        assert [row.job_id for row in await projector.list(limit=10)] == names[::-1]
+        await projector.stop()
+
+
 async def test_projector_resumes_from_its_saved_position(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
