@@ -190,6 +190,8 @@ async def job_findings(
     if brief.tts == "openai":
         findings.append(check_key("OPENAI_API_KEY", settings.openai_api_key, required=True))
     findings.append(await check_program("ffmpeg", settings.ffmpeg_path, settings))
+    # the steps check what they make with ffprobe, and the job its finished video
+    findings.append(await check_program("ffprobe", settings.ffprobe_path, settings))
     if brief.tts == "espeak":
         findings.append(await check_program("espeak-ng", settings.espeak_path, settings))
     findings.append(await asyncio.to_thread(check_output_dir, work_dir))

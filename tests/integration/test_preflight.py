@@ -97,6 +97,14 @@ async def test_auto_encoder_without_a_gpu_warns_and_falls_back(tmp_path: Path) -
     assert recorder.progress[-1][1] == 100.0
 
 
+async def test_the_job_checks_need_ffprobe_too(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, ffprobe_path="aura-missing-ffprobe")
+    brief = Brief(title="t", script=("hi",))
+    findings = await job_findings(settings, brief, DRAFT, settings.job_dir("j"))
+    failed = [(f.check, f.code) for f in findings if f.failed]
+    assert failed == [("ffprobe", "FFmpegNotFound")]
+
+
 async def test_the_job_checks_skip_espeak_for_openai_and_need_its_key(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, espeak_path="aura-missing-espeak", openai_api_key="k" * 20)
     brief = Brief(title="t", script=("hi",), tts="openai")
