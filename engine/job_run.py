@@ -62,7 +62,7 @@ from aura.projections.events import (
     StepSucceeded,
 )
 from aura.projections.job import JobState, JobStatus, StepStatus, fold
-from aura.store.errors import ConcurrencyError
+from aura.store.errors import ConcurrencyError, StoreError
 from aura.store.log import QueuedAppend
 
 if TYPE_CHECKING:
@@ -264,11 +264,14 @@ class JobRun:
             try:
                 await self._record_failure(exc)
                 return
-            except Exception as e:
+            except StoreError as e:  # refused (or written meanwhile): read it again, try again
                 if loop.time() + delay > deadline:
                     logger.error("job %s: its failure could not be recorded: %s", self.job_id, e)
                     return
                 logger.warning("job %s: cannot record its failure yet: %s", self.job_id, e)
+            except Exception:  # a bug: trying again would only repeat it
+                logger.exception("job %s: its failure could not be recorded", self.job_id)
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECORD_FAILURE_MAX_DELAY)
 
