@@ -15,16 +15,29 @@ from aura.engine import atomic, gpu
 from aura.engine.context import StepContext
 from aura.engine.ffmpeg import ffmpeg_argv, output_options, run_ffmpeg
 from aura.engine.media import accept_media, make_artifact, probe_duration
-from aura.engine.steps.spec import QUALITY, input_path
-from aura.engine.steps.subtitles import for_burning
+from aura.engine.steps.spec import QUALITY, frame_size, input_path
+from aura.engine.steps.subtitles import for_burning, for_soft
 from aura.projections.events import Artifact
 
-__all__ = ["VIDEO_FILE", "mux"]
+__all__ = ["VIDEO_FILE", "mux", "subtitle_style"]
 
 VIDEO_FILE = "video.mp4"
-#: the subtitles as the burn-in filter reads them (see subtitles.for_burning)
+#: the subtitles as the burn-in filter and the mov_text encoder read them (see subtitles.py);
+#: the subtitles step's own SRT stays as written, for players that take a sidecar file
 BURN_FILE = "subtitles.burn.srt"
-SUBTITLE_STYLE = "FontName=DejaVu Sans,FontSize=20,Outline=2,Shadow=0,MarginV=28"
+SOFT_FILE = "subtitles.soft.srt"
+#: libass sizes text in units of a 288-row frame whatever the video's height: these are for
+#: 720 rows (16:9), and a taller frame (9:16, 1280 rows) gets them scaled down to the same pixels
+FONT_SIZE, MARGIN_V, STYLED_ROWS = 20, 28, 720
+
+
+def subtitle_style(aspect: str) -> str:
+    """The burned subtitles' look: about 50 px text, whatever the frame's orientation."""
+    scale = STYLED_ROWS / frame_size(aspect)[1]
+    return (
+        f"FontName=DejaVu Sans,FontSize={round(FONT_SIZE * scale)},Outline=2,Shadow=0,"
+        f"MarginV={round(MARGIN_V * scale)}"
+    )
 
 
 async def mux(ctx: StepContext) -> list[Artifact]:
@@ -36,9 +49,11 @@ async def mux(ctx: StepContext) -> list[Artifact]:
     async def on_progress(pct: float, eta: float | None) -> None:
         await ctx.progress(pct, "encoding the video", eta)
 
+    plain = input_path(ctx, "subtitles").read_text(encoding="utf-8")
     if ctx.options.subtitles in ("burned", "both"):
-        plain = input_path(ctx, "subtitles").read_text(encoding="utf-8")
         await asyncio.to_thread(atomic.write_text, ctx.work_dir / BURN_FILE, for_burning(plain))
+    if ctx.options.subtitles in ("soft", "both"):
+        await asyncio.to_thread(atomic.write_text, ctx.work_dir / SOFT_FILE, for_soft(plain))
     needs: tuple[str, ...] = ("video", "audio")
     if ctx.options.subtitles in ("soft", "both"):
         needs += ("subtitle",)
@@ -61,16 +76,16 @@ def _encoder_options(ctx: StepContext, nvenc: bool) -> dict[str, Any]:
 def _graph(ctx: StepContext, duration: float, out: str, nvenc: bool) -> object:
     """Inputs, the optional burn-in filter and the output options."""
     quality = QUALITY[ctx.options.quality]
-    srt = input_path(ctx, "subtitles")
     picture = ffmpeg.input(str(input_path(ctx, "broll"))).video
     sound = ffmpeg.input(str(input_path(ctx, "narration"))).audio
     streams: list[Any] = [picture, sound]
     options: dict[str, Any] = {}
     if ctx.options.subtitles in ("burned", "both"):
         # A name relative to ffmpeg's cwd (the work folder) keeps filter escaping trivial.
-        streams[0] = picture.filter("subtitles", filename=BURN_FILE, force_style=SUBTITLE_STYLE)
+        style = subtitle_style(ctx.brief.aspect)
+        streams[0] = picture.filter("subtitles", filename=BURN_FILE, force_style=style)
     if ctx.options.subtitles in ("soft", "both"):
-        streams.append(ffmpeg.input(str(srt))["s"])
+        streams.append(ffmpeg.input(SOFT_FILE)["s"])  # relative to the work folder, as above
         options |= {"scodec": "mov_text", "metadata:s:s:0": "language=eng"}
     return ffmpeg.output(
         *streams,

@@ -48,11 +48,27 @@ def srt_time(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d},{ms:03d}"
 
 
+#: invisible, and it ends the markup ffmpeg's SRT reader and libass would otherwise see
+WORD_JOINER = "\u2060"
+
+
+def _unmarked(srt: str) -> str:
+    """A backslash or `<` followed by a word joiner: `\\N`, `\\h`, `\\b1` or `<b>` in a line
+    is then text, not markup (ffmpeg reads an SRT's HTML-like tags and ASS escapes)."""
+    return srt.replace("\\", "\\" + WORD_JOINER).replace("<", "<" + WORD_JOINER)
+
+
 def for_burning(srt: str) -> str:
-    """The SRT as libass must read it to draw it verbatim: `{...}` would be an override block
-    (drawn as nothing), so braces are escaped. The soft `mov_text` stream keeps the plain SRT:
-    players show its text as it is."""
-    return srt.replace("{", "\\{").replace("}", "\\}")
+    """The SRT as the burn-in filter must read it to draw each line as written: markup broken
+    (`_unmarked`), and braces escaped for libass, which reads `{...}` as an override block and
+    draws nothing of it (a word joiner after `{` keeps ffmpeg from reading `{\\...}` too)."""
+    return _unmarked(srt).replace("{", "\\{" + WORD_JOINER).replace("}", "\\}")
+
+
+def for_soft(srt: str) -> str:
+    """The SRT as ffmpeg must read it into the `mov_text` stream so that players show each line
+    as written: markup broken, and `{\\...}` (an override ffmpeg would drop) broken too."""
+    return _unmarked(srt).replace("{", "{" + WORD_JOINER)
 
 
 def build_srt(lines: Sequence[str], durations: Sequence[float]) -> str:

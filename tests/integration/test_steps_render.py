@@ -27,7 +27,7 @@ from aura.engine.pipeline import OUTPUT_ARTIFACT, PIPELINE
 from aura.engine.steps.mux import BURN_FILE, mux
 from aura.engine.steps.narration import narration
 from aura.engine.steps.spec import LINE_GAP_SECONDS
-from aura.engine.steps.subtitles import build_srt, cue_times, srt_time
+from aura.engine.steps.subtitles import WORD_JOINER, build_srt, cue_times, srt_time
 
 
 def _sha256(path: Path) -> str:
@@ -154,19 +154,21 @@ async def test_an_unknown_espeak_voice_is_invalid_input(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
-async def test_braces_in_a_line_are_burned_verbatim_and_kept_plain_in_the_soft_stream(
+async def test_markup_in_a_line_is_shown_as_written_burned_and_in_the_soft_stream(
     tmp_path: Path,
 ) -> None:
     settings = settings_for(tmp_path)
-    brief = Brief(title="Braces", script=("Set {x} to one.",))
+    lines = ("Set {x} to one.", r"Save {\b1}it{\b0} to C:\Users\Nina\notes.txt", "<b>If</b> a < b.")
+    brief = Brief(title="Markup", script=lines)
     artifacts = await run_steps(settings, brief=brief, options=Options(quality="draft"))
     video = Path(artifacts[OUTPUT_ARTIFACT].path)
     # libass reads `{x}` as an override block and draws nothing: the burn-in copy escapes it.
     burned = await asyncio.to_thread((video.parent / BURN_FILE).read_text)
-    assert "Set \\{x\\} to one." in burned
+    assert f"Set \\{{{WORD_JOINER}x\\}} to one." in burned
     soft = await asyncio.create_subprocess_exec(
         settings.ffmpeg_path, "-loglevel", "error", "-i", str(video), "-map", "0:s", "-f", "srt",
         "-", stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await soft.communicate()
-    assert "Set {x} to one." in out.decode()
+    shown = out.decode().replace(WORD_JOINER, "")  # what a player shows: the joiners are invisible
+    assert all(line in shown for line in lines), shown

@@ -1,10 +1,26 @@
-"""The SRT the burn-in filter reads: braces escaped (libass override blocks), nothing else."""
+"""Subtitles as ffmpeg reads and burns them: lines as written, one size in both orientations."""
 
 from __future__ import annotations
 
-from aura.engine.steps.subtitles import build_srt, for_burning
+from aura.engine.steps.mux import subtitle_style
+from aura.engine.steps.subtitles import WORD_JOINER, build_srt, for_burning, for_soft
+
+LINES = ["Set {x} to one.", r"C:\Users\Nina", "<b>a</b> < b", "Plain: 100%"]
 
 
-def test_braces_are_escaped_for_burning_and_nothing_else_changes() -> None:
-    srt = build_srt(["Set {x} to one.", "Plain <b>text</b>: 100%"], [1.0, 1.0])
-    assert for_burning(srt) == srt.replace("{x}", "\\{x\\}")
+def test_markup_is_broken_by_invisible_joiners_and_nothing_else_changes() -> None:
+    srt = build_srt(LINES, [1.0] * len(LINES))
+    soft = for_soft(srt)
+    burned = for_burning(srt)
+    assert soft.replace(WORD_JOINER, "") == srt
+    assert burned.replace(WORD_JOINER, "").replace("\\{", "{").replace("\\}", "}") == srt
+    for text in (soft, burned):
+        assert "\\N" not in text and "\\U" not in text and "<b>" not in text and "</" not in text
+    assert "{\\" not in soft and "{x}" in soft.replace(WORD_JOINER, "")
+    assert "\\{" + WORD_JOINER + "x\\}" in burned  # libass's own escape for a brace
+
+
+def test_burned_text_has_the_same_pixel_size_in_both_orientations() -> None:
+    wide, tall = subtitle_style("16:9"), subtitle_style("9:16")
+    assert "FontSize=20," in wide and "MarginV=28" in wide  # 720 rows: 50 px text
+    assert "FontSize=11," in tall and "MarginV=16" in tall  # 1280 rows: the same 50 px
