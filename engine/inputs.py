@@ -43,21 +43,23 @@ class Request(
     """Base of request structs: camelCase, unknown fields refused."""
 
 
-#: no NUL: a text goes into argv (espeak-ng) and files that C tools read
-_NO_NUL = r"^[^\x00]*$"
+#: something besides whitespace (a blank line would render silence and an empty cue), and no
+#: NUL: a text goes into argv (espeak-ng) and files that C tools read
+_TEXT = r"^[^\x00]*[^\x00\s][^\x00]*$"
 
 
 class Brief(Request, frozen=True, kw_only=True):
-    title: Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=_NO_NUL)] = (
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=_TEXT)] = (
         "Hello from Aura"
     )
+    #: required (validate_request): nothing is narrated that was not given
     script: Annotated[
         tuple[
-            Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LINE_CHARS, pattern=_NO_NUL)],
+            Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LINE_CHARS, pattern=_TEXT)],
             ...,
         ],
         msgspec.Meta(min_length=1, max_length=MAX_LINES),
-    ] = ("Hello from Aura.",)
+    ] = ()
     aspect: Literal["16:9", "9:16"] = "16:9"
     #: an espeak-ng voice name (e.g. en-us, en-gb, de); letters, digits, '-', '+' only
     voice: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9+\-]{1,32}$")] = "en-us"
@@ -148,12 +150,19 @@ def _parsed(body: bytes) -> object:
 
 
 def validate_request(request: JobRequest) -> JobRequest:
-    """Checks msgspec cannot express: the default preset needs a brief; timeouts name steps."""
+    """Checks msgspec cannot express: the default preset needs a brief, a brief its script;
+    timeouts name steps."""
     if request.preset == "default" and request.brief is None:
         raise AuraError.of(
             "InvalidInput:brief",
             "the 'default' preset renders a brief: give one (title, script, aspect, voice)",
             details={"field": "brief"},
+        )
+    if request.brief is not None and not request.brief.script:  # a brief given is rendered
+        raise AuraError.of(
+            "InvalidInput:brief.script",
+            "the brief has no script: give the lines to narrate (1 to 20)",
+            details={"field": "brief.script"},
         )
     for step in request.options.timeouts:
         if step not in STEP_NAMES:

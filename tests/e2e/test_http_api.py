@@ -107,6 +107,18 @@ async def test_a_nul_character_in_the_brief_is_a_400_not_a_failed_render(client:
     await problem(resp, 400, "InvalidInput:brief.title")
 
 
+async def test_blank_text_and_a_brief_without_script_are_400s(client: Any) -> None:
+    # each would render silence, an empty cue or text nobody wrote
+    for brief, field in (
+        ({"title": "Fine", "script": ["ok", "   "]}, "brief.script"),
+        ({"title": " \n", "script": ["ok"]}, "brief.title"),
+        ({"title": "Only a title"}, "brief.script"),
+    ):
+        for preset in ("default", "sample-hello-youtube"):  # a brief given is rendered
+            resp = await client.post("/api/jobs", json={"preset": preset, "brief": brief})
+            await problem(resp, 400, f"InvalidInput:{field}")
+
+
 async def test_idempotency_key_returns_the_same_job_for_the_same_body(client: Any) -> None:
     body = {"preset": "sample-hello-youtube", "options": {"quality": "draft"}}
     headers = {"Idempotency-Key": "key-1"}
