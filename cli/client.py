@@ -249,15 +249,22 @@ class Progress:
             step[2] = None
         if event.startswith("job-") and "status" in data:
             self.status = data["status"]
-        if event in ("step-error", "job-failed", "job-warning"):
+        noted = event in ("step-error", "job-failed", "job-warning")
+        if noted:
             self.notes.append(_note(event, data))
-        self.draw(f"{data['type']}" + (f" {data['step']}" if data.get("step") else ""))
+        if self.tty:
+            return self.draw()
+        # one line per change: the step's status for a step's event, else the job's
+        shown = step[0] if step is not None and event.startswith("step-") else self.status
+        label = data["type"] + (f" {data['step']}" if data.get("step") else "")
+        print(f"{label}: {shown}", file=self.out, flush=True)
+        if noted:
+            print(f"  {self.notes[-1]}", file=self.out, flush=True)
         return None
 
-    def draw(self, change: str = "") -> None:
+    def draw(self) -> None:
+        """Redraw the bars and notes in place (on a terminal; nothing otherwise)."""
         if not self.tty:
-            if change:
-                print(f"{change}: {self.status}", file=self.out, flush=True)
             return
         lines = [f"job {self.status}"] + [_bar(name, *s) for name, s in self.steps.items()]
         lines += self.notes

@@ -1,8 +1,9 @@
-"""`aura watch`'s live view on a real terminal (a pty): each line stays on one row."""
+"""`aura watch`'s live view: in place on a real terminal (a pty), a line per change otherwise."""
 
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import pty
 import re
@@ -37,3 +38,22 @@ def test_long_lines_are_clipped_so_redraws_stay_in_place() -> None:
     assert "x" * 10 in written  # the note is still shown, clipped
     # each redraw goes up exactly the rows it drew before: 3 (job, step, note)
     assert written.count("\x1b[3F") == 1
+
+
+def test_without_a_terminal_each_change_is_a_line_with_its_own_status() -> None:
+    job = {
+        "status": "Running",
+        "steps": [{"name": "mux", "status": "Pending", "progressPct": 0.0, "etaSeconds": None}],
+    }
+    out = io.StringIO()
+    progress = Progress(job, out)
+    progress.apply("step-status", {"type": "StepStarted", "step": "mux", "status": "Running"})
+    warning = {"type": "JobWarning", "code": "EncoderFallback", "message": "no GPU: x264"}
+    progress.apply("job-warning", warning)
+    progress.apply("step-status", {"type": "StepSucceeded", "step": "mux", "status": "Succeeded"})
+    assert out.getvalue().splitlines() == [
+        "StepStarted mux: Running",
+        "JobWarning: Running",
+        "  warning EncoderFallback: no GPU: x264",
+        "StepSucceeded mux: Succeeded",
+    ]
