@@ -49,13 +49,12 @@ async def mux(ctx: StepContext) -> list[Artifact]:
     async def on_progress(pct: float, eta: float | None) -> None:
         await ctx.progress(pct, "encoding the video", eta)
 
-    plain = input_path(ctx, "subtitles").read_text(encoding="utf-8")
+    plain = await asyncio.to_thread(input_path(ctx, "subtitles").read_text, encoding="utf-8")
     if ctx.options.subtitles in ("burned", "both"):
         await asyncio.to_thread(atomic.write_text, ctx.work_dir / BURN_FILE, for_burning(plain))
-    if ctx.options.subtitles in ("soft", "both"):
-        await asyncio.to_thread(atomic.write_text, ctx.work_dir / SOFT_FILE, for_soft(plain))
     needs: tuple[str, ...] = ("video", "audio")
     if ctx.options.subtitles in ("soft", "both"):
+        await asyncio.to_thread(atomic.write_text, ctx.work_dir / SOFT_FILE, for_soft(plain))
         needs += ("subtitle",)
     async with atomic.produce(video, accept=accept_media(ctx.settings, needs=needs)) as temp:
         argv = ffmpeg_argv(_graph(ctx, duration, str(temp), nvenc), ctx.settings)
