@@ -105,6 +105,23 @@ async def check_program(check: str, path: str, settings: Settings) -> Finding:
     return _ok(check, first[0] if first else f"{path} runs", {"path": path})
 
 
+async def check_voice(voice: str, settings: Settings) -> Finding:
+    """espeak-ng has `voice` (it says so in 10 ms, speaking nothing), so narration will not stop
+    on it after the job's first step."""
+    try:
+        await run_process([settings.espeak_path, "-v", voice, "-q", ""], settings)
+    except ProcessFailed as e:
+        if "voice does not exist" in e.stderr_tail:
+            return _bad(
+                "voice",
+                "InvalidInput:brief.voice",
+                f"espeak-ng has no voice {voice!r}",
+                {"field": "brief.voice"},
+            )
+        return _bad("voice", "ToolNotFound:espeak-ng", f"espeak-ng does not run ({e})")
+    return _ok("voice", f"espeak-ng speaks {voice!r}")
+
+
 def estimate_bytes(brief: Brief | None) -> int:
     """A generous estimate of the disk space one render of `brief` needs."""
     chars = sum(len(line) for line in brief.script) if brief else 600
@@ -193,7 +210,10 @@ async def job_findings(
     # the steps check what they make with ffprobe, and the job its finished video
     findings.append(await check_program("ffprobe", settings.ffprobe_path, settings))
     if brief.tts == "espeak":
-        findings.append(await check_program("espeak-ng", settings.espeak_path, settings))
+        espeak = await check_program("espeak-ng", settings.espeak_path, settings)
+        findings.append(espeak)
+        if not espeak.failed:
+            findings.append(await check_voice(brief.voice, settings))
     findings.append(await asyncio.to_thread(check_output_dir, work_dir))
     findings.append(check_disk(work_dir, settings, estimate_bytes(brief)))
     findings.append(check_gpu(options.encoder, await asyncio.to_thread(gpu.detect)))

@@ -97,6 +97,14 @@ async def test_auto_encoder_without_a_gpu_warns_and_falls_back(tmp_path: Path) -
     assert recorder.progress[-1][1] == 100.0
 
 
+async def test_a_voice_espeak_lacks_fails_the_job_checks(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    for voice, failed in (("zz-nope", [("voice", "InvalidInput:brief.voice")]), ("de", [])):
+        brief = Brief(title="t", script=("hi",), voice=voice)
+        findings = await job_findings(settings, brief, DRAFT, settings.job_dir("j"))
+        assert [(f.check, f.code) for f in findings if f.failed] == failed, voice
+
+
 async def test_the_job_checks_need_ffprobe_too(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, ffprobe_path="aura-missing-ffprobe")
     brief = Brief(title="t", script=("hi",))
