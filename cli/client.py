@@ -235,8 +235,15 @@ class Progress:
         self.notes: list[str] = []
         #: the id of the last event applied: where a reconnect resumes
         self.last: int | None = None
+        #: a retried job's stream replays its earlier attempts first: those are not shown
+        self.attempt = job["attempt"]
+        self.caught_up = False
 
     def apply(self, event: str, data: dict[str, Any]) -> None:
+        if not self.caught_up:
+            if data.get("attempt", 0) < self.attempt:  # progress carries none: skipped too
+                return None
+            self.caught_up = True
         step = self.steps.get(data.get("step") or "")
         if event == "step-progress" and step is not None:
             step[1], step[2] = data["progressPct"], data["etaSeconds"]

@@ -20,11 +20,17 @@ def test_long_lines_are_clipped_so_redraws_stay_in_place() -> None:
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, COLUMNS, 0, 0))
     job = {
         "status": "Running",
+        "attempt": 1,
         "steps": [{"name": "render", "status": "Running", "progressPct": 0.0, "etaSeconds": None}],
     }
     with os.fdopen(follower, "w", encoding="utf-8") as out:
         progress = Progress(job, out)
-        warning = {"type": "JobWarning", "code": "EncoderFallback", "message": "x" * 200}
+        warning = {
+            "type": "JobWarning",
+            "code": "EncoderFallback",
+            "message": "x" * 200,
+            "attempt": 1,
+        }
         progress.apply("job-warning", warning)
         progress.apply(
             "step-progress",
@@ -43,17 +49,48 @@ def test_long_lines_are_clipped_so_redraws_stay_in_place() -> None:
 def test_without_a_terminal_each_change_is_a_line_with_its_own_status() -> None:
     job = {
         "status": "Running",
+        "attempt": 1,
         "steps": [{"name": "mux", "status": "Pending", "progressPct": 0.0, "etaSeconds": None}],
     }
     out = io.StringIO()
     progress = Progress(job, out)
-    progress.apply("step-status", {"type": "StepStarted", "step": "mux", "status": "Running"})
-    warning = {"type": "JobWarning", "code": "EncoderFallback", "message": "no GPU: x264"}
+    progress.apply(
+        "step-status", {"type": "StepStarted", "step": "mux", "status": "Running", "attempt": 1}
+    )
+    warning = {
+        "type": "JobWarning",
+        "code": "EncoderFallback",
+        "message": "no GPU: x264",
+        "attempt": 1,
+    }
     progress.apply("job-warning", warning)
-    progress.apply("step-status", {"type": "StepSucceeded", "step": "mux", "status": "Succeeded"})
+    progress.apply(
+        "step-status", {"type": "StepSucceeded", "step": "mux", "status": "Succeeded", "attempt": 1}
+    )
     assert out.getvalue().splitlines() == [
         "StepStarted mux: Running",
         "JobWarning: Running",
         "  warning EncoderFallback: no GPU: x264",
         "StepSucceeded mux: Succeeded",
     ]
+
+
+def test_a_retried_jobs_earlier_attempt_is_not_shown() -> None:
+    job = {
+        "status": "Queued",
+        "attempt": 2,
+        "steps": [{"name": "mux", "status": "Pending", "progressPct": 0.0, "etaSeconds": None}],
+    }
+    out = io.StringIO()
+    progress = Progress(job, out)
+    first = {"type": "StepFailed", "step": "mux", "status": "Failed", "attempt": 1}
+    progress.apply(
+        "step-error", first | {"error": {"code": "X", "message": "m", "remediation": "r"}}
+    )
+    progress.apply("step-progress", {"type": "StepProgressed", "step": "mux", "progressPct": 50.0})
+    progress.apply("job-status", {"type": "JobRetryRequested", "status": "Queued", "attempt": 2})
+    progress.apply(
+        "step-status", {"type": "StepStarted", "step": "mux", "status": "Running", "attempt": 2}
+    )
+    assert out.getvalue().splitlines() == ["JobRetryRequested: Queued", "StepStarted mux: Running"]
+    assert progress.notes == []
