@@ -6,6 +6,7 @@ The HTTP body and the CLI both decode into `JobRequest`; a bad field becomes
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -143,9 +144,14 @@ def decode_request(body: bytes) -> JobRequest:
 
 
 def _parsed(body: bytes) -> object:
+    """The body as plain JSON, to name the field at fault; None if it is no JSON at all."""
     try:
         return msgspec.json.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError):
+        pass
+    try:  # json reads a number out of a double's range (1e400) as inf, where msgspec refuses
+        return json.loads(body)
+    except ValueError:
         return None
 
 

@@ -96,6 +96,9 @@ async def test_a_bad_timeout_is_a_400_naming_its_step(client: Any) -> None:
         body = {"options": {"timeouts": {"broll": 30, "mux": value}}}
         resp = await client.post("/api/jobs", json=body)
         await problem(resp, 400, "InvalidInput:options.timeouts.mux")
+    huge = b'{"options": {"timeouts": {"broll": 30, "mux": 1e400}}}'  # past a double's range
+    resp = await client.post("/api/jobs", data=huge, headers={"Content-Type": "application/json"})
+    await problem(resp, 400, "InvalidInput:options.timeouts.mux")
 
 
 async def test_a_nul_character_in_the_brief_is_a_400_not_a_failed_render(client: Any) -> None:
