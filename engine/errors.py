@@ -49,7 +49,7 @@ TAXONOMY: dict[str, CodeSpec] = {
     ),
     "UnsupportedOS": CodeSpec(
         title="This operating system is not supported",
-        remediation="Run Aura on Linux, macOS or Windows.",
+        remediation="Run Aura on Linux or macOS (on Windows: inside WSL 2 or a Linux container).",
         http_status=500,
     ),
     "FFmpegNotFound": CodeSpec(
