@@ -192,7 +192,7 @@ class EventLog:
     async def close(self) -> None:
         """Finish the appends queued so far (later ones are refused), end every subscription
         and close the connections."""
-        if self._closed or self._closing:
+        if self._closing:
             return
         self._closing = True
         if self._pending and self._commit_on_loop:
@@ -249,7 +249,7 @@ class EventLog:
         """
         if self._writer is None:
             raise StoreError("the log was opened read-only")
-        if self._closed or self._closing:
+        if self._closing:
             raise StoreError("the log is closed")
         future: asyncio.Future[list[Recorded]] = asyncio.get_running_loop().create_future()
         encode = ENCODER.encode

@@ -46,14 +46,15 @@ def test_long_lines_are_clipped_so_redraws_stay_in_place() -> None:
     assert written.count("\x1b[3F") == 1
 
 
+def pending_mux(status: str, attempt: int) -> dict[str, object]:
+    """A job as GET /api/jobs/{id} shows it, with one step, mux, not started."""
+    mux = {"name": "mux", "status": "Pending", "progressPct": 0.0, "etaSeconds": None}
+    return {"status": status, "attempt": attempt, "steps": [mux]}
+
+
 def test_without_a_terminal_each_change_is_a_line_with_its_own_status() -> None:
-    job = {
-        "status": "Running",
-        "attempt": 1,
-        "steps": [{"name": "mux", "status": "Pending", "progressPct": 0.0, "etaSeconds": None}],
-    }
     out = io.StringIO()
-    progress = Progress(job, out)
+    progress = Progress(pending_mux("Running", attempt=1), out)
     progress.apply(
         "step-status", {"type": "StepStarted", "step": "mux", "status": "Running", "attempt": 1}
     )
@@ -76,13 +77,8 @@ def test_without_a_terminal_each_change_is_a_line_with_its_own_status() -> None:
 
 
 def test_a_retried_jobs_earlier_attempt_is_not_shown() -> None:
-    job = {
-        "status": "Queued",
-        "attempt": 2,
-        "steps": [{"name": "mux", "status": "Pending", "progressPct": 0.0, "etaSeconds": None}],
-    }
     out = io.StringIO()
-    progress = Progress(job, out)
+    progress = Progress(pending_mux("Queued", attempt=2), out)
     first = {"type": "StepFailed", "step": "mux", "status": "Failed", "attempt": 1}
     progress.apply(
         "step-error", first | {"error": {"code": "X", "message": "m", "remediation": "r"}}
