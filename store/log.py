@@ -66,6 +66,24 @@ VERSION_CACHE_JOBS = 100_000
 T = TypeVar("T")
 
 
+#: waits before trying again to turn a new database to WAL while another opener holds it
+_WAL_RETRY_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+async def _enable_wal(conn: aiosqlite.Connection) -> None:
+    """WAL mode (it stays in the file). Turning a new file to WAL needs an exclusive lock, which
+    SQLite does not wait for while another opener holds a shared one (both would wait forever):
+    it answers "database is locked" at once, so this tries again, a few seconds at most."""
+    for delay in (*_WAL_RETRY_DELAYS, None):
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if delay is None or "locked" not in str(e):
+                raise
+        await asyncio.sleep(delay)
+
+
 class Durability(enum.StrEnum):
     """SQLite's `synchronous` setting for the WAL.
 
@@ -171,7 +189,7 @@ class EventLog:
             raise StoreError(f"cannot create the data folder {path.parent}: {e}") from e
         writer = await connect(str(path))
         try:
-            await writer.execute("PRAGMA journal_mode=WAL")
+            await _enable_wal(writer)
             await writer.execute(f"PRAGMA synchronous={Durability(durability).value}")
             # Checkpoints run on their own connection (see checkpoint()); the writer checkpoints
             # inside a commit only past WAL_HARD_LIMIT_PAGES, under sustained heavy writing.
