@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import asyncio
 import socket
 from pathlib import Path
 
 import ffmpeg
 import pytest
 from render_helpers import DRAFT, SHORT_BRIEF, leftovers, make_ctx, run_steps, settings_for
+from runner_support import child_pids, until, wait_gone
 
 from aura.engine import atomic, gpu
 from aura.engine.context import Step
@@ -17,6 +18,7 @@ from aura.engine.error_mapping import map_exception
 from aura.engine.errors import TAXONOMY, base_code
 from aura.engine.ffmpeg import ffmpeg_argv, run_ffmpeg
 from aura.engine.inputs import Brief, JobRequest, Options
+from aura.engine.process import ProcessFailed
 from aura.engine.settings import Settings
 from aura.engine.steps.broll import broll
 from aura.engine.steps.mux import mux
@@ -67,9 +69,8 @@ async def test_a_bad_filter_is_ffmpeg_failed_exit_code_with_the_stderr_tail(tmp_
                 ffmpeg_argv(source.output(str(temp)), settings), settings, duration_seconds=1
             )
     info = map_exception(caught.value, step="broll", correlation_id="c", settings=settings)
-    exit_code = int(info.code.split(":")[1])
-    assert_code(info, f"FFmpegFailedExitCode:{exit_code}")
-    assert exit_code != 0
+    assert isinstance(caught.value, ProcessFailed) and caught.value.returncode != 0
+    assert_code(info, f"FFmpegFailedExitCode:{caught.value.returncode}")
     assert "aura_no_such_filter" in info.details["stderrTail"]
     assert leftovers(tmp_path) == []
 
@@ -80,9 +81,11 @@ async def test_a_corrupt_input_fails_mux_with_ffmpeg_failed_exit_code(tmp_path: 
     fake = tmp_path / "data" / "jobs" / "job-1" / "broll.mp4"
     fake.write_bytes(b"not a video at all")
     artifacts["broll"] = Artifact(name="broll", path=str(fake), size_bytes=18, sha256="x")
-    info = await fail(mux, settings, "mux", artifacts=artifacts)
-    assert info.code.startswith("FFmpegFailedExitCode:")
-    assert_code(info, info.code)
+    with pytest.raises(ProcessFailed) as caught:
+        await mux(make_ctx(settings, "mux", artifacts=artifacts))
+    assert caught.value.returncode != 0
+    info = map_exception(caught.value, step="mux", correlation_id="c", settings=settings)
+    assert_code(info, f"FFmpegFailedExitCode:{caught.value.returncode}")
     assert not (fake.parent / "video.mp4").exists()
     assert leftovers(tmp_path) == []
 
@@ -91,18 +94,27 @@ async def test_a_step_past_its_limit_is_step_timeout_and_its_ffmpeg_is_killed(
     tmp_path: Path,
 ) -> None:
     settings = settings_for(tmp_path)
+    # about 8 s of b-roll here at high quality: its ffmpeg is surely running at 1.5 s
     long_brief = Brief(
-        title="Long", script=("A rather long line to make the b-roll take time.",) * 4
+        title="Long", script=("A rather long line to make the b-roll take time.",) * 12
     )
     request = JobRequest(
         preset="default",
         brief=long_brief,
-        options=Options(quality="high", encoder="x264", timeouts={"broll": 0.2}),
+        options=Options(quality="high", encoder="x264", timeouts={"broll": 1.5}),
     )
     engine = await Engine.open(settings)
     try:
         job_id = (await engine.submit(request)).job.job_id
-        await engine.run_until_idle()
+        run = asyncio.create_task(engine.run_until_idle())
+        pids: list[int] = []
+
+        def rendering() -> bool:
+            pids.extend(child_pids("ffmpeg"))
+            return bool(pids)
+
+        await until(rendering)
+        await run
         state = await engine.get(job_id)
         records = await engine.log.read(job_id)
     finally:
@@ -111,7 +123,7 @@ async def test_a_step_past_its_limit_is_step_timeout_and_its_ffmpeg_is_killed(
     [failed] = [r.event for r in records if isinstance(r.event, StepFailed)]
     assert_code(failed.error, "StepTimeout:broll")
     assert failed.error.step == "broll"
-    assert _ffmpeg_children() == []
+    assert await asyncio.to_thread(wait_gone, pids, 5.0) == []
     assert not (settings.job_dir(job_id) / "broll.mp4").exists()
     assert leftovers(tmp_path) == []
 
@@ -177,19 +189,3 @@ async def test_free_disk_below_the_threshold_is_out_of_disk_space(tmp_path: Path
     assert_code(info, "OutOfDiskSpace")
     assert info.details["requiredBytes"] > info.details["freeBytes"]
     assert leftovers(tmp_path) == []
-
-
-def _ffmpeg_children() -> list[int]:
-    """ffmpeg processes this test process started that are still alive."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if "(ffmpeg)" in stat and fields[0] != "Z" and int(fields[1]) == os.getpid():
-            found.append(int(entry))
-    return found
