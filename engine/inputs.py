@@ -24,6 +24,7 @@ __all__ = [
     "Options",
     "decode_request",
     "not_utf8",
+    "too_deep",
     "validate_request",
 ]
 
@@ -109,6 +110,31 @@ def _bad_timeout(data: object) -> str:
     return "options.timeouts"
 
 
+#: the longest field name (as the client spelled it) an error code or message repeats
+_MAX_FIELD_CHARS = 80
+_FIELD_CHARS = re.compile(r"[^A-Za-z0-9_.+\-]")
+
+
+def _field_code(name: str) -> str:
+    """A client's field name fit for an error code: bounded, only plain characters (a name
+    with control characters must not reach a terminal or a log line as they are)."""
+    short = name[:_MAX_FIELD_CHARS] + ("..." if len(name) > _MAX_FIELD_CHARS else "")
+    return _FIELD_CHARS.sub("?", short)
+
+
+def _shown(text: str, limit: int = 400) -> str:
+    """A message quoting client input: bounded, control characters escaped."""
+    short = text[:limit] + ("..." if len(text) > limit else "")
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in short)
+
+
+def too_deep(field: str = "body") -> AuraError:
+    """The InvalidInput of JSON nested deeper than the decoder recurses."""
+    return AuraError.of(
+        f"InvalidInput:{field}", "the body's JSON is nested too deeply", details={"field": field}
+    )
+
+
 def _invalid(error: msgspec.ValidationError | msgspec.DecodeError, data: object) -> AuraError:
     text = str(error)
     match = _FIELD.search(text)
@@ -120,7 +146,8 @@ def _invalid(error: msgspec.ValidationError | msgspec.DecodeError, data: object)
         unknown = re.search(r"field `([^`]*)`", text)
         if unknown:
             field = f"{field}.{unknown.group(1)}" if match and match.group(1) else unknown.group(1)
-    return AuraError.of(f"InvalidInput:{field}", text, details={"field": field})
+    field = _field_code(field)
+    return AuraError.of(f"InvalidInput:{field}", _shown(text), details={"field": field})
 
 
 def not_utf8(error: UnicodeDecodeError, field: str = "body") -> AuraError:
@@ -147,11 +174,11 @@ def _parsed(body: bytes) -> object:
     """The body as plain JSON, to name the field at fault; None if it is no JSON at all."""
     try:
         return msgspec.json.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         pass
     try:  # json reads a number out of a double's range (1e400) as inf, where msgspec refuses
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -172,10 +199,11 @@ def validate_request(request: JobRequest) -> JobRequest:
         )
     for step in request.options.timeouts:
         if step not in STEP_NAMES:
+            field = f"options.timeouts.{_field_code(step)}"
             raise AuraError.of(
-                f"InvalidInput:options.timeouts.{step}",
-                f"unknown step {step!r}; steps are {', '.join(STEP_NAMES)}",
-                details={"field": f"options.timeouts.{step}"},
+                f"InvalidInput:{field}",
+                _shown(f"unknown step {step!r}; steps are {', '.join(STEP_NAMES)}"),
+                details={"field": field},
             )
     return request
 

@@ -16,7 +16,7 @@ import msgspec
 from aiohttp import web
 
 from aura.engine.errors import AuraError
-from aura.engine.inputs import decode_request, not_utf8
+from aura.engine.inputs import decode_request, not_utf8, too_deep
 from aura.engine.settings import Settings
 from aura.http.app import CONFIG, ENGINE, FANOUT, STREAMS
 from aura.http.diagnostics import diagnostics
@@ -82,6 +82,8 @@ async def _optional_body(request: web.Request) -> None:
         raise not_utf8(e) from e
     except msgspec.DecodeError as e:
         raise _invalid("body", f"the body is not JSON: {e}") from e
+    except RecursionError:  # [[[[... past the decoder's depth
+        raise too_deep() from None
     if not isinstance(value, dict):
         raise _invalid("body", "the body must be a JSON object (or empty)")
 

@@ -91,6 +91,30 @@ async def test_a_body_that_is_not_utf8_is_a_400_not_a_500(client: Any) -> None:
     await problem(resp, 400, "InvalidInput:token")
 
 
+async def test_json_nested_too_deeply_is_a_400_not_a_500(client: Any) -> None:
+    json_type = {"Content-Type": "application/json"}
+    deep = b"[" * 100_000  # under the body limit, past the decoder's recursion
+    await problem(
+        await client.post("/api/jobs", data=deep, headers=json_type), 400, "InvalidInput:body"
+    )
+    job = await submit(client)
+    for action in ("cancel", "retry", "rerun"):
+        resp = await client.post(f"/api/jobs/{job['jobId']}/{action}", data=deep, headers=json_type)
+        body = await problem(resp, 400, "InvalidInput:body")
+        assert "nested" in body["detail"]
+
+
+async def test_a_field_name_in_an_error_code_is_bounded_and_plain(client: Any) -> None:
+    resp = await client.post("/api/jobs", json={"brief": {"x" * 200_000: 1}})
+    body = await problem(resp, 400, f"InvalidInput:{('brief.' + 'x' * 200_000)[:80]}...")
+    assert len(body["detail"]) < 500
+    timeouts = {"mux\n\u001b[31mRED": 5}
+    resp = await client.post("/api/jobs", json={"options": {"timeouts": timeouts}})
+    body = await problem(resp, 400, "InvalidInput:options.timeouts.mux???31mRED")
+    assert "\n" not in body["detail"] and "\u001b" not in body["detail"]
+    assert "mux\\n\\x1b[31mRED" in body["detail"]  # shown escaped
+
+
 async def test_a_bad_timeout_is_a_400_naming_its_step(client: Any) -> None:
     for value in (-1, 0, True, "soon", 10**6):
         body = {"options": {"timeouts": {"broll": 30, "mux": value}}}
