@@ -41,10 +41,21 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=os.environ.get("AURA_PORT", str(DEFAULT_PORT)),  # argparse applies `type`
         help=f"port (default: $AURA_PORT or {DEFAULT_PORT}; 0 picks a free one)",
     )
+
+
+def _port(text: str) -> int:
+    """A TCP port number, 0 to 65535 (argparse prints the error, naming --port)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535)")
+    return port
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,12 +12,11 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
-from yarl import URL
 
 from aura.engine import atomic
 from aura.engine.errors import AuraError
 from aura.engine.media import accept_media
-from aura.engine.settings import Settings
+from aura.engine.settings import Settings, bad_base_url, base_url_fault
 
 __all__ = ["KEY_NAME", "OPENAI_VOICES", "request_speech", "synthesize_to_file"]
 
@@ -73,17 +72,9 @@ async def _attempt(session: aiohttp.ClientSession, url: str, payload: dict[str, 
 async def request_speech(text: str, voice: str, settings: Settings) -> bytes:
     """The WAV bytes of `text` spoken by the endpoint, retrying transient failures."""
     key = _key(settings)
-    base = URL(settings.openai_base_url)
-    if base.user is not None or base.password is not None:
-        # aiohttp would refuse to send both; and the URL's password is not this API's key
-        raise AuraError.of(
-            "InvalidInput:AURA_OPENAI_BASE_URL",
-            f"the speech API's base URL {settings.openai_base_url_shown} carries a user or "
-            "password; the API key is sent as a bearer token instead",
-            remediation="Remove the user and password from AURA_OPENAI_BASE_URL (the key comes "
-            "from OPENAI_API_KEY), then retry.",
-            details={"field": "AURA_OPENAI_BASE_URL"},
-        )
+    fault = base_url_fault(settings.openai_base_url)
+    if fault is not None:
+        raise bad_base_url(fault)
     url = settings.openai_base_url.rstrip("/") + "/audio/speech"
     payload = {
         "model": settings.openai_tts_model,

@@ -13,7 +13,7 @@ from yarl import URL
 from aura.engine.errors import AuraError
 from aura.store import Durability
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "bad_base_url", "base_url_fault"]
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,14 +65,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 values[name] = env[var]
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
-            return msgspec.convert(values, cls, strict=False, dec_hook=_to_path)
+            settings = msgspec.convert(values, cls, strict=False, dec_hook=_to_path)
         except msgspec.ValidationError as e:
             raise _bad_setting(e, values) from None
+        fault = base_url_fault(settings.openai_base_url)
+        if fault is not None:
+            raise bad_base_url(fault)
+        return settings
 
     @property
     def openai_base_url_shown(self) -> str:
-        """The speech API's base URL without a user and password in it: safe to show."""
-        return str(URL(self.openai_base_url).with_user(None))
+        """The speech API's base URL without a user, password, query or fragment in it: safe
+        to show (a value that is no http(s) URL is not shown at all)."""
+        url = URL(self.openai_base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            return "(not an http or https URL)"
+        return str(url.with_user(None).with_query(None).with_fragment(None))
 
     @property
     def jobs_dir(self) -> Path:
@@ -80,6 +88,33 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def job_dir(self, job_id: str) -> Path:
         return self.jobs_dir / job_id
+
+
+def base_url_fault(value: str) -> str | None:
+    """What is wrong with a speech API base URL, never quoting it (it may hold a password);
+    None if it is fine."""
+    try:
+        url = URL(value)
+    except ValueError:
+        return "it is not a URL"
+    if url.scheme not in ("http", "https") or not url.host:
+        return "it must be an absolute http or https URL, such as https://api.openai.com/v1"
+    if url.user is not None or url.password is not None:
+        return "it carries a user or password; the API key is sent as a bearer token instead"
+    if url.query_string or url.fragment:
+        return "it must have no query or fragment (the key comes from OPENAI_API_KEY)"
+    return None
+
+
+def bad_base_url(fault: str) -> AuraError:
+    return AuraError.of(
+        "InvalidInput:AURA_OPENAI_BASE_URL",
+        f"AURA_OPENAI_BASE_URL is not usable: {fault}",
+        remediation="Set AURA_OPENAI_BASE_URL to the API's base URL, such as "
+        "https://api.openai.com/v1, with no user, password or query (the key comes from "
+        "OPENAI_API_KEY), then start Aura again.",
+        details={"field": "AURA_OPENAI_BASE_URL"},
+    )
 
 
 def _bad_setting(error: msgspec.ValidationError, values: dict[str, object]) -> AuraError:

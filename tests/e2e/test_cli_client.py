@@ -149,12 +149,19 @@ def test_a_malformed_environment_setting_is_a_one_line_error(tmp_path: Path) -> 
         (("doctor",), "AURA_DURABILITY", "bogus"),
         (("sample",), "AURA_FFMPEG_THREADS", "lots"),
         (("serve",), "AURA_PORT", "http"),
+        (("serve",), "AURA_PORT", "70000"),
+        (("serve",), "AURA_PORT", "-5"),
     ]
     for args, var, value in cases:
         result = aura(*args, "--data-dir", data, env=clean_env(**{var: value}))
         assert result.returncode in (1, 2), result
         assert "Traceback" not in result.stderr, result.stderr
         assert value in result.stderr.splitlines()[-1], result.stderr
+    # named, never quoted: a base URL may hold a password
+    base = "user:pwSECRET@api.example.invalid/v1"
+    result = aura("serve", "--data-dir", data, env=clean_env(AURA_OPENAI_BASE_URL=base))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result
+    assert "InvalidInput:AURA_OPENAI_BASE_URL" in result.stderr and "SECRET" not in result.stderr
     assert not (tmp_path / "data" / "aura.db").exists()
 
 

@@ -142,6 +142,31 @@ async def test_a_base_url_with_a_password_is_refused_without_showing_it(tmp_path
     assert "hunter2pass" not in str(caught.value.info) and KEY not in str(caught.value.info)
 
 
+@pytest.mark.parametrize(
+    "base",
+    [
+        "user:pwSECRETPW@api.example.invalid/v1",  # no scheme: it used to reach aiohttp
+        "api.example.invalid/v1",
+        "ftp://api.example.invalid/v1",
+        "https://api.example.invalid/v1?key=pwSECRETPW",
+    ],
+)
+async def test_a_base_url_that_is_no_plain_http_url_is_refused_without_showing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: str
+) -> None:
+    settings = Settings(data_dir=tmp_path, openai_api_key=KEY, openai_base_url=base)
+    with pytest.raises(AuraError) as caught:
+        await openai_tts.request_speech("hi", "alloy", settings)
+    assert caught.value.code == "InvalidInput:AURA_OPENAI_BASE_URL"
+    assert "SECRET" not in str(caught.value.info) and KEY not in str(caught.value.info)
+    assert "SECRET" not in settings.openai_base_url_shown  # and showing it does not raise
+    monkeypatch.setenv("AURA_OPENAI_BASE_URL", base)
+    with pytest.raises(AuraError) as caught:  # serve, sample and doctor refuse to start
+        Settings.from_env(data_dir=tmp_path)
+    assert caught.value.code == "InvalidInput:AURA_OPENAI_BASE_URL"
+    assert "SECRET" not in str(caught.value.info)
+
+
 async def test_no_key_fails_before_any_request(tmp_path: Path) -> None:
     with pytest.raises(AuraError) as caught:
         await openai_tts.request_speech("hi", "alloy", settings_for(tmp_path))
