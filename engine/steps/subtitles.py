@@ -75,7 +75,10 @@ def build_srt(lines: Sequence[str], durations: Sequence[float]) -> str:
     """The SRT text: numbered cues, one per line, timed by `cue_times`."""
     blocks = []
     for n, (text, (start, end)) in enumerate(zip(lines, cue_times(durations), strict=True), 1):
-        # A blank line would end the cue early; SRT has no escape for it.
+        # A blank line would end the cue early, and a line with `-->` in it, read as a timing
+        # line, would start another; SRT has no escape for either (a word joiner breaks the
+        # arrow, invisibly).
         body = "\n".join(part for part in text.splitlines() if part.strip()) or " "
+        body = body.replace("-->", "--" + WORD_JOINER + ">")
         blocks.append(f"{n}\n{srt_time(start)} --> {srt_time(end)}\n{body}\n")
     return "\n".join(blocks)

@@ -158,7 +158,12 @@ async def test_markup_in_a_line_is_shown_as_written_burned_and_in_the_soft_strea
     tmp_path: Path,
 ) -> None:
     settings = settings_for(tmp_path)
-    lines = ("Set {x} to one.", r"Save {\b1}it{\b0} to C:\Users\Nina\notes.txt", "<b>If</b> a < b.")
+    lines = (
+        "Set {x} to one.",
+        r"Save {\b1}it{\b0} to C:\Users\Nina\notes.txt",
+        "<b>If</b> a < b.",
+        "00:00:00,000 --> 00:00:09,000",  # an SRT timing line, as a line of the script
+    )
     brief = Brief(title="Markup", script=lines)
     artifacts = await run_steps(settings, brief=brief, options=Options(quality="draft"))
     video = Path(artifacts[OUTPUT_ARTIFACT].path)

@@ -8,6 +8,13 @@ from aura.engine.steps.subtitles import WORD_JOINER, build_srt, for_burning, for
 LINES = ["Set {x} to one.", r"C:\Users\Nina", "<b>a</b> < b", "Plain: 100%"]
 
 
+def test_a_line_that_reads_as_a_timing_line_stays_in_its_cue() -> None:
+    lines = ["first", "00:00:00,000 --> 00:00:09,000"]
+    srt = build_srt(lines, [1.0, 1.0])
+    assert srt.count("-->") == 2  # the two cues' own timing lines, and no third
+    assert srt.replace(WORD_JOINER, "").count("-->") == 3  # shown as written
+
+
 def test_markup_is_broken_by_invisible_joiners_and_nothing_else_changes() -> None:
     srt = build_srt(LINES, [1.0] * len(LINES))
     soft = for_soft(srt)
