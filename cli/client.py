@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,6 +39,9 @@ READ_TIMEOUT = 45.0
 BACKOFF = (0.25, 0.5, 1.0, 2.0, 4.0)
 RECONNECT_FOR = 120.0
 _TERMINAL = {"Succeeded", "Failed", "Canceled"}
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+#: the members of a job answer the CLI reads
+_JOB_KEYS = ("jobId", "status", "attempt", "steps")
 _BAR = 24
 
 
@@ -62,6 +66,17 @@ def server_url(text: str) -> str:
     return str(url).rstrip("/")
 
 
+def job_id_arg(text: str) -> str:
+    """JOB_ID: the id the server gave (32 hex digits today); it goes into URL paths, so
+    nothing that could leave them (`/`, `?`, `..`) is taken."""
+    if not _JOB_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text[:80]!r} is not a job id (letters, digits, '-' and '_'; `aura submit` "
+            "prints one)"
+        )
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     parser.add_argument(
         "--url",
@@ -72,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     if command_name == "submit":
         _submit_arguments(parser)
         return
-    parser.add_argument("job_id", metavar="JOB_ID")
+    parser.add_argument("job_id", metavar="JOB_ID", type=job_id_arg)
     if command_name in ("retry", "rerun"):
         parser.add_argument("--watch", action="store_true", help="follow the job afterwards")
 
@@ -159,9 +174,9 @@ async def _run(args: argparse.Namespace) -> int:
             return await watch(api, args.job_id, sys.stdout)
         if args.command == "submit":
             extra = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
-            job = await api.call("POST", "/api/jobs", json=request_body(args), headers=extra)
+            job = await api.job("POST", "/api/jobs", json=request_body(args), headers=extra)
         else:
-            job = await api.call("POST", f"/api/jobs/{args.job_id}/{args.command}")
+            job = await api.job("POST", f"/api/jobs/{args.job_id}/{args.command}")
         print(job["jobId"] if args.command in ("submit", "rerun") else _summary(job), flush=True)
         if getattr(args, "watch", False):
             return await watch(api, job["jobId"], sys.stdout)
@@ -179,15 +194,27 @@ class Api:
         self.session = session
         self.url = url
 
+    async def job(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """A call answered with a job (create, get, cancel, retry, rerun)."""
+        job = await self.call(method, path, **kwargs)
+        if not isinstance(job, dict) or any(key not in job for key in _JOB_KEYS):
+            raise self.not_aura()
+        return job
+
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             async with self.session.request(method, self.url + path, **kwargs) as resp:
                 body = await resp.read()
                 if resp.status >= 400:
-                    raise ApiError(_problem_text(resp.status, body))
+                    raise ApiError(_problem_text(resp.status, body, self.url))
                 return json.loads(body) if body else None
         except aiohttp.ClientConnectionError as e:
             raise self.unreachable(e) from None
+        except ValueError:  # not JSON (UnicodeDecodeError included)
+            raise self.not_aura() from None
+
+    def not_aura(self) -> ApiError:
+        return ApiError(f"{self.url} answered, but not as an Aura server does: check --url", 2)
 
     def unreachable(self, error: BaseException) -> ApiError:
         return ApiError(
@@ -195,12 +222,13 @@ class Api:
         )
 
 
-def _problem_text(status: int, body: bytes) -> str:
+def _problem_text(status: int, body: bytes, url: str) -> str:
     try:
         problem = json.loads(body)
         return f"{problem['code']}: {problem['detail']} ({problem['remediation']})"
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {status}: {body[:200].decode(errors='replace')}"
+    except (ValueError, KeyError, TypeError):  # not a problem: one line of what it said
+        said = " ".join(body[:200].decode(errors="replace").split())[:100]
+        return f"HTTP {status} from {url}, not an Aura problem answer: {said!r}"
 
 
 # ---- the live view -----------------------------------------------------------------------
@@ -306,7 +334,7 @@ def _note(event: str, data: dict[str, Any]) -> str:
 
 async def watch(api: Api, job_id: str, out: TextIO) -> int:
     """Follow the job until its stream ends; exit 0 if it succeeded, 1 otherwise."""
-    progress = Progress(await api.call("GET", f"/api/jobs/{job_id}"), out)
+    progress = Progress(await api.job("GET", f"/api/jobs/{job_id}"), out)
     progress.draw()
     failures = 0
     deadline: float | None = None
@@ -323,7 +351,7 @@ async def watch(api: Api, job_id: str, out: TextIO) -> int:
                 raise api.unreachable(e) from None
             await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
             failures += 1
-    return _outcome(await api.call("GET", f"/api/jobs/{job_id}"), out)
+    return _outcome(await api.job("GET", f"/api/jobs/{job_id}"), out)
 
 
 async def _follow_once(api: Api, job_id: str, progress: Progress) -> bool:
@@ -335,7 +363,7 @@ async def _follow_once(api: Api, job_id: str, progress: Progress) -> bool:
         if resp.status == 204:
             return True
         if resp.status >= 400:
-            raise ApiError(_problem_text(resp.status, await resp.read()))
+            raise ApiError(_problem_text(resp.status, await resp.read(), api.url))
         async for seq, event, data in iter_sse(resp):
             progress.apply(event, data)
             progress.last = seq

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -128,6 +130,51 @@ def test_a_server_that_is_not_running_is_a_one_line_error() -> None:
         assert result.returncode == 2, result
         assert result.stderr.count("\n") == 1 and url in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_job_id_that_could_leave_its_url_path_is_a_usage_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # refused before any request: none is listening
+    for job_id in ("../../api/health", "x/../../../api/jobs", "x?y=1", "..", "a b", ""):
+        for command in ("watch", "cancel", "retry", "rerun"):
+            result = aura(command, job_id, "--url", url)
+            assert result.returncode == 2, result
+            assert "is not a job id" in result.stderr, result.stderr
+            assert "Traceback" not in result.stderr
+
+
+class _NotAura(http.server.BaseHTTPRequestHandler):
+    """A web server that is not Aura: 200 with a page for GET, 501 with a page for POST."""
+
+    def do_GET(self) -> None:
+        self._page(200)
+
+    def do_POST(self) -> None:
+        self._page(501)
+
+    def _page(self, status: int) -> None:
+        body = b"<!DOCTYPE html>\n<html>\n<p>Hello</p>\n</html>\n"
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_server_that_is_not_aura_is_a_one_line_error() -> None:
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotAura) as other:
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{other.server_address[1]}"
+        try:
+            for args in (("watch", "abc"), ("cancel", "abc"), ("submit",)):
+                result = aura(*args, "--url", url)
+                assert result.returncode in (1, 2), result
+                assert "Traceback" not in result.stderr, result.stderr
+                assert result.stderr.count("\n") == 1 and url in result.stderr, result.stderr
+        finally:
+            other.shutdown()
 
 
 def test_a_missing_or_malformed_brief_file_is_a_one_line_error(tmp_path: Path) -> None:
