@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import resource
 import signal
 import sys
 
@@ -21,6 +23,7 @@ from aura.engine.errors import AuraError
 from aura.engine.settings import Settings
 from aura.http.app import create_app
 from aura.http.security import is_loopback, weak_token
+from aura.http.sse import StreamConfig
 from aura.store.errors import StoreError
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "add_arguments", "run", "serve"]
@@ -29,6 +32,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 #: seconds open requests get to finish on shutdown
 SHUTDOWN_TIMEOUT = 5.0
+#: seconds an idle keep-alive connection stays open (aiohttp's default is an hour)
+KEEPALIVE_SECONDS = 75.0
+#: open files kept for the log, renders and requests other than streams
+RESERVED_FILES = 256
 
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
@@ -88,12 +95,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit of open files to its hard limit (often 1024 against
+    hundreds of thousands): every client connection holds a descriptor, and a server out of
+    them stops accepting anyone. Returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):  # not allowed: keep what we have
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def stream_limit(open_files: int) -> int:
+    """How many SSE streams to allow with this many descriptors, keeping RESERVED_FILES for
+    the log, renders and other requests."""
+    return max(16, min(StreamConfig().max_streams, open_files - RESERVED_FILES))
+
+
 async def serve(settings: Settings, host: str, port: int, token: str | None) -> None:
     """Serve until SIGINT or SIGTERM."""
-    app = create_app(settings, token=token)
+    streams = StreamConfig(max_streams=stream_limit(raise_open_files_limit()))
+    app = create_app(settings, token=token, stream=streams)
     # handler_cancellation: a vanished SSE client's handler is canceled at once, freeing its
     # subscription (engine appends are shielded, so a canceled request loses no event).
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    runner = web.AppRunner(
+        app,
+        handler_cancellation=True,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        keepalive_timeout=KEEPALIVE_SECONDS,
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -157,6 +157,12 @@ TAXONOMY: dict[str, CodeSpec] = {
         "send no Range header for the whole file.",
         http_status=416,
     ),
+    "ServerBusy": CodeSpec(
+        title="The server has as many live streams open as it allows",
+        remediation="Try again in a few seconds; close the streams no longer followed (each "
+        "open page or `aura watch` holds one).",
+        http_status=503,
+    ),
     "Internal": CodeSpec(
         title="An unexpected internal error",
         remediation="Retry; if it happens again, download the job's diagnostics and report it "

@@ -101,6 +101,11 @@ OPERATIONS: tuple[Operation, ...] = (
         {
             "200": ("text/event-stream of step-*/job-* events", "text/event-stream", None),
             "204": ("the job ended at or before Last-Event-ID: stop reconnecting", None, None),
+            "503": (
+                "ServerBusy: as many streams open as the server allows (Retry-After)",
+                PROBLEM_CONTENT_TYPE,
+                {"$ref": _REF.format(name="Problem")},
+            ),
         },
         _SSE_PARAMS,
     ),

@@ -30,6 +30,8 @@ __all__ = [
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 CORRELATION_HEADER = "X-Correlation-Id"
+#: what a 503 (ServerBusy) asks the client to wait before it tries again
+RETRY_AFTER_SECONDS = 5
 _CORRELATION = web.RequestKey("correlation_id", str)
 _log = logging.getLogger("aura.http")
 
@@ -87,6 +89,8 @@ def problem_response(info: ErrorInfo, status: int, correlation: str) -> web.Resp
         headers["WWW-Authenticate"] = 'Bearer realm="aura"'
     if status == 416 and "sizeBytes" in info.details:  # and a 416 the size of the file
         headers["Content-Range"] = f"bytes */{info.details['sizeBytes']}"
+    if status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return web.Response(
         status=status,
         body=_ENCODER.encode(problem),

@@ -123,11 +123,18 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     # a job that ended answers 204 to any id at or after its end (the browser then stops)
     newest = None if state.is_terminal else request.app[FANOUT].log.last_seq
     after = parse_last_event_id(request, newest)
+    fanout, config = request.app[FANOUT], request.app[CONFIG].stream
+    if fanout.listener_count >= config.max_streams:
+        raise AuraError.of(
+            "ServerBusy",
+            f"the server has {fanout.listener_count} streams open, its limit",
+            details={"maxStreams": config.max_streams},
+        )
     return await serve_job_stream(
         request,
-        fanout=request.app[FANOUT],
+        fanout=fanout,
         streams=request.app[STREAMS],
-        config=request.app[CONFIG].stream,
+        config=config,
         job_id=state.job_id,
         after=after,
         terminal=state.is_terminal,

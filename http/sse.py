@@ -75,6 +75,9 @@ class StreamConfig(NamedTuple):
     ping_interval: float = 15.0
     #: the reconnection delay suggested to clients, in milliseconds
     retry_ms: int = 2000
+    #: streams open at once; past it a new one is refused with 503 ServerBusy (each holds a
+    #: socket, a file descriptor and a task)
+    max_streams: int = 10_000
 
 
 class Frame(msgspec.Struct, frozen=True, gc=False):
@@ -268,6 +271,8 @@ class FanOut:
         self.log = log
         self.ping_interval = ping_interval
         self.feeds: dict[str, JobFeed] = {}
+        #: listeners of every feed
+        self.listener_count = 0
         self._pinger: asyncio.Task[None] | None = None
 
     def join(self, job_id: str) -> tuple[JobFeed, Listener]:
@@ -276,12 +281,15 @@ class FanOut:
             feed = self.feeds[job_id] = JobFeed(self.log, job_id, self._drop)
         listener = Listener()
         feed.listeners.add(listener)
+        self.listener_count += 1
         if self._pinger is None:
             self._pinger = asyncio.create_task(self._ping(), name="sse-pinger")
         return feed, listener
 
     def leave(self, feed: JobFeed, listener: Listener) -> None:
-        feed.listeners.discard(listener)
+        if listener in feed.listeners:
+            feed.listeners.discard(listener)
+            self.listener_count -= 1
         if not feed.listeners:
             self._drop(feed)
             feed.stop()
@@ -297,10 +305,6 @@ class FanOut:
             for feed in list(self.feeds.values()):
                 for listener in feed.listeners:
                     listener.tick()
-
-    @property
-    def listener_count(self) -> int:
-        return sum(len(feed.listeners) for feed in self.feeds.values())
 
     def close(self) -> None:
         if self._pinger is not None:

@@ -47,14 +47,19 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def server(data_dir: Path, port: int = 0) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`aura serve` in its own process; yields it and the URL it printed."""
+def server(
+    data_dir: Path, port: int = 0, open_files: tuple[int, int] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`aura serve` in its own process (started with `open_files` as its (soft, hard) limit of
+    open files, if given); yields it and the URL it printed."""
+
+    argv = [*AURA, "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    if open_files is not None:  # the shell sets the limits, then becomes the server
+        soft, hard = open_files
+        script = f'ulimit -Sn {soft} && ulimit -Hn {hard} && exec "$@"'
+        argv = ["sh", "-c", script, "sh", *argv]
     proc = subprocess.Popen(
-        [*AURA, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=clean_env(),
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env()
     )
     try:
         assert proc.stdout is not None
@@ -130,6 +135,23 @@ def test_a_server_that_is_not_running_is_a_one_line_error() -> None:
         assert result.returncode == 2, result
         assert result.stderr.count("\n") == 1 and url in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_serve_raises_its_open_files_limit_so_many_clients_do_not_lock_everyone_out(
+    tmp_path: Path,
+) -> None:
+    with server(tmp_path / "data", open_files=(64, 4096)) as (proc, url):
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        [line] = [row for row in limits.splitlines() if row.startswith("Max open files")]
+        assert line.split()[3:5] == ["4096", "4096"], line
+        host, port = url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port))) for _ in range(150)]  # > 64
+        try:
+            with urllib.request.urlopen(f"{url}/api/health", timeout=10) as resp:
+                assert json.loads(resp.read())["status"] == "ok"
+        finally:
+            for conn in idle:
+                conn.close()
 
 
 def test_a_job_id_that_could_leave_its_url_path_is_a_usage_error() -> None:

@@ -320,6 +320,34 @@ async def test_a_vanished_client_frees_its_subscription(client: Any, tiny: TinyP
     gate.open()
 
 
+async def test_streams_past_the_limit_are_refused_with_503_until_one_closes(
+    make_client: Any, tiny: TinyPipeline
+) -> None:
+    client = await make_client(stream=StreamConfig(max_streams=2))
+    gate = tiny.gate("prepare")
+    job = await submit(client)
+    await gate.entered.wait()
+    url = client.make_url(f"/api/jobs/{job['jobId']}/events")
+    fanout = client.app[FANOUT]
+    async with aiohttp.ClientSession() as session:
+        first, second = await session.get(url), await session.get(url)
+        assert (first.status, second.status) == (200, 200)
+        refused = await session.get(url)
+        assert refused.status == 503 and refused.headers["Retry-After"] == "5"
+        body = await refused.json(content_type=None)
+        assert body["code"] == "ServerBusy" and body["remediation"]
+        assert fanout.listener_count == 2  # the refused one never joined
+        first.close()
+        await wait_for(lambda: fanout.listener_count == 1)
+        again = await session.get(url)
+        assert again.status == 200
+        assert [e.event for e in await read_events(again, limit=1)] == ["job-status"]
+        again.close()
+        second.close()
+    await wait_for(lambda: fanout.listener_count == 0)
+    gate.open()
+
+
 async def test_idle_streams_get_a_keep_alive_comment_every_interval(
     make_client: Any, tiny: TinyPipeline
 ) -> None:
