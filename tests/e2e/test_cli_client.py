@@ -287,6 +287,7 @@ def test_watch_resumes_by_itself_across_a_server_restart(tmp_path: Path) -> None
         assert watcher.stdout is not None
         seen = [watcher.stdout.readline()]
         while "StepStarted" not in seen[-1]:
+            assert seen[-1], f"the watcher ended early: {seen}"  # EOF: it exited
             seen.append(watcher.stdout.readline())
     # the server is gone mid-render; a new one on the same port recovers the job
     with server(data, port):
