@@ -20,6 +20,7 @@ from aura.engine.media import MediaRejected
 from aura.engine.process import ProcessFailed, ProgramNotFound
 from aura.engine.settings import Settings
 from aura.projections.events import ErrorInfo
+from aura.store.errors import StoreFull
 
 __all__ = ["REDACTED", "map_exception", "redact"]
 
@@ -92,6 +93,12 @@ def _classify(exc: BaseException, step: str | None, settings: Settings | None) -
         case TimeoutError():
             name = step or "unknown"
             return make_error(f"StepTimeout:{name}", f"step {name} ran past its time limit")
+        case StoreFull():
+            return make_error(
+                "OutOfDiskSpace",
+                f"the event log cannot grow: the disk holding it is full ({exc})",
+                details={"exception": str(exc)[:500]},
+            )
         case ProgramNotFound():
             return _program_not_found(exc, settings)
         case ProcessFailed():

@@ -62,7 +62,7 @@ from aura.projections.events import (
     StepSucceeded,
 )
 from aura.projections.job import JobState, JobStatus, StepStatus, fold
-from aura.store.errors import ConcurrencyError, StoreError
+from aura.store.errors import ConcurrencyError, CorruptEvent, StoreError
 from aura.store.log import QueuedAppend
 
 if TYPE_CHECKING:
@@ -74,10 +74,10 @@ logger = logging.getLogger(__name__)
 
 #: the longest the finished video's probe (ffprobe, sha256) may take
 OUTPUT_PROBE_SECONDS = 120.0
-#: how long a failed run keeps trying to record its failure while the log refuses writes
-#: (another process holding its lock, a full disk), and the longest wait between tries
-RECORD_FAILURE_SECONDS = 120.0
+#: the longest wait between a failed run's tries to record its failure while the log refuses
+#: writes (another process holding its lock, a full disk), and how often a try is logged
 RECORD_FAILURE_MAX_DELAY = 8.0
+RECORD_FAILURE_LOG_EVERY = 10
 
 #: turns a finished job's artifacts (by name) into its Output
 OutputProbe = Callable[[Mapping[str, Artifact]], Awaitable[Output]]
@@ -252,23 +252,31 @@ class JobRun:
         await self.append(final)
 
     async def _fail(self, exc: BaseException) -> None:
-        """Record the job as failed, trying again while the log refuses writes. A job left
-        Running (the log never took it) is found by the next start's recovery."""
+        """Record the job as failed, trying again for as long as the log refuses writes (a full
+        disk, another process holding its lock): a job left Running with nothing running would
+        refuse retry until a restart. Stopping the runner stops this too; a job left Running
+        then is found by the next start's recovery."""
         if self._state is None:
             return
         if self._last_append is not None:  # appends commit in order: then all have settled
             await asyncio.wait({self._last_append.future})
-        loop = asyncio.get_running_loop()
-        deadline, delay = loop.time() + RECORD_FAILURE_SECONDS, 0.25
+        delay, tries = 0.25, 0
         while True:
             try:
                 await self._record_failure(exc)
                 return
+            except CorruptEvent:  # the job's log cannot be read: trying again would not help
+                logger.exception("job %s: its failure could not be recorded", self.job_id)
+                return
             except StoreError as e:  # refused (or written meanwhile): read it again, try again
-                if loop.time() + delay > deadline:
+                if self._log.closing:
                     logger.error("job %s: its failure could not be recorded: %s", self.job_id, e)
                     return
-                logger.warning("job %s: cannot record its failure yet: %s", self.job_id, e)
+                tries += 1
+                if tries % RECORD_FAILURE_LOG_EVERY == 1:  # the first, then now and then
+                    logger.warning(
+                        "job %s: cannot record its failure yet (try %d): %s", self.job_id, tries, e
+                    )
             except Exception:  # a bug: trying again would only repeat it
                 logger.exception("job %s: its failure could not be recorded", self.job_id)
                 return

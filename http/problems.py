@@ -16,8 +16,10 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from aura.engine.error_mapping import map_exception
 from aura.engine.errors import TAXONOMY, AuraError, base_code, make_error
 from aura.projections.events import ErrorInfo
+from aura.store.errors import StoreFull
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -120,6 +122,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if "Allow" in e.headers:  # a 405 lists the methods the resource has
             response.headers["Allow"] = e.headers["Allow"]
         return response
+    except StoreFull as e:  # the log's disk is full: the taxonomy says what to do
+        info = map_exception(e, step=None, correlation_id=correlation)
+        return problem_response(info, TAXONOMY[info.code].http_status, correlation)
     except Exception:
         _log.exception("unhandled error (correlation id %s) on %s", correlation, request.path)
         info = make_error("Internal", "the server failed unexpectedly; see its log")

@@ -1,6 +1,12 @@
 """The append-only event log (SQLite via aiosqlite) and the read models derived from it."""
 
-from aura.store.errors import ConcurrencyError, CorruptEvent, DatabaseMissing, StoreError
+from aura.store.errors import (
+    ConcurrencyError,
+    CorruptEvent,
+    DatabaseMissing,
+    StoreError,
+    StoreFull,
+)
 from aura.store.log import Durability, EventLog
 
 __all__ = [
@@ -10,4 +16,5 @@ __all__ = [
     "Durability",
     "EventLog",
     "StoreError",
+    "StoreFull",
 ]

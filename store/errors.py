@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["ConcurrencyError", "CorruptEvent", "DatabaseMissing", "StoreError"]
+__all__ = ["ConcurrencyError", "CorruptEvent", "DatabaseMissing", "StoreError", "StoreFull"]
 
 
 class StoreError(Exception):
     """The log could not be read or written (disk, lock, schema)."""
+
+
+class StoreFull(StoreError):
+    """The log could not grow: the disk (or a quota, or SQLite's page limit) is full."""
 
 
 class DatabaseMissing(StoreError):

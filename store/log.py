@@ -31,7 +31,7 @@ import msgspec
 
 from aura.projections.events import ENCODER, Event, Recorded
 from aura.store.connections import connect, on_thread
-from aura.store.errors import ConcurrencyError, DatabaseMissing, StoreError
+from aura.store.errors import ConcurrencyError, DatabaseMissing, StoreError, StoreFull
 from aura.store.rows import INSERT, SELECT, decode_rows, format_ts
 from aura.store.schema import migrate
 from aura.store.subscriptions import Subscriptions, Watcher, follow
@@ -82,6 +82,12 @@ async def _enable_wal(conn: aiosqlite.Connection) -> None:
             if delay is None or "locked" not in str(e):
                 raise
         await asyncio.sleep(delay)
+
+
+def append_failed(error: BaseException) -> StoreError:
+    """The StoreError of a failed append: StoreFull when SQLite found the disk full."""
+    full = getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return (StoreFull if full else StoreError)(f"append failed: {error}")
 
 
 class Durability(enum.StrEnum):
@@ -322,7 +328,7 @@ class EventLog:
                         try:
                             results = await on_thread(writer, self._commit_batch, batch)
                         except Exception as e:  # the connection itself failed: every one did
-                            results = [StoreError(f"append failed: {e}")] * len(batch)
+                            results = [append_failed(e)] * len(batch)
                 self._settle(batch, results)
         finally:
             self._flusher = None
@@ -340,7 +346,7 @@ class EventLog:
             return self._write_batch(batch)
         except Exception as e:
             if len(batch) == 1:
-                return [e if isinstance(e, StoreError) else StoreError(f"append failed: {e}")]
+                return [e if isinstance(e, StoreError) else append_failed(e)]
         results: list[list[Recorded] | Exception] = []
         for item in batch:
             (result,) = self._commit_batch([item])
@@ -446,7 +452,7 @@ class EventLog:
                 conn.execute("ROLLBACK")
             if isinstance(e, sqlite3.IntegrityError) and not exact:
                 raise
-            raise StoreError(f"append failed: {e}") from e
+            raise append_failed(e) from e
 
     def _insert_batch(
         self, conn: sqlite3.Connection, batch: list[QueuedAppend], *, exact: bool
@@ -697,6 +703,11 @@ class EventLog:
 
     def unwatch(self, job_id: str, watcher: Watcher) -> None:
         self._subscriptions.unwatch(job_id, watcher)
+
+    @property
+    def closing(self) -> bool:
+        """close() has begun (or is done): appends are refused from then on."""
+        return self._closing
 
     @property
     def subscriber_count(self) -> int:

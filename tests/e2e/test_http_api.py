@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from aura.engine.settings import Settings
-from aura.http.app import MAX_BODY_BYTES
+from aura.http.app import ENGINE, MAX_BODY_BYTES
 from aura.tests.e2e.helpers import (
     TINY_STEPS,
     VIDEO_BYTES,
@@ -113,6 +114,20 @@ async def test_a_field_name_in_an_error_code_is_bounded_and_plain(client: Any) -
     body = await problem(resp, 400, "InvalidInput:options.timeouts.mux???31mRED")
     assert "\n" not in body["detail"] and "\u001b" not in body["detail"]
     assert "mux\\n\\x1b[31mRED" in body["detail"]  # shown escaped
+
+
+async def test_a_log_that_cannot_grow_is_a_507_out_of_disk_space(client: Any) -> None:
+    def no_more_pages(conn: sqlite3.Connection) -> None:  # as a full disk would answer
+        conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+
+    await client.app[ENGINE].log.run_on_writer(no_more_pages)
+    brief = {"title": "Fill", "script": ["A line to fill the log's last pages."] * 20}
+    for _ in range(500):  # each job takes room in the pages there are, until none is left
+        resp = await client.post("/api/jobs", json={"preset": "default", "brief": brief})
+        if resp.status != 201:
+            break
+    body = await problem(resp, 507, "OutOfDiskSpace")
+    assert "full" in body["detail"]
 
 
 async def test_a_bad_timeout_is_a_400_naming_its_step(client: Any) -> None:

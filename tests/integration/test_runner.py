@@ -389,3 +389,37 @@ async def test_a_probe_of_the_output_that_hangs_fails_the_job_with_a_timeout(
     assert state.status is JobStatus.FAILED
     assert [e.code for e in state.errors] == ["StepTimeout:mux"]
     assert state.step("mux").status is StepStatus.SUCCEEDED  # a retry reuses it
+
+
+def _fill_limit(conn: sqlite3.Connection, extra_pages: int) -> None:
+    """Let the database grow by `extra_pages` pages at most, as a nearly full disk would
+    (SQLite then answers SQLITE_FULL, "database or disk is full")."""
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + extra_pages}")
+
+
+async def test_a_log_that_cannot_grow_fails_the_job_with_out_of_disk_space(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def warns_until_stopped(ctx: StepContext) -> list[Artifact]:
+        for _ in range(100_000):  # stopped when an append fails
+            await ctx.warn("Test", "a long warning " * 100)
+            await asyncio.sleep(0)
+        return []
+
+    async with await Engine.open(
+        settings_for(tmp_path), pipeline=pipeline(broll=warns_until_stopped)
+    ) as engine:
+        await engine.log.run_on_writer(lambda conn: _fill_limit(conn, 0))
+        job_id = (await engine.submit(DRAFT)).job.job_id  # fits in the pages there are
+        await until(lambda: "run failed" in caplog.text)  # an append found the log full
+        # its failure is recorded at once if it fits, else once there is space again
+        await engine.log.run_on_writer(lambda conn: _fill_limit(conn, 1000))
+        async with asyncio.timeout(TIMEOUT):
+            await engine.run_until_idle()
+        state = await assert_consistent(engine, job_id)
+    assert state.status is JobStatus.FAILED
+    assert state.step("broll").status is StepStatus.FAILED
+    error = state.errors[-1]
+    assert error.code == "OutOfDiskSpace" and "full" in error.message, error
+
