@@ -338,10 +338,17 @@ class JobRun:
             upstream_changed = upstream_changed or artifacts_changed(candidate, succeeded.artifacts)
             artifacts.update((a.name, a) for a in succeeded.artifacts)
         self._queue_carry(carry)
+        # The probe runs in a scope a cancel request expires, as a step's does: a cancel that
+        # comes while it runs (a stalled ffprobe) ends the job Canceled at once.
+        scope = asyncio.timeout(OUTPUT_PROBE_SECONDS)
+        self._check_appends()
+        self._step_scope, self._step_cancelled = scope, False
         try:
-            async with asyncio.timeout(OUTPUT_PROBE_SECONDS):
+            async with scope:
                 output = await self._runner.output_probe(artifacts)
         except TimeoutError:
+            if self._step_cancelled:
+                return [JobCanceled(attempt=self.state.attempt)]
             last = self.state.steps[-1].name
             error = make_error(
                 f"StepTimeout:{last}",
@@ -350,6 +357,9 @@ class JobRun:
             )
             error = replace(error, step=last, correlation_id=self.state.correlation_id)
             return [JobFailed(error=error, attempt=self.state.attempt)]
+        finally:
+            self._step_scope = None
+        self._check_appends()
         return [JobSucceeded(output=output, attempt=self.state.attempt)]
 
     def _queue_carry(self, carry: list[Event]) -> list[Event]:

@@ -27,6 +27,7 @@ from runner_support import (
     wait_gone,
 )
 
+from aura.engine import job_run
 from aura.engine.context import StepContext
 from aura.engine.engine import Engine
 from aura.engine.errors import Conflict
@@ -300,3 +301,31 @@ async def test_retry_is_recorded_before_it_returns(tmp_path: Path) -> None:
         assert state.step("narration").status is StepStatus.SKIPPED
         succeeded = [r for r in records if isinstance(r.event, StepSucceeded)]
         assert {r.event.step for r in succeeded} == {"preflight", "narration"}  # type: ignore[union-attr]
+
+
+async def test_a_stalled_probe_of_the_video_times_out_and_a_cancel_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the real ffprobe, except for the finished video: then it hangs (a stalled disk, say)
+    stalling = tmp_path / "ffprobe"
+    stalling.write_text(
+        '#!/bin/sh\ncase "$*" in *video.mp4*) exec sleep 60;; esac\nexec ffprobe "$@"\n'
+    )
+    stalling.chmod(0o755)
+    monkeypatch.setattr(job_run, "OUTPUT_PROBE_SECONDS", 2.0)
+    async with await Engine.open(settings_for(tmp_path, ffprobe_path=str(stalling))) as engine:
+        job_id = (await engine.submit(SHORT)).job.job_id
+        await engine.run_until_idle()
+        state = await assert_consistent(engine, job_id)
+        assert state.status is JobStatus.FAILED
+        assert [e.code for e in state.errors] == ["StepTimeout:mux"]
+        assert wait_gone(child_pids("sleep")) == []  # the stalled probe was stopped
+        # retried, every step is reused and the probe stalls again: a cancel ends it at once
+        await engine.retry(job_id)
+        stalled = await _pids_of("sleep")
+        canceled = await engine.cancel(job_id)
+        assert canceled.status is JobStatus.CANCELED
+        assert await asyncio.to_thread(wait_gone, stalled, 5.0) == []
+        state = await assert_consistent(engine, job_id)
+    assert all(step.status is not StepStatus.FAILED for step in state.steps)
+    assert [e.code for e in state.errors] == ["StepTimeout:mux"]  # the first attempt's only

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ from runner_support import (
     wait_gone,
 )
 
-from aura.engine import job_run
 from aura.engine.context import StepContext
 from aura.engine.engine import Engine
 from aura.engine.errors import Conflict, JobNotFound
@@ -37,7 +35,6 @@ from aura.projections.events import (
     JobFailed,
     JobSucceeded,
     JobWarning,
-    Output,
     StepFailed,
     StepProgressed,
     StepStarted,
@@ -370,27 +367,6 @@ async def test_a_failure_the_log_refuses_at_first_is_recorded_once_it_takes_writ
         assert (await engine.retry(job_id)).status is JobStatus.QUEUED  # retry is open again
 
 
-async def test_a_probe_of_the_output_that_hangs_fails_the_job_with_a_timeout(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(job_run, "OUTPUT_PROBE_SECONDS", 0.2)
-
-    async def hanging_probe(artifacts: Mapping[str, Artifact]) -> Output:
-        await asyncio.Event().wait()  # never set: a probe that never answers
-        raise AssertionError("unreachable")
-
-    settings = settings_for(tmp_path)
-    async with await Engine.open(
-        settings, pipeline=pipeline(), output_probe=hanging_probe
-    ) as engine:
-        job = (await engine.submit(DRAFT)).job
-        await wait_for(engine.log, job.job_id, is_type("JobFailed"))
-        state = await assert_consistent(engine, job.job_id)
-    assert state.status is JobStatus.FAILED
-    assert [e.code for e in state.errors] == ["StepTimeout:mux"]
-    assert state.step("mux").status is StepStatus.SUCCEEDED  # a retry reuses it
-
-
 def _fill_limit(conn: sqlite3.Connection, extra_pages: int) -> None:
     """Let the database grow by `extra_pages` pages at most, as a nearly full disk would
     (SQLite then answers SQLITE_FULL, "database or disk is full")."""
@@ -422,4 +398,3 @@ async def test_a_log_that_cannot_grow_fails_the_job_with_out_of_disk_space(
     assert state.step("broll").status is StepStatus.FAILED
     error = state.errors[-1]
     assert error.code == "OutOfDiskSpace" and "full" in error.message, error
-
