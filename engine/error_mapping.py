@@ -102,7 +102,7 @@ def _classify(exc: BaseException, step: str | None, settings: Settings | None) -
         case ProgramNotFound():
             return _program_not_found(exc, settings)
         case ProcessFailed():
-            return _process_failed(exc)
+            return _process_failed(exc, settings)
         case EmptyOutput() | MediaRejected():
             return make_error(
                 "Internal",
@@ -129,7 +129,7 @@ def _program_not_found(exc: ProgramNotFound, settings: Settings | None) -> Error
     return make_error(f"ToolNotFound:{name}", f"{exc.program!r} was not found", details=details)
 
 
-def _process_failed(exc: ProcessFailed) -> ErrorInfo:
+def _process_failed(exc: ProcessFailed, settings: Settings | None) -> ErrorInfo:
     details = {"program": exc.program, "exitCode": exc.returncode, "stderrTail": exc.stderr_tail}
     last = exc.stderr_tail.strip().splitlines()[-1:] or [""]
     message = f"{exc.program} exited with status {exc.returncode}: {last[0][:300]}".rstrip(": ")
@@ -138,7 +138,9 @@ def _process_failed(exc: ProcessFailed) -> ErrorInfo:
     if full:
         message = f"{exc.program} ran out of disk space: {full[-1].strip()[:300]}"
         return make_error("OutOfDiskSpace", message, details=details)
-    if exc.program in _FFMPEG_TOOLS:
+    # ffmpeg or ffprobe by name, or the program configured as either (AURA_FFPROBE=/opt/probe2)
+    configured = (settings.ffmpeg_path, settings.ffprobe_path) if settings else ()
+    if exc.program in _FFMPEG_TOOLS or exc.argv[0] in configured:
         return make_error(f"FFmpegFailedExitCode:{exc.returncode}", message, details=details)
     return make_error("Internal", message, details=details)
 
@@ -156,11 +158,13 @@ def _os_error(exc: OSError) -> ErrorInfo:
     details: dict[str, Any] = {"errno": errno.errorcode.get(code, str(code))}
     if exc.filename is not None:
         details["path"] = str(exc.filename)
+    if exc.filename2 is not None:  # a rename: the destination is what is in the way
+        details["path"], details["from"] = str(exc.filename2), details.get("path")
     reason = os.strerror(code)
     if code in _NO_SPACE:
         return make_error("OutOfDiskSpace", f"no space left: {reason}", details=details)
     if code in _NOT_WRITABLE:
-        where = f" ({exc.filename})" if exc.filename else ""
+        where = f" ({details['path']})" if "path" in details else ""
         return make_error(
             "OutputDirectoryNotWritable", f"cannot write{where}: {reason}", details=details
         )

@@ -174,6 +174,17 @@ async def test_a_data_folder_under_a_regular_file_is_not_writable(tmp_path: Path
     assert leftovers(tmp_path) == []
 
 
+async def test_a_folder_where_a_file_goes_is_named_not_the_temp_file(tmp_path: Path) -> None:
+    in_the_way = tmp_path / "subtitles.srt"
+    (in_the_way / "inside").mkdir(parents=True)  # a folder where the file is to be renamed
+    with pytest.raises(OSError) as caught:
+        atomic.write_text(in_the_way, "1")
+    info = map_exception(caught.value, step="subtitles", correlation_id="c")
+    assert_code(info, "OutputDirectoryNotWritable")
+    assert info.details["path"] == str(in_the_way) and str(in_the_way) in info.message
+    assert leftovers(tmp_path) == []
+
+
 async def test_a_write_into_a_missing_folder_path_maps_to_not_writable(tmp_path: Path) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("x")

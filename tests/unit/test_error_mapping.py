@@ -67,6 +67,10 @@ def test_a_non_zero_ffmpeg_exit_carries_the_code_and_the_stderr_tail() -> None:
     assert "No such filter" in info.message
     other = ProcessFailed(["espeak-ng", "x"], 1, "bad")
     assert code_of(other) == "Internal"
+    # a program configured as ffprobe under another name is ffprobe all the same
+    custom = Settings(ffprobe_path="/opt/tools/probe-wrap")
+    wrapped = ProcessFailed(["/opt/tools/probe-wrap", "x.mp4"], 1, "bad")
+    assert map_exception(wrapped, step=None, settings=custom).code == "FFmpegFailedExitCode:1"
 
 
 def test_aura_errors_keep_their_code_and_gain_step_and_correlation() -> None:
