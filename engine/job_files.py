@@ -1,7 +1,9 @@
 """A job's files as the runner sees them: verifying recorded artifacts, the output, temp files.
 
 Artifact paths are stored as the step gave them; a relative one is relative to the job's work
-folder.
+folder. An absolute one inside a `jobs/<job id>/` folder is read from the job's work folder of
+today's data folder: a data folder moved or restored from a backup keeps its artifacts (and
+never reads the old folder's files, should it still exist).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import msgspec
+
 from aura.engine.atomic import TEMP_MARKER
 from aura.projections.events import Artifact, Output
 
@@ -21,7 +25,9 @@ __all__ = [
     "TEMP_NAME",
     "artifact_path",
     "file_sha256",
+    "located",
     "output_of",
+    "rebased",
     "remove_temp_files",
     "verify_artifact",
     "verify_artifacts",
@@ -36,8 +42,28 @@ _CHUNK = 1 << 20
 
 
 def artifact_path(artifact: Artifact, work_dir: Path | str) -> Path:
-    path = Path(artifact.path)
-    return path if path.is_absolute() else Path(work_dir) / path
+    return located(artifact.path, work_dir)
+
+
+def located(recorded: str, work_dir: Path | str) -> Path:
+    """Where a path recorded for a job's file is now: relative paths are relative to the job's
+    work folder; an absolute one under a folder named like the work folder, inside `jobs/`
+    (the layout of Settings.job_dir), is taken relative to it and put in today's work folder."""
+    work = Path(work_dir)
+    path = Path(recorded)
+    if not path.is_absolute():
+        return work / path
+    parts = path.parts
+    for i in range(len(parts) - 2, 0, -1):  # the innermost match
+        if parts[i] == work.name and parts[i - 1] == "jobs":
+            return work.joinpath(*parts[i + 1 :])
+    return path
+
+
+def rebased(artifact: Artifact, work_dir: Path | str) -> Artifact:
+    """The artifact with its path where its file is now (see `located`)."""
+    path = str(located(artifact.path, work_dir))
+    return artifact if path == artifact.path else msgspec.structs.replace(artifact, path=path)
 
 
 def file_sha256(path: Path) -> str:

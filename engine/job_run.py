@@ -41,7 +41,7 @@ from aura.engine.decide import (
 from aura.engine.error_mapping import map_exception
 from aura.engine.errors import make_error
 from aura.engine.inputs import SAMPLE_BRIEF, JobRequest
-from aura.engine.job_files import remove_temp_files, verify_artifacts
+from aura.engine.job_files import rebased, remove_temp_files, verify_artifacts
 from aura.engine.settings import Settings
 from aura.projections.events import (
     Artifact,
@@ -328,7 +328,8 @@ class JobRun:
             )
             if skipped is not None and candidate is not None:
                 carry.append(skipped)
-                artifacts.update((a.name, a) for a in candidate.artifacts)
+                # where the files are now (the data folder may have moved since)
+                artifacts.update((a.name, rebased(a, self._job_dir)) for a in candidate.artifacts)
                 continue
             outcome = await self._run_step(step.name, request, artifacts, carry)
             succeeded = outcome[0]

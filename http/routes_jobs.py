@@ -17,6 +17,7 @@ from aiohttp import web
 
 from aura.engine.errors import AuraError
 from aura.engine.inputs import decode_request, not_utf8, too_deep
+from aura.engine.job_files import located
 from aura.engine.settings import Settings
 from aura.http.app import CONFIG, ENGINE, FANOUT, STREAMS
 from aura.http.diagnostics import diagnostics
@@ -228,15 +229,15 @@ async def _send_whole(request: web.Request, path: Path) -> web.StreamResponse:
 def _served_path(state: JobState, settings: Settings) -> Path:
     """The job's video, only if it is a file inside the data folder (symlinks resolved).
 
-    A relative output path is relative to the job's work folder, as artifact paths are.
+    The recorded path is found as an artifact's is (`job_files.located`): relative to the job's
+    work folder, or moved with the data folder.
     """
     if state.output is None or not state.output.video_path:
         raise AuraError.of(
             "NotFound", f"job {state.job_id} has no output (it is {state.status.value})"
         )
     root = settings.data_dir.resolve()
-    path = Path(state.output.video_path)
-    path = (path if path.is_absolute() else settings.job_dir(state.job_id) / path).resolve()
+    path = located(state.output.video_path, settings.job_dir(state.job_id)).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         raise AuraError.of("NotFound", f"job {state.job_id}'s output file is not available")
     return path

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runner_support import (
@@ -29,9 +31,11 @@ from runner_support import (
 
 from aura.engine import job_run
 from aura.engine.context import StepContext
+from aura.engine.decide import job_id_for_key
 from aura.engine.engine import Engine
 from aura.engine.errors import Conflict
 from aura.engine.inputs import Brief, JobRequest, Options
+from aura.http.app import create_app
 from aura.projections.events import Artifact, StepSkipped, StepSucceeded
 from aura.projections.job import JobStatus, StepStatus
 
@@ -329,3 +333,35 @@ async def test_a_stalled_probe_of_the_video_times_out_and_a_cancel_stops_it(
         state = await assert_consistent(engine, job_id)
     assert all(step.status is not StepStatus.FAILED for step in state.steps)
     assert [e.code for e in state.errors] == ["StepTimeout:mux"]  # the first attempt's only
+
+
+async def test_a_moved_data_folder_keeps_its_artifacts_and_its_output(
+    tmp_path: Path, aiohttp_client: Any
+) -> None:
+    first = settings_for(tmp_path / "first")
+    job_id = job_id_for_key("moved")
+    (first.job_dir(job_id) / "video.mp4" / "in-the-way").mkdir(parents=True)  # mux fails
+    async with await Engine.open(first) as engine:
+        await engine.submit(SHORT, idempotency_key="moved")
+        await engine.run_until_idle()
+        assert (await engine.get(job_id)).step("mux").status is StepStatus.FAILED
+    second = settings_for(tmp_path / "second")  # restored from a backup; the original is gone
+    shutil.copytree(first.data_dir, second.data_dir)
+    shutil.rmtree(first.data_dir)
+    shutil.rmtree(second.job_dir(job_id) / "video.mp4")
+    async with await Engine.open(second) as engine:
+        await engine.retry(job_id)
+        await engine.run_until_idle()
+        state = await assert_consistent(engine, job_id)
+        records = await engine.log.read(job_id)
+    assert state.status is JobStatus.SUCCEEDED
+    reused = {r.event.step for r in records if isinstance(r.event, StepSkipped)}
+    assert {"narration", "broll", "subtitles"} <= reused
+    # moved once more, the finished video is still served
+    third = settings_for(tmp_path / "third")
+    shutil.copytree(second.data_dir, third.data_dir)
+    shutil.rmtree(second.data_dir)
+    client = await aiohttp_client(create_app(third))
+    resp = await client.get(f"/api/jobs/{job_id}/output")
+    assert resp.status == 200, await resp.text()
+    assert await resp.read() == (third.job_dir(job_id) / "video.mp4").read_bytes()
