@@ -79,8 +79,9 @@ class TinyPipeline:
 
     def _write_video(self, ctx: StepContext) -> Artifact:
         path = self.output_path or ctx.work_dir / "video.mp4"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(VIDEO_BYTES)
+        target = ctx.work_dir / path  # an absolute `path` stays itself
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(VIDEO_BYTES)
         return Artifact(
             name="clip",  # not "video": that one the engine probes with ffprobe
             path=str(path),

@@ -8,6 +8,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from yarl import URL
+
 from aura.engine.settings import Settings
 from aura.http.app import ENGINE, MAX_BODY_BYTES
 from aura.tests.e2e.helpers import (
@@ -316,15 +318,21 @@ async def test_output_of_an_unfinished_job_is_404(client: Any, tiny: TinyPipelin
 async def test_no_file_outside_the_data_folder_is_served(
     client: Any, tiny: TinyPipeline, tmp_path: Path
 ) -> None:
+    # jobs whose recorded output lies outside the data folder: by an absolute path, and by a
+    # relative one climbing out of the job's folder (data/jobs/ID/../../../outside)
     outside = tmp_path / "outside" / "secret.mp4"
-    tiny.output_path = outside  # a job whose recorded output lies outside the data folder
-    job = await finished_job(client)
-    assert outside.read_bytes() == VIDEO_BYTES
-    await problem(await client.get(f"/api/jobs/{job['jobId']}/output"), 404, "NotFound")
-    for path in ("/api/jobs/..%2F..%2Fetc%2Fpasswd/output", "/api/jobs/../../etc/passwd"):
-        resp = await client.get(path)
-        assert resp.status == 404
-        assert b"root:" not in await resp.read()
+    for recorded in (outside, Path("../../../outside/secret.mp4")):
+        outside.unlink(missing_ok=True)
+        tiny.output_path = recorded
+        job = await finished_job(client)
+        assert outside.read_bytes() == VIDEO_BYTES  # the file is there, and never served
+        await problem(await client.get(f"/api/jobs/{job['jobId']}/output"), 404, "NotFound")
+    base = str(client.make_url("/")).rstrip("/")
+    for path in ("/api/jobs/..%2F..%2Fetc%2Fpasswd/output", "/api/jobs/../../etc/passwd/output"):
+        # sent as written: the client must not resolve the dots itself
+        async with client.session.get(URL(base + path, encoded=True)) as resp:
+            assert resp.status == 404
+            assert b"root:" not in await resp.read()
 
 
 async def test_request_bodies_are_size_bounded(client: Any) -> None:
