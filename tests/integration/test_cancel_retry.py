@@ -303,8 +303,15 @@ async def test_retry_is_recorded_before_it_returns(tmp_path: Path) -> None:
         state = await assert_consistent(engine, job_id)
         assert state.status is JobStatus.SUCCEEDED
         assert state.step("narration").status is StepStatus.SKIPPED
-        succeeded = [r for r in records if isinstance(r.event, StepSucceeded)]
-        assert {r.event.step for r in succeeded} == {"preflight", "narration"}  # type: ignore[union-attr]
+        records = await engine.log.read(job_id)  # the whole log now, both attempts
+        succeeded = [
+            (r.event.attempt, r.event.step) for r in records if isinstance(r.event, StepSucceeded)
+        ]
+        assert succeeded == [
+            (1, "preflight"),
+            (1, "narration"),
+            *((2, step) for step in ("preflight", "broll", "subtitles", "mux")),
+        ]
 
 
 async def test_a_stalled_probe_of_the_video_times_out_and_a_cancel_stops_it(

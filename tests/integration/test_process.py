@@ -106,10 +106,13 @@ async def test_cancel_terminates_the_whole_process_group(tmp_path: Path) -> None
 
 async def test_cancel_kills_a_child_that_ignores_sigterm_after_the_grace(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, kill_grace_seconds=0.3)
+    told = tmp_path / "signals"
+    script = f"trap 'echo TERM >> {told}' TERM; echo $$; while :; do sleep 0.05; done"
     started = time.monotonic()
-    pids = await start_and_cancel(settings, "trap '' TERM; echo $$; while :; do sleep 0.05; done")
+    pids = await start_and_cancel(settings, script)
     assert not alive(pids[0])
-    assert time.monotonic() - started >= 0.3
+    assert told.read_text().split() == ["TERM"]  # asked once, politely, then killed
+    assert time.monotonic() - started >= 0.3  # not before the grace
 
 
 async def test_cancelling_ffmpeg_kills_it_and_leaves_no_temp_file(tmp_path: Path) -> None:

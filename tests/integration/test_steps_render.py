@@ -26,8 +26,7 @@ from aura.engine.media import probe, probe_duration, probe_output
 from aura.engine.pipeline import OUTPUT_ARTIFACT, PIPELINE
 from aura.engine.steps.mux import BURN_FILE, mux
 from aura.engine.steps.narration import narration
-from aura.engine.steps.spec import LINE_GAP_SECONDS
-from aura.engine.steps.subtitles import WORD_JOINER, build_srt, cue_times, srt_time
+from aura.engine.steps.subtitles import WORD_JOINER, build_srt
 
 
 def _sha256(path: Path) -> str:
@@ -83,10 +82,22 @@ async def test_subtitle_cues_follow_the_real_line_durations(tmp_path: Path) -> N
         await probe_duration(Path(artifacts[n].path), settings) for n in ("line-01", "line-02")
     ]
     srt = read_text(artifacts["subtitles"].path)
-    times = re.findall(r"(\S+) --> (\S+)", srt)
-    assert times == [(srt_time(a), srt_time(b)) for a, b in cue_times(durations)]
-    assert times[1][0] == srt_time(durations[0] + LINE_GAP_SECONDS)
+    times = [_seconds(t) for cue in re.findall(r"(\S+) --> (\S+)", srt) for t in cue]
+    # each cue spans its line's audio; the next starts after 0.3 s of silence
+    first, second = durations
+    expected = [0.0, first, first + 0.3, first + 0.3 + second]
+    assert times == pytest.approx(expected, abs=0.0011), srt
+    # and the narration track is exactly those lines and silences
+    track = await probe_duration(Path(artifacts["narration"].path), settings)
+    assert track == pytest.approx(first + 0.3 + second + 0.3, abs=0.05)
     assert "One short line." in srt and "And another." in srt
+
+
+def _seconds(srt_time: str) -> float:
+    """`HH:MM:SS,mmm` in seconds, read independently of the code under test."""
+    hours, minutes, rest = srt_time.split(":")
+    secs, millis = rest.split(",")
+    return int(hours) * 3600 + int(minutes) * 60 + int(secs) + int(millis) / 1000
 
 
 async def test_portrait_burned_only_and_soft_only_variants(tmp_path: Path) -> None:
