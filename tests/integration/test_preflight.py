@@ -120,3 +120,23 @@ async def test_the_job_checks_skip_espeak_for_openai_and_need_its_key(tmp_path: 
     checks = [f.check for f in findings]
     assert "espeak-ng" not in checks and "key:OPENAI_API_KEY" in checks
     assert not any(f.failed for f in findings)
+
+
+def test_gpu_detection_agrees_with_nvml_asked_directly() -> None:
+    """Checked against NVML itself, so the tests that branch on `detect().usable` (here: no
+    driver, no GPU) cannot be fooled by a detection that calls a missing GPU usable."""
+    import pynvml
+
+    status = gpu.detect()
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as e:  # no driver: no GPU at all
+        assert (status.names, status.usable) == ((), False)
+        assert str(e) in status.reason
+        return
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+    finally:
+        pynvml.nvmlShutdown()
+    assert len(status.names) == count
+    assert status.usable == (count > 0 and status.can_encode)

@@ -203,8 +203,10 @@ async def test_a_sigkilled_engine_leaves_no_ffmpeg_and_the_restart_finishes_the_
         parent = psutil.Process(worker.pid)
 
         def rendering() -> list[int]:
+            """broll's ffmpeg, writing its temp file (not another step's)."""
             found = [p.pid for p in parent.children(recursive=True) if p.name() == "ffmpeg"]
-            return found if found and temp_files(work) else []
+            writing = any(p.name.startswith(".broll.") for p in temp_files(work))
+            return found if found and writing else []
 
         await until(rendering)
         ffmpeg = rendering()
