@@ -12,13 +12,29 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _imports(path: Path) -> set[str]:
+    return _imports_of(path.read_text(), path)
+
+
+def _imports_of(source: str, path: Path) -> set[str]:
+    """Every module (or module member) `source`, the text of `path`, imports, by absolute name:
+    `from aura import engine` is `aura.engine`; relative imports resolve against its package."""
+    package = ["aura", *path.relative_to(ROOT).parent.parts]
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
     return names
+
+
+def test_imports_are_read_by_absolute_name() -> None:
+    source = "from aura import engine\nfrom . import log\nfrom ..http import app\nimport json\n"
+    names = _imports_of(source, ROOT / "store" / "example.py")
+    assert {"aura.engine", "aura.store.log", "aura.http.app", "json"} <= names
 
 
 def test_projections_import_only_the_stdlib_msgspec_and_themselves() -> None:
