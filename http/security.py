@@ -106,10 +106,18 @@ def make_auth_middleware(token: str | None) -> Middleware:
 
 
 def _host_name(host: str) -> str:
-    """The name in a `Host` value, without its port: `[::1]:8765` -> `[::1]`."""
+    """The name in a `Host` value, without its port: `[::1]:8765` -> `[::1]`. A value that is
+    not NAME or NAME:DIGITS (`[::1].evil.example`, `127.0.0.1:1@evil`) is returned whole, so
+    it names no loopback address."""
     if host.startswith("["):
-        return host.partition("]")[0] + "]"
-    return host.rpartition(":")[0] if ":" in host else host
+        name, _, rest = host.partition("]")
+        return f"{name}]" if rest == "" or (rest[:1] == ":" and _is_port(rest[1:])) else host
+    name, colon, port = host.rpartition(":")
+    return name if colon and _is_port(port) else host
+
+
+def _is_port(text: str) -> bool:
+    return text == "" or (text.isascii() and text.isdigit())  # RFC 3986: port = *DIGIT
 
 
 def _foreign_site(request: web.Request) -> AuraError | None:

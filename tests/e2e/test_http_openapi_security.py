@@ -183,7 +183,9 @@ async def test_without_a_token_only_loopback_host_names_are_answered(
     make_client: Any, tmp_path: Path
 ) -> None:
     client = await make_client()
-    for host in ("attacker.example", f"attacker.example:{client.port}", "10.0.0.1"):
+    foreign = ("attacker.example", f"attacker.example:{client.port}", "10.0.0.1")
+    malformed = ("[::1].evil.example", "127.0.0.1:1@evil.example", "[::1]x", "127.0.0.1:٣")
+    for host in (*foreign, *malformed):
         body = await problem(
             await client.get("/api/jobs", headers={"Host": host}), 403, "Forbidden"
         )
