@@ -61,9 +61,6 @@ PROGRESS_MIN_INTERVAL = 0.25
 #: percentage points progress must rise by before it is recorded again
 PROGRESS_MIN_STEP = 1.0
 
-#: times one attempt of a job is resumed after the engine stopped under it; found running once
-#: more, it fails with Interrupted (a job that takes the engine down would do so on every start)
-MAX_RESUMES = 3
 #: idempotency keys map to job ids in this namespace, so a key names one job forever
 _KEY_NAMESPACE = uuid.UUID("6f1c9a52-4a8e-4c1e-9d55-0b6a2f0c7e31")
 _DONE = frozenset({StepStatus.SUCCEEDED, StepStatus.SKIPPED})
@@ -171,11 +168,9 @@ def decide_recovery(
     """What start-up appends for a job the log shows as active.
 
     Running: `JobInterrupted` (its running step goes back to Pending), then, with
-    on_interrupted="fail" or once this attempt has been interrupted more than MAX_RESUMES
-    times (a job that takes the engine down with it would do so on every start),
-    `JobFailed(Interrupted)`. A cancel requested before the crash ends as a cancel does: the
-    step that was running `StepCanceled`, then `JobCanceled`. Queued: nothing (it is queued
-    again).
+    on_interrupted="fail", `JobFailed(Interrupted)`. A cancel requested before the crash ends
+    as a cancel does: the step that was running `StepCanceled`, then `JobCanceled`. Queued:
+    nothing (it is queued again).
     """
     attempt = state.attempt
     events: list[Event] = []
@@ -186,23 +181,16 @@ def decide_recovery(
             if step is not None:
                 events.append(StepCanceled(step=step, attempt=attempt))
             return [*events, JobCanceled(attempt=attempt)]
-        where = f" (step {step})" if step else ""
-        if state.interruptions >= MAX_RESUMES:
-            message = (
-                f"the engine stopped while the job was running{where}, "
-                f"{state.interruptions + 1} times in this attempt: it is not resumed again"
+        if on_interrupted == "fail":
+            error = make_error(
+                "Interrupted",
+                "the engine stopped while the job was running"
+                + (f" (step {step})" if step else ""),
+                step=step,
+                correlation_id=correlation_id or state.correlation_id,
             )
-        elif on_interrupted == "fail":
-            message = f"the engine stopped while the job was running{where}"
-        else:
-            return events
-        error = make_error(
-            "Interrupted",
-            message,
-            step=step,
-            correlation_id=correlation_id or state.correlation_id,
-        )
-        return [*events, JobFailed(error=error, attempt=attempt)]
+            events.append(JobFailed(error=error, attempt=attempt))
+        return events
     if state.status is JobStatus.QUEUED and state.cancel_requested:
         return [JobCanceled(attempt=attempt)]
     return events

@@ -108,8 +108,6 @@ class JobState(State, frozen=True, kw_only=True):
     ended_utc: datetime | None = None
     correlation_id: str = ""
     cancel_requested: bool = False
-    #: how often this attempt was found running after a restart (JobInterrupted)
-    interruptions: int = 0
     #: the job's version (events applied) and the seq of the last one
     version: int = 0
     last_seq: int = 0
@@ -177,7 +175,6 @@ def _retried(state: JobState, rec: Recorded, event: JobRetryRequested) -> JobSta
         output=None,
         ended_utc=None,
         cancel_requested=False,
-        interruptions=0,
         version=rec.version,
         last_seq=rec.seq,
     )
@@ -294,12 +291,7 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
                 for s in state.steps
             )
             return replace(
-                state,
-                status=JobStatus.QUEUED,
-                steps=steps,
-                interruptions=state.interruptions + 1,
-                version=rec.version,
-                last_seq=rec.seq,
+                state, status=JobStatus.QUEUED, steps=steps, version=rec.version, last_seq=rec.seq
             )
         case JobSucceeded():
             _require(state, rec, _RUNNING)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 import pytest
 
 from aura.engine.decide import (
-    MAX_RESUMES,
     artifacts_changed,
     check_events,
     created_event,
@@ -148,23 +147,6 @@ def test_recovery_can_fail_an_interrupted_job_with_interrupted() -> None:
     assert (error.code, error.step, error.correlation_id) == ("Interrupted", "broll", "corr")
     assert check_events(state, events).status is JobStatus.FAILED
     assert decide_retry(check_events(state, events))[0].attempt == 2
-
-
-def test_an_attempt_interrupted_again_and_again_is_failed_not_resumed_forever() -> None:
-    crash_in_broll = (JobInterrupted(step="broll"), JobStarted(), StepStarted(step="broll"))
-    state = state_of(*RUNNING_BROLL)
-    for _ in range(MAX_RESUMES):  # resumed each time
-        assert decide_recovery(state, "resume") == [JobInterrupted(step="broll")]
-        state = check_events(state, crash_in_broll)
-    assert state.interruptions == MAX_RESUMES
-    events = decide_recovery(state, "resume")  # found running once more: failed
-    assert events[0] == JobInterrupted(step="broll") and isinstance(events[-1], JobFailed)
-    assert events[-1].error.code == "Interrupted"
-    assert f"{MAX_RESUMES + 1} times" in events[-1].error.message
-    failed = check_events(state, events)
-    assert failed.status is JobStatus.FAILED
-    retried = check_events(failed, decide_retry(failed))  # a retry starts the count over
-    assert retried.interruptions == 0
 
 
 def test_recovery_leaves_a_queued_job_alone_and_finishes_a_requested_cancel() -> None:
