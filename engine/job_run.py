@@ -348,6 +348,7 @@ class JobRun:
             async with scope:
                 output = await self._runner.output_probe(artifacts)
         except TimeoutError:
+            self._check_appends()  # a failed append stopped the probe: the run fails with it
             if self._step_cancelled:
                 return [JobCanceled(attempt=self.state.attempt)]
             last = self.state.steps[-1].name

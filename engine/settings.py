@@ -101,7 +101,7 @@ def base_url_fault(value: str) -> str | None:
         return "it must be an absolute http or https URL, such as https://api.openai.com/v1"
     if url.user is not None or url.password is not None:
         return "it carries a user or password; the API key is sent as a bearer token instead"
-    if url.query_string or url.fragment:
+    if "?" in value or "#" in value:  # even an empty one: the request path is appended
         return "it must have no query or fragment (the key comes from OPENAI_API_KEY)"
     return None
 

@@ -149,6 +149,8 @@ async def test_a_base_url_with_a_password_is_refused_without_showing_it(tmp_path
         "api.example.invalid/v1",
         "ftp://api.example.invalid/v1",
         "https://api.example.invalid/v1?key=pwSECRETPW",
+        "https://api.example.invalid/v1?",  # an empty query would take the request's path
+        "https://api.example.invalid/v1#",
     ],
 )
 async def test_a_base_url_that_is_no_plain_http_url_is_refused_without_showing_it(

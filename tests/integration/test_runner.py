@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ from aura.projections.events import (
     JobFailed,
     JobSucceeded,
     JobWarning,
+    Output,
     StepFailed,
     StepProgressed,
     StepStarted,
@@ -365,6 +367,39 @@ async def test_a_failure_the_log_refuses_at_first_is_recorded_once_it_takes_writ
         assert state.status is JobStatus.FAILED
         assert state.step("broll").status is StepStatus.FAILED
         assert (await engine.retry(job_id)).status is JobStatus.QUEUED  # retry is open again
+
+
+async def test_an_append_refused_while_the_output_is_probed_fails_the_job_with_its_error(
+    tmp_path: Path,
+) -> None:
+    probing = asyncio.Event()
+
+    async def refuse_from_now(ctx: StepContext) -> list[Artifact]:
+        with sqlite3.connect(ctx.settings.data_dir / "aura.db") as conn:  # as a full disk would
+            conn.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.type = 'StepSucceeded' "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        return []
+
+    async def stalled_probe(artifacts: Mapping[str, Artifact]) -> Output:
+        probing.set()
+        await asyncio.Event().wait()  # stopped when the queued StepSucceeded fails
+        raise AssertionError("unreachable")
+
+    settings = settings_for(tmp_path)
+    async with await Engine.open(
+        settings, pipeline=pipeline(mux=refuse_from_now), output_probe=stalled_probe
+    ) as engine:
+        job_id = (await engine.submit(DRAFT)).job.job_id
+        async with asyncio.timeout(TIMEOUT):
+            await engine.run_until_idle()
+        with sqlite3.connect(engine.log.path) as conn:
+            conn.execute("DROP TRIGGER refuse")
+        state = await engine.get(job_id)
+    assert probing.is_set()
+    assert state.status is JobStatus.FAILED  # not Canceled: nobody asked for a cancel
+    assert state.errors[-1].details["exception"] == "append failed: refused"
 
 
 def _fill_limit(conn: sqlite3.Connection, extra_pages: int) -> None:
