@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import resource
 import signal
@@ -59,9 +58,11 @@ def _port(text: str) -> int:
     try:
         port = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+        port = -1
     if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} (from --port or AURA_PORT) is not a port number, 0 to 65535"
+        )
     return port
 
 
@@ -100,11 +101,16 @@ def raise_open_files_limit() -> int:
     hundreds of thousands): every client connection holds a descriptor, and a server out of
     them stops accepting anyone. Returns the soft limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = max(soft, 1 << 20)
-    if soft < hard:
-        with contextlib.suppress(ValueError, OSError):  # not allowed: keep what we have
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    ceiling = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    # macOS refuses a soft limit above its per-process maximum (often 10,240 or 24,576) even
+    # under an infinite hard one: try lower targets until one is taken; the hard limit stays
+    for target in (ceiling, 65_536, 24_576, 10_240):
+        if soft < target <= ceiling:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                break
+            except (ValueError, OSError):
+                continue
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
