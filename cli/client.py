@@ -77,6 +77,16 @@ def job_id_arg(text: str) -> str:
     return text
 
 
+def _idempotency_key(text: str) -> str:
+    """--idempotency-key: sent as a header, so printable ASCII, at most 200 characters (the
+    server's limit)."""
+    if not text or len(text) > 200 or not all(" " <= c <= "~" for c in text):
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is not usable: 1 to 200 printable ASCII characters"
+        )
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     parser.add_argument(
         "--url",
@@ -111,7 +121,11 @@ def _submit_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="STEP=SECONDS",
         help="a step's time limit (repeat)",
     )
-    parser.add_argument("--idempotency-key", help="the same key and body return the same job")
+    parser.add_argument(
+        "--idempotency-key",
+        type=_idempotency_key,
+        help="the same key and body return the same job",
+    )
     parser.add_argument("--watch", action="store_true", help="follow the job until it ends")
 
 
@@ -207,9 +221,10 @@ class Api:
                 body = await resp.read()
                 if resp.status >= 400:
                     raise ApiError(_problem_text(resp.status, body, self.url))
-                return json.loads(body) if body else None
         except aiohttp.ClientConnectionError as e:
             raise self.unreachable(e) from None
+        try:
+            return json.loads(body) if body else None
         except ValueError:  # not JSON (UnicodeDecodeError included)
             raise self.not_aura() from None
 
@@ -362,6 +377,10 @@ async def _follow_once(api: Api, job_id: str, progress: Progress) -> bool:
     async with api.session.get(url, headers=headers) as resp:
         if resp.status == 204:
             return True
+        if resp.status == 503:  # ServerBusy (as many streams as it allows): try again later
+            raise aiohttp.ClientResponseError(
+                resp.request_info, resp.history, status=503, message="the server is busy"
+            )
         if resp.status >= 400:
             raise ApiError(_problem_text(resp.status, await resp.read(), api.url))
         async for seq, event, data in iter_sse(resp):

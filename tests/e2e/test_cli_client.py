@@ -168,7 +168,15 @@ class _NotAura(http.server.BaseHTTPRequestHandler):
     """A web server that is not Aura: 200 with a page for GET, 501 with a page for POST."""
 
     def do_GET(self) -> None:
-        self._page(200)
+        if "json" in self.path:  # JSON, but no job in it
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self._page(200)
 
     def do_POST(self) -> None:
         self._page(501)
@@ -190,13 +198,21 @@ def test_a_server_that_is_not_aura_is_a_one_line_error() -> None:
         threading.Thread(target=other.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{other.server_address[1]}"
         try:
-            for args in (("watch", "abc"), ("cancel", "abc"), ("submit",)):
+            for args in (("watch", "abc"), ("watch", "json"), ("cancel", "abc"), ("submit",)):
                 result = aura(*args, "--url", url)
                 assert result.returncode in (1, 2), result
                 assert "Traceback" not in result.stderr, result.stderr
                 assert result.stderr.count("\n") == 1 and url in result.stderr, result.stderr
         finally:
             other.shutdown()
+
+
+def test_an_idempotency_key_that_cannot_be_a_header_is_a_usage_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # refused before any request
+    for key in ("a\nb", "", "x" * 201, "caf\u00e9"):
+        result = aura("submit", "--url", url, "--idempotency-key", key)
+        assert result.returncode == 2, result
+        assert "argument --idempotency-key" in result.stderr, result.stderr
 
 
 def test_a_missing_or_malformed_brief_file_is_a_one_line_error(tmp_path: Path) -> None:

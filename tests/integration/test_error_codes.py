@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import ffmpeg
+import psutil
 import pytest
 from render_helpers import DRAFT, SHORT_BRIEF, leftovers, make_ctx, run_steps, settings_for
 from runner_support import child_pids, until, wait_gone
@@ -110,8 +111,10 @@ async def test_a_step_past_its_limit_is_step_timeout_and_its_ffmpeg_is_killed(
         pids: list[int] = []
 
         def rendering() -> bool:
-            pids.extend(child_pids("ffmpeg"))
-            return bool(pids)
+            """broll's ffmpeg is running (not preflight's `ffmpeg -version`)."""
+            found = [p for p in child_pids("ffmpeg") if _writes_broll(p)]
+            pids.extend(found)
+            return bool(found)
 
         await until(rendering)
         await run
@@ -200,3 +203,10 @@ async def test_free_disk_below_the_threshold_is_out_of_disk_space(tmp_path: Path
     assert_code(info, "OutOfDiskSpace")
     assert info.details["requiredBytes"] > info.details["freeBytes"]
     assert leftovers(tmp_path) == []
+
+
+def _writes_broll(pid: int) -> bool:
+    try:
+        return any(".broll." in arg for arg in psutil.Process(pid).cmdline())
+    except psutil.Error:  # gone already
+        return False
