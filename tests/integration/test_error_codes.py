@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import ffmpeg
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
 from render_helpers import DRAFT, SHORT_BRIEF, leftovers, make_ctx, run_steps, settings_for
 from runner_support import child_pids, until, wait_gone
