@@ -363,6 +363,8 @@ async def watch(api: Api, job_id: str, out: TextIO) -> int:
             # Dropped: reconnect after the last id applied (kept even when the drop raised).
             deadline = deadline or loop.time() + RECONNECT_FOR
             if loop.time() > deadline:
+                if isinstance(e, aiohttp.ClientResponseError) and e.status == 503:
+                    raise ApiError(f"{api.url} stayed busy (ServerBusy); try again later") from None
                 raise api.unreachable(e) from None
             await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
             failures += 1

@@ -124,7 +124,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return response
     except StoreFull as e:  # the log's disk is full: the taxonomy says what to do
         info = map_exception(e, step=None, correlation_id=correlation)
-        return problem_response(info, TAXONOMY[info.code].http_status, correlation)
+        return problem_response(info, TAXONOMY[base_code(info.code)].http_status, correlation)
     except Exception:
         _log.exception("unhandled error (correlation id %s) on %s", correlation, request.path)
         info = make_error("Internal", "the server failed unexpectedly; see its log")

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
-from aura.cli.client import Api, watch
+from aura.cli import client as cli_client
+from aura.cli.client import Api, ApiError, watch
 from aura.engine.errors import make_error
 from aura.engine.settings import Settings
 from aura.http.app import ENGINE, FANOUT
@@ -374,6 +376,24 @@ async def test_aura_watch_waits_out_a_busy_server(make_client: Any, tiny: TinyPi
         async with asyncio.timeout(30):
             assert await watching == 0  # followed to the end once a stream was free
     assert "JobSucceeded" in out.getvalue()
+
+
+async def test_aura_watch_gives_up_on_a_server_that_stays_busy(
+    make_client: Any, tiny: TinyPipeline, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(cli_client, "RECONNECT_FOR", 0.5)  # instead of two minutes
+    client = await make_client(stream=StreamConfig(max_streams=1))
+    gate = tiny.gate("prepare")
+    job = await submit(client)
+    await gate.entered.wait()
+    async with aiohttp.ClientSession() as session:
+        holder = await session.get(client.make_url(f"/api/jobs/{job['jobId']}/events"))
+        api = Api(session, str(client.make_url("")).rstrip("/"))
+        with pytest.raises(ApiError, match="stayed busy"):
+            async with asyncio.timeout(30):
+                await watch(api, job["jobId"], io.StringIO())
+        holder.close()
+    gate.open()
 
 
 async def test_idle_streams_get_a_keep_alive_comment_every_interval(
