@@ -37,8 +37,8 @@ class CodeSpec(msgspec.Struct, frozen=True, kw_only=True):
 TAXONOMY: dict[str, CodeSpec] = {
     "MissingApiKey": CodeSpec(
         title="A provider's API key is not configured",
-        remediation="Add the key in Settings (or set the environment variable named in the "
-        "code), or choose a provider that needs no key, then retry.",
+        remediation="Set the environment variable named in the code (e.g. OPENAI_API_KEY) where "
+        "the server runs and restart it, or choose a provider that needs no key, then retry.",
         http_status=400,
     ),
     "RequiresNvidiaGPU": CodeSpec(
@@ -125,7 +125,7 @@ TAXONOMY: dict[str, CodeSpec] = {
         http_status=401,
     ),
     "Forbidden": CodeSpec(
-        title="The request was refused: it did not come from this server's own page or host",
+        title="The request was refused: it came from another site, or named another host",
         remediation="Call the server at its loopback address (http://127.0.0.1:PORT or "
         "http://localhost:PORT) from a client that sends no Origin or this server's own origin; "
         "to reach it under another name, set AURA_TOKEN.",

@@ -267,6 +267,10 @@ def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         [JobView, JobList, JobRequest, Problem, Finding], ref_template=_REF
     )
+    # what validate_request adds to the structs: a brief given must have its script
+    brief = components["Brief"]
+    brief["required"] = sorted({*brief.get("required", ()), "script"})
+    brief["properties"]["script"].pop("default", None)
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         operation: dict[str, Any] = {
@@ -287,7 +291,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "Aura jobs API",
             "version": "1",
             "description": "A server started with AURA_TOKEN (any non-loopback address) needs "
-            "the token on every operation but health and session: as a bearer header, or as "
+            "the token on every operation but GET /api/health and POST /api/session: as a "
+            "bearer header, or as "
             "the cookie POST /api/session sets. One bound to loopback without it needs none.",
         },
         "components": {

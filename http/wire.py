@@ -101,7 +101,7 @@ class WarningView(Wire, frozen=True, kw_only=True):
 
 
 class JobView(Wire, frozen=True, kw_only=True):
-    """`GET /api/jobs/{id}`: exactly the shape issue 5 pins."""
+    """A job as `GET /api/jobs/{id}` and the action endpoints answer it."""
 
     job_id: str
     preset: str

@@ -58,6 +58,13 @@ async def test_openapi_job_schema_is_the_served_job_shape(client: Any) -> None:
     assert {r.rsplit("/", 1)[1] for r in refs} <= set(schemas)
 
 
+async def test_openapi_says_a_brief_needs_its_script(client: Any) -> None:
+    doc = await (await client.get("/api/openapi.json")).json()
+    assert "script" in doc["components"]["schemas"]["Brief"]["required"]
+    resp = await client.post("/api/jobs", json={"preset": "default", "brief": {"title": "x"}})
+    assert resp.status == 400  # as the document says
+
+
 async def test_openapi_says_which_operations_need_the_token(make_client: Any) -> None:
     client = await make_client(token=TOKEN)
     doc = openapi_document()
