@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aura: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`aura replay ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush
+        return 141  # as a shell reports a command ended by SIGPIPE
     return code
 
 

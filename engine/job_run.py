@@ -247,7 +247,12 @@ class JobRun:
             await self.append([JobCanceled(attempt=state.attempt)])
             return
         request = request_of(created)
-        self._job_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._job_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file where the folder goes, a read-only disk: no bug to log
+            logger.warning("job %s: cannot create its folder: %s", self.job_id, e)
+            await self._fail(e)
+            return
         final = await self._steps(records, request)
         await self.append(final)
 

@@ -250,6 +250,18 @@ def test_a_malformed_environment_setting_is_a_one_line_error(tmp_path: Path) -> 
     assert not (tmp_path / "data" / "aura.db").exists()
 
 
+def test_a_file_where_the_jobs_folder_goes_fails_the_job_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "jobs").write_text("not a folder")
+    result = aura("sample", "--quality", "draft", "--data-dir", str(data))
+    assert result.returncode == 1, result
+    assert "OutputDirectoryNotWritable" in result.stdout + result.stderr, result
+    assert "Traceback" not in result.stderr, result.stderr
+
+
 def test_a_data_folder_under_a_regular_file_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("not a folder")
     data = str(tmp_path / "afile" / "data")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -83,3 +84,25 @@ def test_help_lists_the_commands() -> None:
     result = aura("--help")
     for command in ("serve", "sample", "submit", "watch", "replay", "retry", "cancel", "doctor"):
         assert command in result.stdout
+
+
+async def _make_long_job(data_dir: Path) -> None:
+    async with await EventLog.open(data_dir) as log:
+        await log.append("long", [JobCreated(preset="p", steps=("mux",), correlation_id="c")], 0)
+        ticks = [StepProgressed(step="mux", pct=i / 30) for i in range(3000)]
+        await log.append("long", [JobStarted(), StepStarted(step="mux"), *ticks], 1)
+
+
+def test_a_reader_that_stops_early_ends_replay_quietly(tmp_path: Path) -> None:
+    asyncio.run(_make_long_job(tmp_path))
+    for extra in ([], ["--json"]):  # far more than a pipe holds; `| head -c 100` reads 100 bytes
+        argv = [sys.executable, "-m", "aura.cli.main", "replay", "long", *extra]
+        with subprocess.Popen(
+            [*argv, "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            assert len(proc.stdout.read(100)) == 100
+            proc.stdout.close()  # the reader goes away
+            stderr = proc.stderr.read().decode()
+            assert proc.wait(timeout=60) == 141, stderr
+        assert stderr == ""  # no BrokenPipeError traceback
