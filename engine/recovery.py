@@ -20,6 +20,7 @@ from aura.engine.projector import Projector
 from aura.engine.runner import Runner
 from aura.engine.settings import Settings
 from aura.projections.job import JobState, JobStatus, fold
+from aura.store.errors import CorruptEvent
 from aura.store.log import EventLog
 
 __all__ = ["recover", "recover_job"]
@@ -43,8 +44,13 @@ async def recover(
 
 
 async def recover_job(log: EventLog, settings: Settings, job_id: str) -> JobState | None:
-    """Append what start-up means for one job (JobInterrupted, ...) and clean its folder."""
-    state = fold(await log.read(job_id))
+    """Append what start-up means for one job (JobInterrupted, ...) and clean its folder. A job
+    whose log does not decode is left as it is (named in the log): the others still start."""
+    try:
+        state = fold(await log.read(job_id))
+    except CorruptEvent as e:
+        logger.error("job %s cannot be recovered: %s", job_id, e)
+        return None
     if state is None:
         return None
     events = decide_recovery(state, settings.on_interrupted)

@@ -31,7 +31,13 @@ import msgspec
 
 from aura.projections.events import ENCODER, Event, Recorded
 from aura.store.connections import connect, on_thread
-from aura.store.errors import ConcurrencyError, DatabaseMissing, StoreError, StoreFull
+from aura.store.errors import (
+    ConcurrencyError,
+    CorruptEvent,
+    DatabaseMissing,
+    StoreError,
+    StoreFull,
+)
 from aura.store.rows import INSERT, SELECT, decode_rows, format_ts
 from aura.store.schema import migrate
 from aura.store.subscriptions import Subscriptions, Watcher, follow
@@ -82,6 +88,21 @@ async def _enable_wal(conn: aiosqlite.Connection) -> None:
             if delay is None or "locked" not in str(e):
                 raise
         await asyncio.sleep(delay)
+
+
+def _decodable(page: list[Any]) -> list[Recorded]:
+    """The page's events, leaving out (and logging) rows that do not decode: one bad row (or an
+    event type of a newer build) must not stop the read models of every other job."""
+    try:
+        return decode_rows(page)
+    except CorruptEvent:
+        records: list[Recorded] = []
+        for row in page:
+            try:
+                records += decode_rows([row])
+            except CorruptEvent as e:
+                logger.error("%s (job %s); left out of the read models", e, row[1])
+        return records
 
 
 def append_failed(error: BaseException) -> StoreError:
@@ -636,7 +657,7 @@ class EventLog:
             ).fetchall()
             if not page:
                 break
-            records = decode_rows(page)
+            records = _decodable(page)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 projection.apply(conn, records)
@@ -646,7 +667,7 @@ class EventLog:
                 projection.forget()
                 raise
             projection.committed()
-            position = records[-1].seq
+            position = page[-1][0]
         self._projections.append(projection)
 
     async def run_on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -10,12 +10,14 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 from typing import IO
 
 import psutil  # type: ignore[import-untyped]
+import pytest
 from runner_support import (
     TIMEOUT,
     assert_consistent,
@@ -102,6 +104,30 @@ async def test_with_on_interrupted_fail_the_job_fails_with_interrupted(tmp_path:
         await engine.retry(job_id)
         await engine.run_until_idle()
         assert (await assert_consistent(engine, job_id)).status is JobStatus.SUCCEEDED
+
+
+async def test_a_row_that_does_not_decode_leaves_the_other_jobs_working(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    job_id = await _interrupted_in_broll(tmp_path)  # Running in the log
+    settings = settings_for(tmp_path)
+    with sqlite3.connect(settings.data_dir / "aura.db") as conn:  # a newer build's event type
+        seq, version = conn.execute(
+            "SELECT max(seq), (SELECT max(version) FROM events WHERE job_id = ?) FROM events",
+            (job_id,),
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO events (seq, job_id, version, type, step, attempt, ts, data) VALUES "
+            "(?, ?, ?, 'JobArchived', NULL, 1, '2026-11-25T12:00:00.000000Z', ?)",
+            (seq + 1, job_id, version + 1, '{"type": "JobArchived", "attempt": 1}'),
+        )
+    async with await Engine.open(settings, pipeline=pipeline()) as engine:  # it refused to start
+        assert engine.recovered == []  # that job is left as the log says, and named
+        assert f"event seq {seq + 1} cannot be decoded" in caplog.text
+        other = (await engine.submit(DRAFT)).job.job_id
+        await engine.run_until_idle()
+        assert (await assert_consistent(engine, other)).status is JobStatus.SUCCEEDED
+        assert job_id in {row.job_id for row in await engine.list_jobs()}
 
 
 async def test_queued_jobs_are_queued_again_in_submission_order(tmp_path: Path) -> None:
