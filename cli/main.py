@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rerun": ("aura.cli.client", "start a new job with the same inputs"),
     "cancel": ("aura.cli.client", "cancel a queued or running job"),
     "replay": ("aura.cli.replay", "print a job's timeline and state from the log"),
-    "doctor": ("aura.cli.doctor", "check this machine: ffmpeg, disk, output folder, GPU, keys"),
+    "doctor": ("aura.cli.doctor", "check this machine: tools, output folder, log, disk, GPU, keys"),
 }
 
 

@@ -82,6 +82,12 @@ TAXONOMY: dict[str, CodeSpec] = {
         "and not a file, and that its file system is not read-only), then retry.",
         http_status=500,
     ),
+    "LogUnreadable": CodeSpec(
+        title="The data folder's event log cannot be read",
+        remediation="Move the data folder's aura.db aside (keep it for a report) or point "
+        "--data-dir at another folder; a log from a newer Aura needs that newer Aura.",
+        http_status=500,
+    ),
     "InvalidInput": CodeSpec(
         title="The request has an invalid field",
         remediation="Correct the field named in the code (see the detail) and submit again.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,9 @@ from aura.engine.errors import make_error
 from aura.engine.inputs import Brief, Options
 from aura.engine.process import ProcessFailed, ProgramNotFound, run_process
 from aura.engine.settings import Settings
+from aura.store.errors import StoreError
+from aura.store.log import DB_FILE_NAME, EventLog
+from aura.store.schema import MIGRATIONS
 
 __all__ = [
     "SUPPORTED_OS",
@@ -160,6 +164,29 @@ def check_output_dir(folder: Path) -> Finding:
     return _ok("output", f"{folder} is writable", {"path": str(folder)})
 
 
+async def check_log(data_dir: Path) -> Finding:
+    """The data folder's event log opens, read-only, with a schema this build reads (a folder
+    without one is fine: it is created on first use). Its rows are not all decoded here."""
+    path = data_dir / DB_FILE_NAME
+    if not path.exists():
+        return _ok("log", f"no log yet at {path}; it is created on first use")
+    try:
+        async with await EventLog.open(data_dir, readonly=True) as log:
+            version = await log.run_on_reader(_schema_version)
+            last = await log.max_seq()
+    except StoreError as e:
+        return _bad("log", "LogUnreadable", f"{path}: {e}", {"path": str(path)})
+    if version > len(MIGRATIONS):
+        message = f"{path} has schema {version}, newer than this build's {len(MIGRATIONS)}"
+        return _bad("log", "LogUnreadable", message, {"path": str(path)})
+    return _ok("log", f"{path} reads ({last} events)", {"path": str(path)})
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
 def check_gpu(encoder: str, status: gpu.GpuStatus | None = None) -> Finding:
     """An NVENC-capable GPU when `encoder` is nvenc (error) or auto (warning: libx264 is used)."""
     found = status if status is not None else gpu.detect()
@@ -193,6 +220,7 @@ async def system_check(settings: Settings) -> list[Finding]:
         await check_program("ffprobe", settings.ffprobe_path, settings),
         await check_program("espeak-ng", settings.espeak_path, settings),
         await asyncio.to_thread(check_output_dir, settings.jobs_dir),
+        await check_log(settings.data_dir),
         check_disk(settings.data_dir, settings, estimate_bytes(None)),
         check_gpu("auto", await asyncio.to_thread(gpu.detect)),
         check_key("OPENAI_API_KEY", settings.openai_api_key, required=False),

@@ -188,7 +188,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "get",
         "/api/system-check",
         "systemCheck",
-        "ffmpeg, disk, output folder, GPU, keys: each failing check with its error code",
+        "tools, output folder, log, disk, GPU, keys: each failing check with its error code",
         {
             "200": _json(
                 "the findings",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from pathlib import Path
 
 import msgspec
@@ -13,21 +15,26 @@ from aura.engine.inputs import Brief, Options
 from aura.engine.preflight import (
     check_gpu,
     check_key,
+    check_log,
     check_os,
     estimate_bytes,
     job_findings,
     system_check,
 )
 from aura.engine.steps.preflight import ENCODER_FALLBACK, preflight
+from aura.projections.events import JobCreated
+from aura.store.log import DB_FILE_NAME, EventLog
+from aura.store.schema import MIGRATIONS
 
 
 async def test_the_system_check_finds_this_machine_ready(tmp_path: Path) -> None:
     findings = await system_check(settings_for(tmp_path))
     by_check = {f.check: f for f in findings}
     assert set(by_check) == {
-        "os", "ffmpeg", "ffprobe", "espeak-ng", "output", "disk", "gpu", "key:OPENAI_API_KEY"
+        "os", "ffmpeg", "ffprobe", "espeak-ng", "output", "log", "disk", "gpu",
+        "key:OPENAI_API_KEY",
     }  # fmt: skip
-    for name in ("os", "ffmpeg", "ffprobe", "espeak-ng", "output", "disk"):
+    for name in ("os", "ffmpeg", "ffprobe", "espeak-ng", "output", "log", "disk"):
         assert by_check[name].status == "ok", by_check[name]
     assert by_check["ffmpeg"].message.startswith("ffmpeg version")
     assert not any(f.failed for f in findings)
@@ -140,3 +147,24 @@ def test_gpu_detection_agrees_with_nvml_asked_directly() -> None:
         pynvml.nvmlShutdown()
     assert len(status.names) == count
     assert status.usable == (count > 0 and status.can_encode)
+
+
+async def test_the_log_check_finds_logs_a_render_could_not_use(tmp_path: Path) -> None:
+    assert (await check_log(tmp_path / "new")).status == "ok"  # none yet: created on first use
+    async with await EventLog.open(tmp_path / "fine") as log:
+        await log.append("j", [JobCreated(preset="p", steps=("mux",), correlation_id="c")], 0)
+    fine = await check_log(tmp_path / "fine")
+    assert fine.status == "ok" and "1 events" in fine.message
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / DB_FILE_NAME).write_text("not a database")
+    newer = tmp_path / "newer"
+    shutil.copytree(tmp_path / "fine", newer)
+    with sqlite3.connect(newer / DB_FILE_NAME) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    folder = tmp_path / "folder"
+    (folder / DB_FILE_NAME).mkdir(parents=True)
+    for data_dir in (garbage, newer, folder):
+        found = await check_log(data_dir)
+        assert (found.status, found.code) == ("error", "LogUnreadable"), found
+        assert found.remediation and str(data_dir) in found.message
