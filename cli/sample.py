@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     except AuraError as e:  # a malformed AURA_* variable, a data folder that cannot be created
         print(f"aura sample: {e} ({e.info.remediation})", file=sys.stderr)
         return 1
-    except StoreError as e:  # the folder is in use, or its log has a row this build cannot read
+    except StoreError as e:  # the folder is in use, or its log cannot be opened
         print(f"aura sample: {e}", file=sys.stderr)
         return 1
 
