@@ -136,12 +136,12 @@ async def serve(settings: Settings, host: str, port: int, token: str | None) -> 
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
-        url = _url(runner, host)
-        print(f"Aura is listening on {url}  (data in {settings.data_dir})", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM):  # before saying so: a stop may come at once
             loop.add_signal_handler(sig, stop.set)
+        url = _url(runner, host)
+        print(f"Aura is listening on {url}  (data in {settings.data_dir})", flush=True)
         await stop.wait()
         print("Aura: stopping", flush=True)
     finally:
