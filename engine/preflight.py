@@ -8,6 +8,7 @@ size); the preflight step raises the first error among them and turns warnings i
 from __future__ import annotations
 
 import asyncio
+import functools
 import platform
 import sqlite3
 from pathlib import Path
@@ -152,11 +153,18 @@ def check_disk(folder: Path, settings: Settings, need_bytes: int) -> Finding:
     return _ok("disk", f"{free / 1e9:.1f} GB free at {where}", details)
 
 
-def check_output_dir(folder: Path) -> Finding:
-    """`folder` can be created and written (a probe file, written atomically, then removed)."""
+def check_output_dir(folder: Path, *, create: bool = True) -> Finding:
+    """`folder` can be created and written (a probe file, written atomically, then removed).
+    Without `create` (the system check: a mistyped --data-dir must not leave folders behind) a
+    missing folder is judged by its nearest existing parent, which is probed instead."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = atomic.write_bytes(folder / ".aura-write-check", b"ok")
+        probed = folder
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            while not probed.exists() and probed.parent != probed:
+                probed = probed.parent
+        probe = atomic.write_bytes(probed / ".aura-write-check", b"ok")
         probe.unlink()
     except OSError as e:
         info = map_exception(e, step=None)
@@ -219,7 +227,9 @@ async def system_check(settings: Settings) -> list[Finding]:
         await check_program("ffmpeg", settings.ffmpeg_path, settings),
         await check_program("ffprobe", settings.ffprobe_path, settings),
         await check_program("espeak-ng", settings.espeak_path, settings),
-        await asyncio.to_thread(check_output_dir, settings.jobs_dir),
+        await asyncio.to_thread(
+            functools.partial(check_output_dir, create=False), settings.jobs_dir
+        ),
         await check_log(settings.data_dir),
         check_disk(settings.data_dir, settings, estimate_bytes(None)),
         check_gpu("auto", await asyncio.to_thread(gpu.detect)),

@@ -168,3 +168,18 @@ async def test_the_log_check_finds_logs_a_render_could_not_use(tmp_path: Path) -
         found = await check_log(data_dir)
         assert (found.status, found.code) == ("error", "LogUnreadable"), found
         assert found.remediation and str(data_dir) in found.message
+
+
+async def test_the_system_check_creates_no_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "data"
+    by_check = {f.check: f for f in await system_check(settings_for(tmp_path, data_dir=missing))}
+    assert by_check["output"].status == "ok" and by_check["log"].status == "ok"
+    assert not missing.parent.exists()  # judged by its parent: nothing left behind
+    blocker = tmp_path / "afile"
+    blocker.write_text("a regular file")
+    under_file = settings_for(tmp_path, data_dir=blocker / "data")
+    by_check = {f.check: f for f in await system_check(under_file)}
+    assert (by_check["output"].status, by_check["output"].code) == (
+        "error",
+        "OutputDirectoryNotWritable",
+    )
