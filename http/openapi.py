@@ -248,16 +248,42 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
+#: headers particular answers carry, besides X-Correlation-Id (every answer):
+#: (method, path, status) -> {header: what it says}
+_HEADERS: dict[tuple[str, str, str], dict[str, str]] = {
+    ("post", "/api/jobs", "201"): {"Location": "the job's URL"},
+    ("post", "/api/jobs", "200"): {
+        "Location": "the job's URL",
+        "Idempotent-Replayed": "true: the job this Idempotency-Key created before",
+    },
+    ("post", "/api/jobs/{id}/rerun", "202"): {"Location": "the new job's URL"},
+    ("get", "/api/jobs/{id}/events", "503"): {"Retry-After": "seconds to wait before reopening"},
+    ("get", "/api/jobs/{id}/output", "206"): {"Content-Range": "bytes FIRST-LAST/SIZE"},
+    ("get", "/api/jobs/{id}/output", "416"): {"Content-Range": "bytes */SIZE"},
+}
+_CORRELATION = {"X-Correlation-Id": "the request's correlation id (its own, if it sent one)"}
+
+
+def _headers(described: dict[str, str]) -> dict[str, Any]:
+    return {
+        name: {"description": text, "schema": {"type": "string"}}
+        for name, text in {**described, **_CORRELATION}.items()
+    }
+
+
 def _responses(op: Operation) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for status, (description, media, schema) in op.responses.items():
         response: dict[str, Any] = {"description": description}
         if media is not None:
             response["content"] = {media: {"schema": schema} if schema else {}}
+        response["headers"] = _headers(_HEADERS.get((op.method, op.path, status), {}))
         out[status] = response
     out["default"] = {
-        "description": "an error (RFC 9457 problem details)",
+        "description": "an error (RFC 9457 problem details; a 401 names its scheme in "
+        "WWW-Authenticate)",
         "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": _REF.format(name="Problem")}}},
+        "headers": _headers({}),
     }
     return out
 

@@ -65,6 +65,25 @@ async def test_openapi_says_a_brief_needs_its_script(client: Any) -> None:
     assert resp.status == 400  # as the document says
 
 
+async def test_openapi_names_the_headers_answers_carry(client: Any) -> None:
+    doc = await (await client.get("/api/openapi.json")).json()
+    paths = doc["paths"]
+    create = paths["/api/jobs"]["post"]["responses"]
+    assert {"Location", "X-Correlation-Id"} <= set(create["201"]["headers"])
+    assert "Idempotent-Replayed" in create["200"]["headers"]
+    assert "Retry-After" in paths["/api/jobs/{id}/events"]["get"]["responses"]["503"]["headers"]
+    assert "Content-Range" in paths["/api/jobs/{id}/output"]["get"]["responses"]["416"]["headers"]
+    # and the server sends them
+    headers = {"Idempotency-Key": "doc-headers"}
+    first = await client.post("/api/jobs", json={}, headers=headers)
+    job_id = (await first.json())["jobId"]
+    assert first.status == 201 and first.headers["Location"] == f"/api/jobs/{job_id}"
+    again = await client.post("/api/jobs", json={}, headers=headers)
+    assert again.status == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == f"/api/jobs/{job_id}"
+    assert all("X-Correlation-Id" in r.headers for r in (first, again))
+
+
 async def test_openapi_says_which_operations_need_the_token(make_client: Any) -> None:
     client = await make_client(token=TOKEN)
     doc = openapi_document()
