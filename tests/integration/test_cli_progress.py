@@ -7,6 +7,7 @@ import io
 import os
 import pty
 import re
+import select
 import struct
 import termios
 
@@ -36,7 +37,12 @@ def test_long_lines_are_clipped_so_redraws_stay_in_place() -> None:
             "step-progress",
             {"type": "StepProgressed", "step": "render", "progressPct": 50.0, "etaSeconds": 3.0},
         )
-        written = os.read(leader, 65536).decode()
+        # two draws of three lines each; the terminal hands them over in its own time
+        written = ""
+        while written.count("\x1b[2K") < 6 or not written.endswith("\r\n"):
+            ready, _, _ = select.select([leader], [], [], 10)
+            assert ready, f"the terminal got only {written!r}"
+            written += os.read(leader, 65536).decode()
     os.close(leader)
     rows = [re.sub(r"\x1b\[\d*[A-Za-z]", "", row) for row in written.split("\r\n")]
     assert rows[-1] == ""
