@@ -120,11 +120,15 @@ def _classify(exc: BaseException, step: str | None, settings: Settings | None) -
     )
 
 
+def _configured_tools(settings: Settings | None) -> tuple[str, ...]:
+    """The paths configured for ffmpeg and ffprobe, whatever their names."""
+    return (settings.ffmpeg_path, settings.ffprobe_path) if settings else ()
+
+
 def _program_not_found(exc: ProgramNotFound, settings: Settings | None) -> ErrorInfo:
     name = os.path.basename(exc.program)
     details = {"program": exc.program}
-    configured = (settings.ffmpeg_path, settings.ffprobe_path) if settings else ()
-    if exc.program in configured or name.startswith(tuple(_FFMPEG_TOOLS)):
+    if exc.program in _configured_tools(settings) or name.startswith(tuple(_FFMPEG_TOOLS)):
         return make_error("FFmpegNotFound", f"{exc.program!r} was not found", details=details)
     return make_error(f"ToolNotFound:{name}", f"{exc.program!r} was not found", details=details)
 
@@ -139,8 +143,7 @@ def _process_failed(exc: ProcessFailed, settings: Settings | None) -> ErrorInfo:
         message = f"{exc.program} ran out of disk space: {full[-1].strip()[:300]}"
         return make_error("OutOfDiskSpace", message, details=details)
     # ffmpeg or ffprobe by name, or the program configured as either (AURA_FFPROBE=/opt/probe2)
-    configured = (settings.ffmpeg_path, settings.ffprobe_path) if settings else ()
-    if exc.program in _FFMPEG_TOOLS or exc.argv[0] in configured:
+    if exc.program in _FFMPEG_TOOLS or exc.argv[0] in _configured_tools(settings):
         return make_error(f"FFmpegFailedExitCode:{exc.returncode}", message, details=details)
     return make_error("Internal", message, details=details)
 

@@ -128,10 +128,10 @@ def _shown(text: str, limit: int = 400) -> str:
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in short)
 
 
-def too_deep(field: str = "body") -> AuraError:
-    """The InvalidInput of JSON nested deeper than the decoder recurses."""
+def too_deep() -> AuraError:
+    """The InvalidInput of a JSON body nested deeper than the decoder recurses."""
     return AuraError.of(
-        f"InvalidInput:{field}", "the body's JSON is nested too deeply", details={"field": field}
+        "InvalidInput:body", "the body's JSON is nested too deeply", details={"field": "body"}
     )
 
 

@@ -208,6 +208,15 @@ class JobRun:
         await future
         return state
 
+    def _stoppable(self, limit: float | None) -> asyncio.Timeout:
+        """The scope a step (or the output probe) runs in: it expires at `limit`, or at once on
+        a cancel request or a failed append (`_stop_step`). Raises the error of an append that
+        failed already: nothing starts after it. The caller clears `_step_scope` when done."""
+        self._check_appends()
+        scope = asyncio.timeout(limit)
+        self._step_scope, self._step_cancelled = scope, False
+        return scope
+
     def _stop_step(self) -> None:
         """Cancel the running step, if any, by expiring its scope at once."""
         scope = self._step_scope
@@ -346,9 +355,7 @@ class JobRun:
         self._queue_carry(carry)
         # The probe runs in a scope a cancel request expires, as a step's does: a cancel that
         # comes while it runs (a stalled ffprobe) ends the job Canceled at once.
-        scope = asyncio.timeout(OUTPUT_PROBE_SECONDS)
-        self._check_appends()
-        self._step_scope, self._step_cancelled = scope, False
+        scope = self._stoppable(OUTPUT_PROBE_SECONDS)
         try:
             async with scope:
                 output = await self._runner.output_probe(artifacts)
@@ -396,11 +403,9 @@ class JobRun:
         context = self._context(name, request, artifacts)
         # The step runs in the run's own task (no task and wake-ups per step), inside a scope
         # that cancels it at its deadline or, expired early by request_cancel, on a cancel.
-        scope = asyncio.timeout(limit)
         result: list[Artifact] = []
         error: BaseException | None = None
-        self._check_appends()  # an append queued before failed: do not start the step
-        self._step_scope, self._step_cancelled = scope, False
+        scope = self._stoppable(limit)
         try:
             async with scope:
                 result = list(await step(context))

@@ -38,7 +38,7 @@ from aura.store.errors import (
     StoreError,
     StoreFull,
 )
-from aura.store.rows import INSERT, SELECT, decode_rows, format_ts
+from aura.store.rows import INSERT, SELECT, Row, decode_rows, decode_rows_skipping, format_ts
 from aura.store.schema import migrate
 from aura.store.subscriptions import Subscriptions, Watcher, follow
 
@@ -90,19 +90,10 @@ async def _enable_wal(conn: aiosqlite.Connection) -> None:
         await asyncio.sleep(delay)
 
 
-def _decodable(page: list[Any]) -> list[Recorded]:
-    """The page's events, leaving out (and logging) rows that do not decode: one bad row (or an
-    event type of a newer build) must not stop the read models of every other job."""
-    try:
-        return decode_rows(page)
-    except CorruptEvent:
-        records: list[Recorded] = []
-        for row in page:
-            try:
-                records += decode_rows([row])
-            except CorruptEvent as e:
-                logger.error("%s (job %s); left out of the read models", e, row[1])
-        return records
+def _left_out(error: CorruptEvent, row: Row) -> None:
+    """A row the read models leave out: one bad row (or an event type of a newer build) must
+    not stop those of every other job."""
+    logger.error("%s (job %s); left out of the read models", error, row[1])
 
 
 def append_failed(error: BaseException) -> StoreError:
@@ -657,7 +648,7 @@ class EventLog:
             ).fetchall()
             if not page:
                 break
-            records = _decodable(page)
+            records = decode_rows_skipping(page, _left_out)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 projection.apply(conn, records)

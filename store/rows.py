@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import msgspec
@@ -9,7 +10,15 @@ import msgspec
 from aura.projections.events import DECODER, Recorded
 from aura.store.errors import CorruptEvent
 
-__all__ = ["INSERT", "SELECT", "Row", "decode_rows", "format_optional_ts", "format_ts"]
+__all__ = [
+    "INSERT",
+    "SELECT",
+    "Row",
+    "decode_rows",
+    "decode_rows_skipping",
+    "format_optional_ts",
+    "format_ts",
+]
 
 INSERT = (
     "INSERT INTO events (seq, job_id, version, type, step, attempt, ts, data) "
@@ -66,3 +75,19 @@ def decode_rows(rows: list[Row]) -> list[Recorded]:
         ]
     except _DECODE_ERRORS:
         return [_decode_row(row) for row in rows]
+
+
+def decode_rows_skipping(
+    rows: list[Row], skipped: Callable[[CorruptEvent, Row], None]
+) -> list[Recorded]:
+    """Decode a page of rows, leaving out those that do not decode (each told to `skipped`)."""
+    try:
+        return decode_rows(rows)
+    except CorruptEvent:
+        records: list[Recorded] = []
+        for row in rows:
+            try:
+                records.append(_decode_row(row))
+            except CorruptEvent as e:
+                skipped(e, row)
+        return records
