@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from aura.engine.steps.mux import BURN_FILE
+from aura.engine.steps.mux import BURN_FILE, SOFT_FILE
 from bench._common import REPEATS, fresh_dir, median
 
 __all__ = ["main"]
@@ -57,7 +57,9 @@ def _run_sample(data_dir: Path, trace: Path | None = None) -> tuple[float, float
 def _script(trace: Path, job_dir: Path) -> str:
     """The traced commands as a shell script over `$WORK` instead of the job's folder."""
     lines = ["set -e", 'cd "$WORK"']
-    for name in ("title.txt", "subtitles.srt", BURN_FILE):  # the files Python writes
+    for name in ("title.txt", "subtitles.srt", BURN_FILE, SOFT_FILE):  # the files Python writes
+        if not (job_dir / name).exists():  # the burn and soft files follow options.subtitles
+            continue
         text = (job_dir / name).read_text(encoding="utf-8")
         lines.append(f"printf '%s' {shlex.quote(text)} > {name}")
     for raw in trace.read_text(encoding="utf-8").splitlines():
