@@ -10,6 +10,8 @@ single ranges it handles right:
 - an `If-Range` entity tag that is not the file's current one: the whole file (the client's
   earlier bytes are of another file; splicing them would corrupt the download);
 - one range a client may ask of this file: 206, by FileResponse;
+- a range whose last position (or suffix length) has more digits than any size: the whole file
+  (a server may ignore Range; FileResponse's own parsing would fail on it);
 - a malformed range, one starting at or past the end, or the empty suffix `-0`: a 416 problem.
 """
 
@@ -22,6 +24,8 @@ __all__ = ["Ranged", "decide_range"]
 
 #: exactly what aiohttp's `request.http_range` parses
 _SINGLE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII | re.IGNORECASE)
+#: longer positions are past any file (and `int()` refuses more than 4,300 digits)
+_MAX_DIGITS = 18
 
 
 class Ranged(enum.Enum):
@@ -47,6 +51,10 @@ def decide_range(range_header: str | None, if_range: str | None, etag: str, size
     if match is None:
         return Ranged.UNSATISFIABLE
     first, last = match.group(1), match.group(2)
+    if len(first) > _MAX_DIGITS:
+        return Ranged.UNSATISFIABLE  # it starts past the end
+    if len(last) > _MAX_DIGITS:
+        return Ranged.WHOLE  # to the end, or all of it; FileResponse could not parse it
     if first:
         if int(first) >= size or (last and int(last) < int(first)):
             return Ranged.UNSATISFIABLE

@@ -293,13 +293,15 @@ async def test_output_ranges_it_cannot_serve_are_ignored_or_a_416_problem(client
         {"Range": "items=0-9"},
         {"Range": "bytes=0-1,5-6"},
         {"Range": "bytes=0-9", "If-Range": '"another-file"'},  # the file changed: all of it
+        {"Range": "bytes=0-" + "9" * 5000},  # past int()'s 4,300 digits: all of it, not a 500
+        {"Range": "bytes=-" + "9" * 5000},
     ):
         resp = await client.get(url, headers=ignored)
         assert resp.status == 200, ignored
         assert await resp.read() == VIDEO_BYTES
         assert resp.headers["Content-Type"] == "video/mp4"
         assert int(resp.headers["Content-Length"]) == size
-    for unsatisfiable in (f"bytes={size}-", "bytes=-0", "bytes=9-0"):
+    for unsatisfiable in (f"bytes={size}-", "bytes=-0", "bytes=9-0", "bytes=" + "9" * 5000 + "-"):
         resp = await client.get(url, headers={"Range": unsatisfiable})
         await problem(resp, 416, "RangeNotSatisfiable")
         assert resp.headers["Content-Range"] == f"bytes */{size}"

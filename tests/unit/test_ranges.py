@@ -28,6 +28,11 @@ SIZE = 1024
         ("bytes=x-y", Ranged.UNSATISFIABLE),
         ("items=0-9", Ranged.WHOLE),  # a unit the server does not know is ignored
         ("bytes=0-1,5-6", Ranged.WHOLE),  # several ranges: a server may send the whole file
+        # positions too long for int() (4,300 digits) or any file: past the end, or all of it
+        ("bytes=" + "9" * 5000 + "-", Ranged.UNSATISFIABLE),
+        ("bytes=0-" + "9" * 5000, Ranged.WHOLE),
+        ("bytes=-" + "9" * 5000, Ranged.WHOLE),
+        ("bytes=" + "1" * 19 + "-" + "2" * 19, Ranged.UNSATISFIABLE),
     ],
 )
 def test_range_forms(range_header: str | None, expected: Ranged) -> None:
