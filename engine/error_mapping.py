@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 from typing import Any
 
 import msgspec
@@ -142,10 +143,22 @@ def _process_failed(exc: ProcessFailed, settings: Settings | None) -> ErrorInfo:
     if full:
         message = f"{exc.program} ran out of disk space: {full[-1].strip()[:300]}"
         return make_error("OutOfDiskSpace", message, details=details)
+    if exc.returncode < 0:  # a crash (SIGSEGV) or a kill from outside (the OOM killer)
+        return _crashed(exc, details)
     # ffmpeg or ffprobe by name, or the program configured as either (AURA_FFPROBE=/opt/probe2)
     if exc.program in _FFMPEG_TOOLS or exc.argv[0] in _configured_tools(settings):
         return make_error(f"FFmpegFailedExitCode:{exc.returncode}", message, details=details)
     return make_error("Internal", message, details=details)
+
+
+def _crashed(exc: ProcessFailed, details: dict[str, Any]) -> ErrorInfo:
+    number = -exc.returncode
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    message = f"{exc.program} was killed by {name} ({number})"
+    return make_error(f"ToolCrashed:{exc.program}", message, details=details | {"signal": name})
 
 
 def _network(exc: BaseException) -> ErrorInfo:

@@ -70,6 +70,13 @@ TAXONOMY: dict[str, CodeSpec] = {
         "espeak-ng') or set its path (AURA_ESPEAK), then run the system check and retry.",
         http_status=500,
     ),
+    "ToolCrashed": CodeSpec(
+        title="A program a step runs was killed by a signal",
+        remediation="Read the signal and the program's last output in the error details; check "
+        "the inputs it was given (e.g. unusual characters in the script) and the machine's "
+        "memory, run the system check, then retry the step.",
+        http_status=500,
+    ),
     "OutOfDiskSpace": CodeSpec(
         title="Not enough free disk space",
         remediation="Free disk space in the data folder's file system (or point --data-dir at "

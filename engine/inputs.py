@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -45,19 +46,12 @@ class Request(
     """Base of request structs: camelCase, unknown fields refused."""
 
 
-#: something besides whitespace (a blank line would render silence and an empty cue), and no
-#: NUL: a text goes into argv (espeak-ng) and files that C tools read
-_TEXT = r"^[^\x00]*[^\x00\s][^\x00]*$"
-
-
 class Brief(Request, frozen=True, kw_only=True):
-    title: Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=_TEXT)] = (
-        "Hello from Aura"
-    )
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=120)] = "Hello from Aura"
     #: required (validate_request): nothing is narrated that was not given
     script: Annotated[
         tuple[
-            Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LINE_CHARS, pattern=_TEXT)],
+            Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LINE_CHARS)],
             ...,
         ],
         msgspec.Meta(min_length=1, max_length=MAX_LINES),
@@ -182,9 +176,36 @@ def _parsed(body: bytes) -> object:
         return None
 
 
+def _text_fault(text: str) -> str | None:
+    """Why a title or script line cannot be rendered, or None.
+
+    A control character goes into argv and files C tools read (espeak-ng 1.51 crashes on
+    U+0001); a text of spaces and invisible characters only renders silence and an empty cue.
+    """
+    for char in text:
+        if unicodedata.category(char) == "Cc":
+            return f"it holds the control character U+{ord(char):04X}"
+    if all(unicodedata.category(char)[0] in "ZC" for char in text):
+        return "it has nothing besides spaces and invisible characters"
+    return None
+
+
+def _check_texts(brief: Brief) -> None:
+    fields = [("brief.title", brief.title)]
+    fields += [(f"brief.script[{i}]", line) for i, line in enumerate(brief.script)]
+    for field, text in fields:
+        fault = _text_fault(text)
+        if fault is not None:
+            raise AuraError.of(
+                f"InvalidInput:{field}",
+                f"{field} cannot be rendered: {fault}",
+                details={"field": field},
+            )
+
+
 def validate_request(request: JobRequest) -> JobRequest:
-    """Checks msgspec cannot express: the default preset needs a brief, a brief its script;
-    timeouts name steps."""
+    """Checks msgspec cannot express: the default preset needs a brief, a brief its script
+    and texts that render; timeouts name steps."""
     if request.preset == "default" and request.brief is None:
         raise AuraError.of(
             "InvalidInput:brief",
@@ -197,6 +218,8 @@ def validate_request(request: JobRequest) -> JobRequest:
             "the brief has no script: give the lines to narrate (1 to 20)",
             details={"field": "brief.script"},
         )
+    if request.brief is not None:
+        _check_texts(request.brief)
     for step in request.options.timeouts:
         if step not in STEP_NAMES:
             field = f"options.timeouts.{_field_code(step)}"

@@ -145,16 +145,20 @@ async def test_a_bad_timeout_is_a_400_naming_its_step(client: Any) -> None:
 async def test_a_nul_character_in_the_brief_is_a_400_not_a_failed_render(client: Any) -> None:
     brief = {"title": "Fine", "script": ["ok", "bad\u0000line"]}
     resp = await client.post("/api/jobs", json={"preset": "default", "brief": brief})
-    await problem(resp, 400, "InvalidInput:brief.script")
+    await problem(resp, 400, "InvalidInput:brief.script[1]")
     brief = {"title": "bad\u0000title", "script": ["ok"]}
     resp = await client.post("/api/jobs", json={"preset": "default", "brief": brief})
     await problem(resp, 400, "InvalidInput:brief.title")
 
 
-async def test_blank_text_and_a_brief_without_script_are_400s(client: Any) -> None:
+async def test_blank_or_control_text_and_a_brief_without_script_are_400s(client: Any) -> None:
     # each would render silence, an empty cue or text nobody wrote
     for brief, field in (
-        ({"title": "Fine", "script": ["ok", "   "]}, "brief.script"),
+        ({"title": "Fine", "script": ["ok", "   "]}, "brief.script[1]"),
+        ({"title": "Fine", "script": ["\u200b\u200b", "ok"]}, "brief.script[0]"),
+        ({"title": "Fine", "script": ["ok", "bell\u0001"]}, "brief.script[1]"),
+        ({"title": "Fine", "script": ["two\nlines"]}, "brief.script[0]"),
+        ({"title": "\ufeff\u2060", "script": ["ok"]}, "brief.title"),
         ({"title": " \n", "script": ["ok"]}, "brief.title"),
         ({"title": "Only a title"}, "brief.script"),
     ):

@@ -67,6 +67,10 @@ def test_a_non_zero_ffmpeg_exit_carries_the_code_and_the_stderr_tail() -> None:
     assert "No such filter" in info.message
     other = ProcessFailed(["espeak-ng", "x"], 1, "bad")
     assert code_of(other) == "Internal"
+    crashed = map_exception(ProcessFailed(["espeak-ng", "x"], -11, ""), step="narration")
+    assert crashed.code == "ToolCrashed:espeak-ng"
+    assert crashed.details["signal"] == "SIGSEGV" and "killed by SIGSEGV" in crashed.message
+    assert code_of(ProcessFailed(["ffmpeg", "-i", "x"], -9, "")) == "ToolCrashed:ffmpeg"
     # a program configured as ffprobe under another name is ffprobe all the same
     custom = Settings(ffprobe_path="/opt/tools/probe-wrap")
     wrapped = ProcessFailed(["/opt/tools/probe-wrap", "x.mp4"], 1, "bad")
