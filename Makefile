@@ -3,14 +3,17 @@ PY        ?= python3
 VENV      := .venv
 VPY       := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
-SYS_PKGS  := ffmpeg espeak-ng chromium
+SYS_PKGS  := ffmpeg espeak-ng chromium nodejs npm
+#: the page's type checker (typescript, pinned in package-lock.json); stamped like the venv
+NPM_STAMP := node_modules/.installed
+TSC       := node_modules/.bin/tsc
 DATA_DIR  ?= ./data
 HOST      ?= 127.0.0.1
 PORT      ?= 8765
 
 .PHONY: setup system-deps run test lint bench clean
 
-setup: system-deps $(STAMP)
+setup: system-deps $(STAMP) $(NPM_STAMP)
 
 # Installs the system tools with apt-get when missing and running as root; otherwise says what to install.
 system-deps:
@@ -23,6 +26,10 @@ $(STAMP): pyproject.toml
 	mkdir -p .typecheck && ln -sfn .. .typecheck/aura  # mypy sees the repo root as `aura`
 	touch $(STAMP)
 
+$(NPM_STAMP): package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NPM_STAMP)
+
 run: setup
 	@echo "Aura: http://$(HOST):$(PORT)  (data in $(DATA_DIR))"
 	$(VENV)/bin/aura serve --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
@@ -30,16 +37,18 @@ run: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(TSC) -p tsconfig.json
 	$(VPY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(TSC) -p tsconfig.json
 
 bench: setup
 	$(VPY) -m pip install --quiet -e '.[test,bench]'
 	$(VPY) -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache node_modules

@@ -17,6 +17,7 @@ import msgspec
 from aura.cli.main import add_data_dir
 from aura.engine.errors import AuraError
 from aura.engine.preflight import Finding, system_check
+from aura.engine.saved_settings import read_saved, with_saved
 from aura.engine.settings import Settings
 
 __all__ = ["add_arguments", "print_findings", "run"]
@@ -32,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env(data_dir=args.data_dir)
-    except AuraError as e:  # a malformed AURA_* variable
+        # as the server uses them: the provider settings saved from the page win
+        settings = with_saved(settings, read_saved(settings.data_dir))
+    except AuraError as e:  # a malformed AURA_* variable, an unreadable settings.json
         print(f"aura doctor: {e} ({e.info.remediation})", file=sys.stderr)
         return 2
     findings = asyncio.run(system_check(settings))

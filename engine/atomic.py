@@ -75,13 +75,16 @@ def _discard(temp: Path) -> None:
         temp.unlink()
 
 
-def write_bytes(path: Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically; raises EmptyOutput for empty data."""
+def write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> Path:
+    """Write `data` to `path` atomically; raises EmptyOutput for empty data. `mode`: the file's
+    permissions (0o600 for a secret), the temp file's from its creation, never wider."""
     if not data:
         raise EmptyOutput(path)
     temp = temp_path_for(path)
     try:
-        with open(temp, "xb") as f:
+        with open(temp, "xb", opener=None if mode is None else _opener(mode)) as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)  # exactly `mode`, whatever the umask took away
             f.write(data)
         commit(temp, path)
     except BaseException:
@@ -93,6 +96,15 @@ def write_bytes(path: Path, data: bytes) -> Path:
 def write_text(path: Path, text: str) -> Path:
     """Write `text` (UTF-8) to `path` atomically."""
     return write_bytes(path, text.encode("utf-8"))
+
+
+def _opener(mode: int) -> Callable[[str, int], int]:
+    """An `open` opener creating the file with `mode` (less what the umask removes)."""
+
+    def opener(path: str, flags: int) -> int:
+        return os.open(path, flags, mode)
+
+    return opener
 
 
 @contextlib.asynccontextmanager

@@ -28,6 +28,7 @@ from aura.engine.decide import (
 )
 from aura.engine.error_mapping import map_exception
 from aura.engine.errors import AuraError, Conflict, JobNotFound
+from aura.engine.eta import StepEstimates
 from aura.engine.folder_lock import FolderLock
 from aura.engine.inputs import JobRequest, validate_request
 from aura.engine.job_files import output_of
@@ -36,6 +37,17 @@ from aura.engine.pipeline import OUTPUT_ARTIFACT, PIPELINE
 from aura.engine.projector import Projector
 from aura.engine.recovery import recover
 from aura.engine.runner import OutputProbe, Runner
+from aura.engine.saved_settings import (
+    SavedSettings,
+    SettingsUpdate,
+    SettingsView,
+    merged,
+    read_saved,
+    validated,
+    view,
+    with_saved,
+    write_saved,
+)
 from aura.engine.settings import Settings
 from aura.projections.events import Artifact, Event, JobCreated, Output, Recorded
 from aura.projections.job import JobState, JobStatus, fold
@@ -74,6 +86,8 @@ def video_probe(settings: Settings) -> OutputProbe:
 class Engine:
     """Open with `await Engine.open(settings)`; close with `await engine.close()`."""
 
+    #: the effective settings: what the engine was opened with, with the saved provider
+    #: settings (settings.json) over them; replaced on a save, read by each run as it starts
     settings: Settings
     log: EventLog
 
@@ -81,9 +95,14 @@ class Engine:
         self, settings: Settings, log: EventLog, projector: Projector, runner: Runner
     ) -> None:
         self.settings = settings
+        #: the settings without the saved values (defaults and environment)
+        self.base_settings = settings
+        self.saved_settings = SavedSettings()
+        self._saving = asyncio.Lock()
         self.log = log
         self.projector = projector
         self.runner = runner
+        self.estimates = StepEstimates(projector.table, projector.success_mark)
         self.recovered: list[str] = []
         self._lock: FolderLock | None = None
 
@@ -98,8 +117,11 @@ class Engine:
     ) -> Engine:
         """Open the log in settings.data_dir, start the job-list projector, recover the jobs
         the log shows as queued or running (unless `recover` is False: then they are left
-        alone), and start the runner."""
+        alone), and start the runner. The data folder's saved provider settings are applied
+        over `settings` (a file that cannot be read raises SettingsUnreadable)."""
         pipeline = PIPELINE if pipeline is None else pipeline
+        base, saved = settings, read_saved(settings.data_dir)
+        settings = with_saved(base, saved)
         log = await _open_log(settings)
         lock = FolderLock(settings.data_dir)
         try:
@@ -109,6 +131,7 @@ class Engine:
             probe = output_probe or video_probe(settings)
             runner = Runner(log, settings, pipeline, output_probe=probe)
             engine = cls(settings, log, projector, runner)
+            engine.base_settings, engine.saved_settings = base, saved
             engine._lock = lock
             if recover:
                 engine.recovered = await _recover(engine)
@@ -181,7 +204,31 @@ class Engine:
                 continue
         raise Conflict(job_id, "it keeps changing; try the retry again")
 
+    async def save_settings(self, update: SettingsUpdate) -> SettingsView:
+        """Save provider settings from the page (settings.json) and use them for every run that
+        starts from now on (a new job, a retry); a run already going keeps those it started
+        with. Raises InvalidInput naming a member that is not usable."""
+        update = validated(update)
+        # Shielded: a caller that goes away must not leave the file saved and the engine not
+        # using it.
+        return await asyncio.shield(self._save_settings(update))
+
+    async def _save_settings(self, update: SettingsUpdate) -> SettingsView:
+        async with self._saving:  # two saves at once: the second merges into the first's
+            saved = merged(self.saved_settings, update)
+            try:
+                await asyncio.to_thread(write_saved, self.base_settings.data_dir, saved)
+            except OSError as e:  # a full disk, a read-only folder: nothing changed
+                raise AuraError(map_exception(e, step=None, settings=self.settings)) from e
+            self.saved_settings = saved
+            self.settings = self.runner.settings = with_saved(self.base_settings, saved)
+        return self.settings_view()
+
     # ---- queries ------------------------------------------------------------------------
+
+    def settings_view(self) -> SettingsView:
+        """The provider settings in effect and where each comes from (never the key)."""
+        return view(self.base_settings, self.saved_settings)
 
     async def get(self, job_id: str) -> JobState:
         """The job's state, folded from its events. Raises JobNotFound."""
@@ -195,6 +242,18 @@ class Engine:
     ) -> list[JobRow]:
         """Jobs newest first, from the job-list read model (written with every append)."""
         return await self.projector.list(status, limit, offset)
+
+    async def list_page(
+        self, *, status: JobStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[JobRow], int]:
+        """Like list_jobs, with the log's last seq the rows are consistent with: every change
+        after them is an event after it."""
+        return await self.projector.page(status, limit, offset)
+
+    async def eta(self, state: JobState) -> float | None:
+        """Seconds until the job is done, from its preset's recent Succeeded jobs; None when
+        unknown or when the job is not Queued or Running."""
+        return await self.estimates.eta(state)
 
     async def run_until_idle(self) -> None:
         """Return once no job is queued or running in this engine (for tests and `aura sample`)."""

@@ -37,8 +37,9 @@ class CodeSpec(msgspec.Struct, frozen=True, kw_only=True):
 TAXONOMY: dict[str, CodeSpec] = {
     "MissingApiKey": CodeSpec(
         title="A provider's API key is not configured",
-        remediation="Set the environment variable named in the code (e.g. OPENAI_API_KEY) where "
-        "the server runs and restart it, or choose a provider that needs no key, then retry.",
+        remediation="Save the key in the page's Settings (or set the environment variable named "
+        "in the code, e.g. OPENAI_API_KEY, where the server runs and restart it), or choose a "
+        "provider that needs no key, then retry.",
         http_status=400,
     ),
     "RequiresNvidiaGPU": CodeSpec(
@@ -93,6 +94,13 @@ TAXONOMY: dict[str, CodeSpec] = {
         title="The data folder's event log cannot be read",
         remediation="Move the data folder's aura.db aside (keep it for a report) or point "
         "--data-dir at another folder; a log from a newer Aura needs that newer Aura.",
+        http_status=500,
+    ),
+    "SettingsUnreadable": CodeSpec(
+        title="The data folder's saved settings cannot be read",
+        remediation="Fix or delete the settings.json named in the message (deleting it goes back "
+        "to the environment's values; save the settings again in the page), then start Aura "
+        "again.",
         http_status=500,
     ),
     "InvalidInput": CodeSpec(

@@ -216,7 +216,9 @@ def check_key(name: str, value: str | None, *, required: bool) -> Finding:
     if value:
         return _ok(check, f"{name} is set")
     status: Status = "error" if required else "warning"
-    message = f"{name} is not set" + ("" if required else "; tts 'openai' is unavailable")
+    message = f"{name} is not set (in the environment or saved in the page's Settings)" + (
+        "" if required else "; tts 'openai' is unavailable"
+    )
     return _bad(check, f"MissingApiKey:{name}", message, status=status)
 
 

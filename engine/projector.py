@@ -50,6 +50,16 @@ class Projector:
         """Newest first."""
         return await self.table.list(status, limit, offset)
 
+    async def page(
+        self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[builtins.list[JobRow], int]:
+        """Newest first, with the log's last seq the rows are consistent with."""
+        return await self.table.page(status, limit, offset)
+
+    def success_mark(self, preset: str) -> tuple[int, int]:
+        """Changes whenever a job of the preset succeeds (see JobListProjection.mark)."""
+        return self._projection.mark(preset)
+
     async def active_job_ids(self) -> builtins.list[str]:
         """Jobs the log shows as Queued or Running: read from the table, not by replay."""
         return await self.table.active_job_ids()

@@ -13,7 +13,9 @@ from yarl import URL
 from aura.engine.errors import AuraError
 from aura.store import Durability
 
-__all__ = ["Settings", "bad_base_url", "base_url_fault"]
+__all__ = ["DEFAULT_OPENAI_BASE_URL", "Settings", "bad_base_url", "base_url_fault"]
+
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,7 +48,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ffprobe_path: str = "ffprobe"
     espeak_path: str = "espeak-ng"
     #: OpenAI-compatible speech API (narration with tts="openai")
-    openai_base_url: str = "https://api.openai.com/v1"
+    openai_base_url: str = DEFAULT_OPENAI_BASE_URL
     openai_api_key: str | None = None
     openai_tts_model: str = "tts-1"
 

@@ -19,11 +19,13 @@ from aura.engine.settings import Settings
 from aura.http.problems import add_correlation_header, problem_middleware
 from aura.http.security import make_auth_middleware, make_guard_middleware
 from aura.http.sse import EventStream, FanOut, StreamConfig, stop_streams
+from aura.http.sse_jobs import JobListFeed
 
 __all__ = [
     "CONFIG",
     "ENGINE",
     "FANOUT",
+    "JOB_LIST_FEED",
     "STREAMS",
     "HttpConfig",
     "create_app",
@@ -34,6 +36,8 @@ MAX_BODY_BYTES = 256 * 1024
 
 
 class HttpConfig(NamedTuple):
+    #: the settings the server started with; the engine's `settings` are those in effect (with
+    #: the provider settings saved from the page over them)
     settings: Settings
     #: the access token (AURA_TOKEN) or None; never written to a response or a log
     token: str | None = None
@@ -44,6 +48,8 @@ class HttpConfig(NamedTuple):
 CONFIG = web.AppKey("config", HttpConfig)
 ENGINE = web.AppKey("engine", Engine)
 FANOUT = web.AppKey("fanout", FanOut)
+#: the job list's row changes (GET /api/events)
+JOB_LIST_FEED = web.AppKey("job_list_feed", JobListFeed)
 STREAMS = web.AppKey("streams", weakref.WeakSet[EventStream])
 
 
@@ -57,6 +63,8 @@ def create_app(
 ) -> web.Application:
     """The Aura HTTP app. `pipeline` replaces the default steps (tests use tiny real ones)."""
     from aura.http.routes_jobs import routes as job_routes
+    from aura.http.routes_page import add_page_routes
+    from aura.http.routes_settings import routes as settings_routes
     from aura.http.routes_system import routes as system_routes
 
     app = web.Application(
@@ -67,13 +75,19 @@ def create_app(
     app[STREAMS] = weakref.WeakSet()
     app.add_routes(job_routes)
     app.add_routes(system_routes)
+    app.add_routes(settings_routes)
+    add_page_routes(app)  # the web page: GET / and /static/{name}, no token needed
 
     async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         engine = await Engine.open(settings, pipeline=pipeline)
         app[ENGINE] = engine
         app[FANOUT] = FanOut(engine.log, app[CONFIG].stream.ping_interval)
+        app[JOB_LIST_FEED] = JobListFeed(
+            engine.log, engine.projector.table, app[CONFIG].stream.ping_interval
+        )
         yield
         app[FANOUT].close()
+        app[JOB_LIST_FEED].close()
         await engine.close()
 
     async def on_shutdown(app: web.Application) -> None:

@@ -1,8 +1,8 @@
 """A job's diagnostics bundle: its events, its state and the system's facts, with secrets removed.
 
 Redaction is by key (anything named like a key, token, secret or password) and by value (the
-server's token and API keys, wherever they appear in a string), so a secret that slipped into
-an error message or a brief is still never shown.
+server's token and API keys, from the environment or saved from the page, wherever they appear
+in a string), so a secret that slipped into an error message or a brief is still never shown.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from aura.projections.events import Recorded
 from aura.projections.job import JobState
 
 if TYPE_CHECKING:
+    from aura.engine.engine import Engine
+    from aura.engine.settings import Settings
     from aura.http.app import HttpConfig
 
-__all__ = ["REDACTED", "diagnostics", "redact", "system_facts"]
+__all__ = ["REDACTED", "diagnostics", "redact", "secrets_of", "system_facts"]
 
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|authorization|cookie)", re.I)
@@ -67,8 +69,15 @@ def _version() -> str:
         return "unknown"
 
 
-def system_facts(config: HttpConfig) -> dict[str, Any]:
-    settings = config.settings
+def secrets_of(config: HttpConfig, engine: Engine) -> tuple[str, ...]:
+    """The values never shown: the server's token and every API key configured, the one in use
+    (saved from the page, or the environment's) and the environment's it may have replaced."""
+    values = (config.token, engine.settings.openai_api_key, engine.base_settings.openai_api_key)
+    return tuple(v for v in values if v)
+
+
+def system_facts(config: HttpConfig, settings: Settings) -> dict[str, Any]:
+    """Facts of the server, with `settings` those in effect (saved values included)."""
     return {
         "auraVersion": _version(),
         "python": sys.version.split()[0],
@@ -83,15 +92,17 @@ def system_facts(config: HttpConfig) -> dict[str, Any]:
     }
 
 
-def diagnostics(state: JobState, records: list[Recorded], config: HttpConfig) -> dict[str, Any]:
+def diagnostics(
+    state: JobState, records: list[Recorded], config: HttpConfig, engine: Engine
+) -> dict[str, Any]:
     """Events (as in /log), state (as in GET /api/jobs/{id}) and system facts, redacted."""
-    secrets = tuple(s for s in (config.token, config.settings.openai_api_key) if s)
+    secrets = secrets_of(config, engine)
     bundle = {
         "jobId": state.job_id,
         "correlationId": state.correlation_id,
         "state": msgspec.to_builtins(job_view(state)),
         "events": msgspec.json.decode(ENCODER.encode([log_line(rec) for rec in records])),
-        "system": system_facts(config),
+        "system": system_facts(config, engine.settings),
     }
     result: dict[str, Any] = redact(bundle, secrets)
     return result

@@ -13,9 +13,10 @@ import msgspec
 
 from aura.engine.inputs import JobRequest
 from aura.engine.preflight import Finding
+from aura.engine.saved_settings import SettingsUpdate, SettingsView
 from aura.http.problems import PROBLEM_CONTENT_TYPE, Problem
 from aura.http.security import COOKIE_NAME, OPEN_PATHS
-from aura.http.wire import JobList, JobView
+from aura.http.wire import JobChanged, JobList, JobView
 
 __all__ = ["OPERATIONS", "Operation", "openapi_document"]
 
@@ -91,7 +92,21 @@ OPERATIONS: tuple[Operation, ...] = (
         _LIST_PARAMS,
     ),
     Operation(
-        "get", "/api/jobs/{id}", "getJob", "A job's state", {"200": _json("the job", _JOB)}, (_ID,)
+        "get",
+        "/api/jobs/{id}",
+        "getJob",
+        "A job's state, now or as of a past event (?at=SEQ)",
+        {"200": _json("the job", _JOB)},
+        (
+            _ID,
+            {
+                "name": "at",
+                "in": "query",
+                "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                "description": "the job as of this seq: its events up to it folded (etaSeconds "
+                "null); before the job's first event: 400 InvalidInput:at",
+            },
+        ),
     ),
     Operation(
         "get",
@@ -108,6 +123,23 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
         },
         _SSE_PARAMS,
+    ),
+    Operation(
+        "get",
+        "/api/events",
+        "followJobList",
+        "Server-sent events of the job list: `job-changed`, data a JobChanged (the job's row "
+        "right after event `seq`), one per event that changes a row; live from now, or resumed "
+        "after Last-Event-ID (e.g. the list's lastSeq)",
+        {
+            "200": ("text/event-stream of job-changed events", "text/event-stream", None),
+            "503": (
+                "ServerBusy: as many streams open as the server allows (Retry-After)",
+                PROBLEM_CONTENT_TYPE,
+                {"$ref": _REF.format(name="Problem")},
+            ),
+        },
+        _SSE_PARAMS[1:],
     ),
     Operation(
         "post",
@@ -206,6 +238,27 @@ OPERATIONS: tuple[Operation, ...] = (
         },
     ),
     Operation(
+        "get",
+        "/api/settings",
+        "getSettings",
+        "The provider settings in effect and where each comes from (the key is never shown)",
+        {"200": _json("the settings", {"$ref": _REF.format(name="SettingsView")})},
+    ),
+    Operation(
+        "put",
+        "/api/settings",
+        "saveSettings",
+        "Save provider settings (left out: unchanged; null: removed); used by runs started after",
+        {"200": _json("the settings now", {"$ref": _REF.format(name="SettingsView")})},
+        (),
+        {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": _REF.format(name="SettingsUpdate")}}
+            },
+        },
+    ),
+    Operation(
         "get", "/api/errors", "errorTaxonomy", "The error codes", {"200": _json("codes", _OBJECT)}
     ),
     Operation(
@@ -258,6 +311,7 @@ _HEADERS: dict[tuple[str, str, str], dict[str, str]] = {
     },
     ("post", "/api/jobs/{id}/rerun", "202"): {"Location": "the new job's URL"},
     ("get", "/api/jobs/{id}/events", "503"): {"Retry-After": "seconds to wait before reopening"},
+    ("get", "/api/events", "503"): {"Retry-After": "seconds to wait before reopening"},
     ("get", "/api/jobs/{id}/output", "206"): {"Content-Range": "bytes FIRST-LAST/SIZE"},
     ("get", "/api/jobs/{id}/output", "416"): {"Content-Range": "bytes */SIZE"},
 }
@@ -291,7 +345,8 @@ def _responses(op: Operation) -> dict[str, Any]:
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [JobView, JobList, JobRequest, Problem, Finding], ref_template=_REF
+        [JobView, JobList, JobChanged, JobRequest, Problem, Finding, SettingsView, SettingsUpdate],
+        ref_template=_REF,
     )
     # what validate_request adds to the structs: a brief given must have its script
     brief = components["Brief"]

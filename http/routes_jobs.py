@@ -1,4 +1,5 @@
-"""`/api/jobs...`: create, list, read, follow (SSE), cancel, retry, rerun, log, diagnostics, output.
+"""`/api/jobs...`: create, list, read (now or at a past seq), follow (SSE), cancel, retry, rerun,
+log, diagnostics, output; `/api/events`, the job list's changes (SSE).
 
 Handlers parse, call the engine and encode; errors are raised as AuraError and the problem
 middleware answers them.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -15,16 +17,18 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from aura.engine.errors import AuraError
+from aura.engine.engine import Engine
+from aura.engine.errors import AuraError, JobNotFound
 from aura.engine.inputs import decode_request, not_utf8, too_deep
 from aura.engine.job_files import located
 from aura.engine.settings import Settings
-from aura.http.app import CONFIG, ENGINE, FANOUT, STREAMS
+from aura.http.app import CONFIG, ENGINE, FANOUT, JOB_LIST_FEED, STREAMS
 from aura.http.diagnostics import diagnostics
 from aura.http.ranges import Ranged, decide_range
 from aura.http.sse import parse_last_event_id, serve_job_stream
+from aura.http.sse_jobs import has_last_event_id, serve_list_stream
 from aura.http.wire import ENCODER, job_list, job_view, log_line
-from aura.projections.job import JobState, JobStatus
+from aura.projections.job import JobState, JobStatus, fold
 
 __all__ = ["routes"]
 
@@ -36,6 +40,9 @@ VIDEO = "video/mp4"
 #: events per page when streaming a job's log
 LOG_PAGE = 500
 MAX_LIST_LIMIT = 500
+#: digits a number in a query may have: a seq is a SQLite integer, and int() refuses more
+#: than 4,300 digits (a 500) or spends time on them
+_MAX_DIGITS = 18
 
 
 def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -44,8 +51,15 @@ def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) 
     )
 
 
-def _job(state: JobState, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return _json(job_view(state), status, headers)
+async def _job(
+    request: web.Request,
+    state: JobState,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """The job as it is now, with its ETA."""
+    eta = await request.app[ENGINE].eta(state)
+    return _json(job_view(state, eta), status, headers)
 
 
 def _invalid(field: str, message: str) -> AuraError:
@@ -56,7 +70,12 @@ def _int_query(request: web.Request, name: str, default: int, low: int, high: in
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+    if (
+        not raw.isascii()
+        or not raw.isdigit()
+        or len(raw) > _MAX_DIGITS
+        or not low <= int(raw) <= high
+    ):
         raise _invalid(name, f"{name} must be an integer from {low} to {high}")
     return int(raw)
 
@@ -95,12 +114,14 @@ async def create_job(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > 200:
         raise _invalid("Idempotency-Key", "Idempotency-Key must be at most 200 characters")
+    if key is not None and not key.isprintable():  # bytes not UTF-8 arrive as surrogates
+        raise _invalid("Idempotency-Key", "Idempotency-Key must be printable UTF-8 text")
     submitted = await request.app[ENGINE].submit(job_request, idempotency_key=key)
     headers = {"Location": f"/api/jobs/{submitted.job.job_id}"}
     if submitted.duplicate:
         headers["Idempotent-Replayed"] = "true"
-        return _job(submitted.job, 200, headers)
-    return _job(submitted.job, 201, headers)
+        return await _job(request, submitted.job, 200, headers)
+    return await _job(request, submitted.job, 201, headers)
 
 
 @routes.get("/api/jobs")
@@ -109,13 +130,51 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = _int_query(request, "limit", 50, 1, MAX_LIST_LIMIT)
     offset = _int_query(request, "offset", 0, 0, 10**9)
     # one row more than the page: whether a next page exists, without counting
-    rows = await request.app[ENGINE].list_jobs(status=status, limit=limit + 1, offset=offset)
-    return _json(job_list(rows, limit, offset))
+    engine = request.app[ENGINE]
+    rows, last_seq = await engine.list_page(status=status, limit=limit + 1, offset=offset)
+    return _json(job_list(rows, limit, offset, last_seq))
 
 
 @routes.get("/api/jobs/{id}")
 async def get_job(request: web.Request) -> web.Response:
-    return _job(await request.app[ENGINE].get(request.match_info["id"]))
+    engine, job_id = request.app[ENGINE], request.match_info["id"]
+    at = _seq_query(request, "at")
+    if at is None:
+        return await _job(request, await engine.get(job_id))
+    return _json(job_view(await _state_at(engine, job_id, at)))  # a past view has no ETA
+
+
+def _seq_query(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > _MAX_DIGITS:
+        raise _invalid(name, f"{name} must be an event seq (an integer >= 0), got {raw[:40]!r}")
+    return int(raw)
+
+
+async def _state_at(engine: Engine, job_id: str, at: int) -> JobState:
+    """The job as of seq `at`: the server's fold of its events up to it."""
+    records = await engine.log.read(job_id)
+    if not records:
+        raise JobNotFound(job_id)
+    state = fold(itertools.takewhile(lambda rec: rec.seq <= at, records))
+    if state is None:
+        first = records[0].seq
+        raise _invalid("at", f"job {job_id} begins at seq {first}: at must be at least that")
+    return state
+
+
+def _refuse_if_busy(request: web.Request) -> None:
+    """ServerBusy when as many streams (job streams and list streams) are open as allowed."""
+    limit = request.app[CONFIG].stream.max_streams
+    count = request.app[FANOUT].listener_count + request.app[JOB_LIST_FEED].listener_count
+    if count >= limit:
+        raise AuraError.of(
+            "ServerBusy",
+            f"the server has {count} streams open, its limit",
+            details={"maxStreams": limit},
+        )
 
 
 @routes.get("/api/jobs/{id}/events")
@@ -124,41 +183,53 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     # a job that ended answers 204 to any id at or after its end (the browser then stops)
     newest = None if state.is_terminal else request.app[FANOUT].log.last_seq
     after = parse_last_event_id(request, newest)
-    fanout, config = request.app[FANOUT], request.app[CONFIG].stream
-    if fanout.listener_count >= config.max_streams:
-        raise AuraError.of(
-            "ServerBusy",
-            f"the server has {fanout.listener_count} streams open, its limit",
-            details={"maxStreams": config.max_streams},
-        )
+    _refuse_if_busy(request)
     return await serve_job_stream(
         request,
-        fanout=fanout,
+        fanout=request.app[FANOUT],
         streams=request.app[STREAMS],
-        config=config,
+        config=request.app[CONFIG].stream,
         job_id=state.job_id,
         after=after,
         terminal=state.is_terminal,
     )
 
 
+@routes.get("/api/events")
+async def job_list_events(request: web.Request) -> web.StreamResponse:
+    feed = request.app[JOB_LIST_FEED]
+    if has_last_event_id(request):
+        # the log's newest as committed (a list's lastSeq is read from the database)
+        after = parse_last_event_id(request, await feed.log.max_seq())
+    else:
+        after = feed.log.last_seq  # live, from now
+    _refuse_if_busy(request)
+    return await serve_list_stream(
+        request,
+        feed=feed,
+        streams=request.app[STREAMS],
+        config=request.app[CONFIG].stream,
+        after=after,
+    )
+
+
 @routes.post("/api/jobs/{id}/cancel")
 async def cancel_job(request: web.Request) -> web.Response:
     await _optional_body(request)
-    return _job(await request.app[ENGINE].cancel(request.match_info["id"]), 202)
+    return await _job(request, await request.app[ENGINE].cancel(request.match_info["id"]), 202)
 
 
 @routes.post("/api/jobs/{id}/retry")
 async def retry_job(request: web.Request) -> web.Response:
     await _optional_body(request)
-    return _job(await request.app[ENGINE].retry(request.match_info["id"]), 202)
+    return await _job(request, await request.app[ENGINE].retry(request.match_info["id"]), 202)
 
 
 @routes.post("/api/jobs/{id}/rerun")
 async def rerun_job(request: web.Request) -> web.Response:
     await _optional_body(request)
     state = await request.app[ENGINE].rerun(request.match_info["id"])
-    return _job(state, 202, {"Location": f"/api/jobs/{state.job_id}"})
+    return await _job(request, state, 202, {"Location": f"/api/jobs/{state.job_id}"})
 
 
 @routes.get("/api/jobs/{id}/log")
@@ -180,7 +251,7 @@ async def job_diagnostics(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     state = await engine.get(request.match_info["id"])
     records = await engine.log.read(state.job_id)
-    return _json(diagnostics(state, records, request.app[CONFIG]))
+    return _json(diagnostics(state, records, request.app[CONFIG], engine))
 
 
 @routes.get("/api/jobs/{id}/output")

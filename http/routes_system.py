@@ -11,7 +11,7 @@ from aura.engine.errors import TAXONOMY, AuraError
 from aura.engine.inputs import not_utf8
 from aura.engine.preflight import system_check
 from aura.http.app import CONFIG, ENGINE
-from aura.http.diagnostics import redact
+from aura.http.diagnostics import redact, secrets_of
 from aura.http.openapi import openapi_document
 from aura.http.security import COOKIE_NAME, session_value, token_matches, unauthorized
 from aura.http.wire import ENCODER
@@ -53,9 +53,9 @@ async def errors(request: web.Request) -> web.Response:
 
 @routes.get("/api/system-check")
 async def system_check_route(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    findings = await system_check(config.settings)
-    secrets = tuple(s for s in (config.token, config.settings.openai_api_key) if s)
+    engine = request.app[ENGINE]
+    findings = await system_check(engine.settings)  # with the saved provider settings
+    secrets = secrets_of(request.app[CONFIG], engine)
     body = {"ok": not any(f.failed for f in findings), "findings": findings}
     return _json(redact(msgspec.to_builtins(body), secrets))
 

@@ -32,7 +32,9 @@ from aura.engine.errors import AuraError
 __all__ = [
     "COOKIE_NAME",
     "OPEN_PATHS",
+    "PAGE_PREFIX",
     "is_loopback",
+    "is_open",
     "make_auth_middleware",
     "make_guard_middleware",
     "session_value",
@@ -46,6 +48,8 @@ COOKIE_NAME = "aura_token"
 MIN_TOKEN_LENGTH = 16
 #: what anyone may call: the health probe and the exchange of a token for the cookie
 OPEN_PATHS = frozenset({("GET", "/api/health"), ("POST", "/api/session")})
+#: the web page (`/` and `/static/...`) holds no secret: anyone may read it, to enter the token
+PAGE_PREFIX = "/static/"
 JSON_CONTENT_TYPE = "application/json"
 
 
@@ -91,12 +95,20 @@ def _authorized(request: web.Request, token: str) -> bool:
     return token_matches(request.cookies.get(COOKIE_NAME), session_value(token))
 
 
+def is_open(method: str, path: str) -> bool:
+    """Whether anyone may make this request without the token: OPEN_PATHS and the page."""
+    if method in ("GET", "HEAD") and (path == "/" or path.startswith(PAGE_PREFIX)):
+        return True
+    return (method, path) in OPEN_PATHS
+
+
 def make_auth_middleware(token: str | None) -> Middleware:
-    """A middleware that requires `token` on every request but OPEN_PATHS (none if no token)."""
+    """A middleware that requires `token` on every request but the open ones (none if no
+    token)."""
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is None or (request.method, request.path) in OPEN_PATHS:
+        if token is None or is_open(request.method, request.path):
             return await handler(request)
         if not _authorized(request, token):
             raise unauthorized()

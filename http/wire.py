@@ -1,8 +1,9 @@
 """The JSON shapes the HTTP API answers, and the mapping of log events to SSE messages.
 
 The public job shape is built field by field from `JobState`, so the projection's internal
-fields (correlation id, cancel flag, version, last seq) never leak into a response. Timestamps
-are ISO 8601 UTC with microseconds and a `Z`, like the log's `ts` column.
+fields (cancel flag, version) never leak into a response; its correlation id and last seq are
+shown (a page resumes the job's stream after `lastSeq`). Timestamps are ISO 8601 UTC with
+microseconds and a `Z`, like the log's `ts` column.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "ENCODER",
     "TERMINAL_EVENT_TYPES",
     "WIRE_NAMES",
+    "JobChanged",
     "JobList",
     "JobSummary",
     "JobView",
@@ -47,6 +49,7 @@ __all__ = [
     "WarningView",
     "event_data",
     "job_list",
+    "job_summary",
     "job_view",
     "log_line",
 ]
@@ -114,6 +117,12 @@ class JobView(Wire, frozen=True, kw_only=True):
     created_utc: str
     started_utc: str | None
     ended_utc: str | None
+    correlation_id: str
+    #: the seq of the last event folded into this view
+    last_seq: int
+    #: seconds until the job is done (see projections.eta); null when unknown, when the job is
+    #: not Queued or Running, and in a view of a past seq
+    eta_seconds: float | None
 
 
 class JobSummary(Wire, frozen=True, kw_only=True):
@@ -134,6 +143,16 @@ class JobList(Wire, frozen=True, kw_only=True):
     offset: int
     #: the offset of the next page, or null on the last page
     next_offset: int | None
+    #: the log's seq the rows are consistent with: GET /api/events resumes after it
+    last_seq: int
+
+
+class JobChanged(Wire, frozen=True, kw_only=True):
+    """The data of a `job-changed` message of `GET /api/events`: the job's row right after the
+    event `seq`."""
+
+    seq: int
+    job: JobSummary
 
 
 class LogLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -148,7 +167,7 @@ class LogLine(msgspec.Struct, frozen=True, kw_only=True):
     data: msgspec.Raw
 
 
-def job_view(state: JobState) -> JobView:
+def job_view(state: JobState, eta_seconds: float | None = None) -> JobView:
     return JobView(
         job_id=state.job_id,
         preset=state.preset,
@@ -175,6 +194,9 @@ def job_view(state: JobState) -> JobView:
         created_utc=format_ts(state.created_utc),
         started_utc=format_optional_ts(state.started_utc),
         ended_utc=format_optional_ts(state.ended_utc),
+        correlation_id=state.correlation_id,
+        last_seq=state.last_seq,
+        eta_seconds=eta_seconds,
     )
 
 
@@ -190,13 +212,14 @@ def job_summary(row: JobRow) -> JobSummary:
     )
 
 
-def job_list(rows: list[JobRow], limit: int, offset: int) -> JobList:
+def job_list(rows: list[JobRow], limit: int, offset: int, last_seq: int) -> JobList:
     """A page of `limit` jobs; `rows` may hold one more, which says another page exists."""
     return JobList(
         jobs=tuple(job_summary(r) for r in rows[:limit]),
         limit=limit,
         offset=offset,
         next_offset=offset + limit if len(rows) > limit else None,
+        last_seq=last_seq,
     )
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import builtins
 import sqlite3
 from datetime import datetime
+from typing import Any
 
 from aura.projections.events import JobCreated, Recorded
 from aura.projections.job import TERMINAL_JOB_STATUSES, JobStatus
 from aura.projections.job_list import ROW_EVENTS, JobRow, apply_row
 from aura.store.log import EventLog
-from aura.store.rows import format_optional_ts, format_ts
+from aura.store.rows import SELECT, decode_rows, format_optional_ts, format_ts
 
 __all__ = ["JOB_LIST", "JobListProjection", "JobsTable"]
 
@@ -35,6 +36,18 @@ _UPSERT = (
     "started_utc = excluded.started_utc, ended_utc = excluded.ended_utc"
 )
 _ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+_ROW_TYPES = tuple(sorted(t.__name__ for t in ROW_EVENTS))
+_ROW_EVENTS_AFTER = (
+    f"{SELECT} WHERE seq > ? AND type IN ({', '.join('?' * len(_ROW_TYPES))}) ORDER BY seq LIMIT ?"
+)
+#: every StepSucceeded's duration of the preset's newest Succeeded jobs (jobs_by_status finds
+#: them; the events' (job_id, version) index, their events)
+_RECENT_DURATIONS = (
+    "SELECT e.step, json_extract(e.data, '$.durationSeconds') FROM "
+    "(SELECT job_id FROM jobs WHERE status = ? AND preset = ? "
+    "ORDER BY created_utc DESC, rowid DESC LIMIT ?) AS j "
+    "JOIN events AS e ON e.job_id = j.job_id WHERE e.type = 'StepSucceeded'"
+)
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -73,6 +86,9 @@ class JobListProjection:
 
     A transaction writes the rows that changed (events whose type is not in ROW_EVENTS are
     skipped) and, once it is POSITION_LAG events behind, the position.
+
+    It counts the jobs of each preset it has seen succeed, so that what is derived from the
+    Succeeded jobs (typical step durations) is read again only when there is news (`mark`).
     """
 
     def __init__(self, name: str = JOB_LIST) -> None:
@@ -81,6 +97,12 @@ class JobListProjection:
         self._pending: dict[str, JobRow] = {}
         self._saved = 0  # the position saved by this projection's last commit (0: none yet)
         self._saving: int | None = None  # the position written in the open transaction
+        self._successes: dict[str, int] = {}  # preset -> jobs seen to succeed
+        self._epoch = 0  # counts `forget`s: another writer may have changed anything
+
+    def mark(self, preset: str) -> tuple[int, int]:
+        """Changes whenever a job of the preset succeeds (or the table may have changed)."""
+        return self._epoch, self._successes.get(preset, 0)
 
     def position(self, conn: sqlite3.Connection) -> int:
         row = conn.execute(
@@ -116,6 +138,8 @@ class JobListProjection:
         for job_id, row in self._pending.items():
             if row.status in TERMINAL_JOB_STATUSES:
                 self._rows.pop(job_id, None)
+                if row.status is JobStatus.SUCCEEDED:
+                    self._successes[row.preset] = self._successes.get(row.preset, 0) + 1
             else:
                 self._rows[job_id] = row
         self._pending = {}
@@ -127,12 +151,24 @@ class JobListProjection:
         self._pending = {}
         self._saving = None
         self._saved = 0  # maybe cleared or moved by another writer: save at the next chance
+        self._epoch += 1
 
 
 _SAVE_POSITION = (
     "INSERT INTO projector_positions (name, last_seq) VALUES (?, ?) "
     "ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq"
 )
+
+
+def _list_query(status: JobStatus | None, limit: int, offset: int) -> tuple[str, tuple[Any, ...]]:
+    where, params = ("WHERE status = ?", (status.value,)) if status else ("", ())
+    sql = (
+        f"SELECT {_COLUMNS} FROM jobs {where} "
+        # rowid: rows are inserted as jobs are created, so it orders the jobs created in
+        # one group commit (which share created_utc)
+        "ORDER BY created_utc DESC, rowid DESC LIMIT ? OFFSET ?"
+    )
+    return sql, (*params, limit, offset)
 
 
 class JobsTable:
@@ -168,16 +204,51 @@ class JobsTable:
         self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
     ) -> list[JobRow]:
         """Newest first."""
-        where, params = ("WHERE status = ?", [status.value]) if status else ("", [])
-        sql = (
-            f"SELECT {_COLUMNS} FROM jobs {where} "
-            # rowid: rows are inserted as jobs are created, so it orders the jobs created in
-            # one group commit (which share created_utc)
-            "ORDER BY created_utc DESC, rowid DESC LIMIT ? OFFSET ?"
-        )
+        sql, params = _list_query(status, limit, offset)
 
         def read(conn: sqlite3.Connection) -> list[JobRow]:
-            return [_to_row(r) for r in conn.execute(sql, (*params, limit, offset))]
+            return [_to_row(r) for r in conn.execute(sql, params)]
+
+        return await self._log.run_on_reader(read)
+
+    async def page(
+        self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[builtins.list[JobRow], int]:
+        """Newest first, with the log's last seq read in the same snapshot: the rows are exactly
+        what the events up to that seq made (the rows are written in the events' transactions),
+        so the events after it are every change since."""
+        sql, params = _list_query(status, limit, offset)
+
+        def read(conn: sqlite3.Connection) -> tuple[builtins.list[JobRow], int]:
+            conn.execute("BEGIN")  # one read transaction: both queries see one snapshot
+            try:
+                rows = [_to_row(r) for r in conn.execute(sql, params)]
+                last = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            finally:
+                conn.execute("COMMIT")
+            return rows, int(last)
+
+        return await self._log.run_on_reader(read)
+
+    async def row_events_after(self, after_seq: int, limit: int) -> builtins.list[Recorded]:
+        """Events of every job with seq > `after_seq` whose type can change a row (ROW_EVENTS),
+        in seq order, at most `limit`."""
+
+        def read(conn: sqlite3.Connection) -> builtins.list[Any]:
+            return conn.execute(_ROW_EVENTS_AFTER, (after_seq, *_ROW_TYPES, limit)).fetchall()
+
+        return decode_rows(await self._log.run_on_reader(read))
+
+    async def recent_step_durations(
+        self, preset: str, jobs: int
+    ) -> builtins.list[tuple[str, float]]:
+        """(step, seconds) of every step that succeeded in the preset's `jobs` newest Succeeded
+        jobs (a step retried counts each time it succeeded)."""
+
+        def read(conn: sqlite3.Connection) -> builtins.list[tuple[str, float]]:
+            params = (JobStatus.SUCCEEDED.value, preset, jobs)
+            found = conn.execute(_RECENT_DURATIONS, params).fetchall()
+            return [(step, float(s)) for step, s in found if step is not None and s is not None]
 
         return await self._log.run_on_reader(read)
 

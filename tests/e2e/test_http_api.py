@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
@@ -34,6 +35,9 @@ JOB_KEYS = {
     "createdUtc",
     "startedUtc",
     "endedUtc",
+    "correlationId",
+    "lastSeq",
+    "etaSeconds",
 }
 STEP_KEYS = {"name", "status", "progressPct", "etaSeconds", "attempt", "startedUtc", "endedUtc"}
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "remediation", "correlationId"}
@@ -180,6 +184,22 @@ async def test_idempotency_key_returns_the_same_job_for_the_same_body(client: An
     assert "Idempotency-Key" in body["remediation"]
 
 
+async def test_an_idempotency_key_that_is_not_utf8_is_a_400(client: Any) -> None:
+    # aiohttp's client refuses to send such a header: write the request by hand
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    body = b'{"preset": "sample-hello-youtube"}'
+    writer.write(
+        b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Idempotency-Key: k\xff\xfe\r\nConnection: close\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    answer = await reader.read()
+    writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert json.loads(payload)["code"] == "InvalidInput:Idempotency-Key"
+
+
 async def test_unknown_job_is_404_and_unknown_routes_are_problems(client: Any) -> None:
     for path in ("/api/jobs/nope", "/api/jobs/nope/log", "/api/jobs/nope/output"):
         await problem(await client.get(path), 404, "JobNotFound")
@@ -235,7 +255,7 @@ async def test_list_filters_by_status_and_pages(client: Any, tiny: TinyPipeline)
     running = await submit(client)
     await gate.entered.wait()
     page = await (await client.get("/api/jobs?limit=2")).json()
-    assert set(page) == {"jobs", "limit", "offset", "nextOffset"}
+    assert set(page) == {"jobs", "limit", "offset", "nextOffset", "lastSeq"}
     assert [j["jobId"] for j in page["jobs"]] == [running["jobId"], done[2]["jobId"]]
     assert page["nextOffset"] == 2
     page2 = await (await client.get("/api/jobs?limit=2&offset=2")).json()
@@ -247,6 +267,9 @@ async def test_list_filters_by_status_and_pages(client: Any, tiny: TinyPipeline)
     assert [j["jobId"] for j in run["jobs"]] == [running["jobId"]]
     await problem(await client.get("/api/jobs?status=Done"), 400, "InvalidInput:status")
     await problem(await client.get("/api/jobs?limit=0"), 400, "InvalidInput:limit")
+    for name in ("limit", "offset"):  # past int()'s 4,300 digits: a 400, not a 500
+        resp = await client.get(f"/api/jobs?{name}={'9' * 5000}")
+        await problem(resp, 400, f"InvalidInput:{name}")
     gate.open()
 
 

@@ -1,0 +1,107 @@
+// The error card: a `role="alert"` region named "Error" with the code, the message, what to do
+// and the correlation id, and the buttons that fit the code (Open Settings for a missing key,
+// Run System Check for a machine problem, Retry Step / Retry Job for a job that stopped).
+
+import { h } from "./dom.js";
+
+/**
+ * @typedef {object} ShownError
+ * @property {string} code
+ * @property {string} message
+ * @property {string} [remediation]
+ * @property {string} [correlationId]
+ * @property {string} [title]
+ */
+
+/**
+ * @typedef {object} CardActions
+ * @property {(settingsKey: string) => void} [openSettings]
+ * @property {() => void} [runSystemCheck]
+ * @property {() => void} [retryStep] POST /retry (the same job, the next attempt)
+ * @property {() => void} [retryJob] POST /rerun (a new job)
+ */
+
+/** Codes about the machine the server runs on: the system check says more. */
+const MACHINE_CODES = new Set([
+  "RequiresNvidiaGPU",
+  "UnsupportedOS",
+  "FFmpegNotFound",
+  "FFmpegFailedExitCode",
+  "ToolNotFound",
+  "OutOfDiskSpace",
+  "OutputDirectoryNotWritable",
+  "LogUnreadable",
+  "TransientNetworkFailure",
+  "StepTimeout",
+  "NetworkError",
+]);
+
+/** @param {string} code `MissingApiKey:OPENAI_API_KEY` -> `MissingApiKey` */
+export const baseCode = (code) => code.split(":", 1)[0];
+
+/**
+ * Builds the card. Buttons appear only for the actions given that fit the code.
+ * @param {ShownError} error
+ * @param {CardActions} actions
+ * @returns {HTMLElement}
+ */
+export function errorCard(error, actions) {
+  const base = baseCode(error.code);
+  /** @type {HTMLButtonElement[]} */
+  const buttons = [];
+  /** @param {string} label @param {() => void} run @param {boolean} [primary] */
+  const button = (label, run, primary = false) => {
+    const el = h("button", { type: "button", class: primary ? "primary" : "secondary" }, [label]);
+    el.addEventListener("click", run);
+    buttons.push(el);
+  };
+  const { openSettings, runSystemCheck, retryStep, retryJob } = actions;
+  if (base === "MissingApiKey" && openSettings) {
+    const key = error.code.slice(base.length + 1) || "OPENAI_API_KEY";
+    button("Open Settings", () => openSettings(key), true);
+  }
+  if ((MACHINE_CODES.has(base) || base === "MissingApiKey") && runSystemCheck) {
+    button("Run System Check", runSystemCheck);
+  }
+  if (retryStep) button("Retry Step", retryStep, buttons.length === 0);
+  if (retryJob) button("Retry Job", retryJob);
+  const correlation = error.correlationId
+    ? h("p", { class: "error-correlation" }, ["Correlation id: ", h("code", {}, [error.correlationId])])
+    : null;
+  return h("div", { class: "error-card", role: "alert", "aria-label": "Error" }, [
+    h("p", { class: "error-title" }, [error.title || "Something went wrong"]),
+    h("p", { class: "error-code" }, ["Code: ", h("code", {}, [error.code])]),
+    h("p", { class: "error-message" }, [error.message]),
+    error.remediation
+      ? h("p", { class: "error-remediation" }, [h("strong", {}, ["What to do: "]), error.remediation])
+      : null,
+    correlation,
+    buttons.length ? h("div", { class: "button-row" }, buttons) : null,
+  ]);
+}
+
+/**
+ * A host that shows one card at a time (or none).
+ * @param {HTMLElement} host
+ */
+export function cardSlot(host) {
+  let shownKey = "";
+  return {
+    /**
+     * @param {ShownError | null} error
+     * @param {CardActions} [actions]
+     * @param {string} [key] the same key keeps the card as it is (no re-announcement)
+     */
+    show(error, actions = {}, key = "") {
+      if (!error) {
+        shownKey = "";
+        host.replaceChildren();
+        return;
+      }
+      const next = key || `${error.code}|${error.message}|${error.correlationId ?? ""}`;
+      if (next === shownKey && host.firstChild) return;
+      shownKey = next;
+      host.replaceChildren(errorCard(error, actions));
+    },
+  };
+}
