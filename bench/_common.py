@@ -100,7 +100,8 @@ def job_events(n: int, count: int) -> list[Event]:
 def rows_of(
     job_id: str, events: list[Event], first_seq: int, start: datetime | None = None
 ) -> Iterator[Row]:
-    """The rows the store writes for `events` (store/log.py `append` and `_insert_batch`)."""
+    """The rows the store writes for `events` (store/group_commit.py `append_nowait`, then
+    store/batch.py `_insert_batch`)."""
     ts = start or datetime(2025, 1, 1, tzinfo=UTC)
     for i, e in enumerate(events):
         yield (

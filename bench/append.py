@@ -29,7 +29,8 @@ import aiosqlite
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
-from aura.projections.events import Event, StepProgressed, encode_event
+from aura.projections.events import ENCODER, Event, StepProgressed
+from aura.store.connections import run_with_connection
 from aura.store.log import DB_FILE_NAME, Durability, EventLog
 from aura.store.schema import migrate
 
@@ -197,7 +198,7 @@ async def _single() -> tuple[float, float]:
     try:
         await bare.execute("PRAGMA journal_mode=WAL")
         await bare.execute(f"PRAGMA synchronous={Durability.NORMAL.value}")
-        await bare._execute(migrate, bare._conn)  # type: ignore[no-untyped-call]
+        await run_with_connection(bare, migrate)
         await log.append("job-single", [job_created(0)], 0)
         version = 1
         written.batches()  # skip JobCreated
@@ -230,7 +231,7 @@ def _peer() -> tuple[float, int]:
                 topic="JobCreated",
                 state=msg,
             )
-            for msg in (encode_event(job_created(n)) for n in range(PEER_SAVES))
+            for msg in (ENCODER.encode(job_created(n)) for n in range(PEER_SAVES))
         ]
         started = time.perf_counter()
         for event in stored:

@@ -7,14 +7,16 @@ from aura.store.errors import (
     StoreError,
     StoreFull,
 )
-from aura.store.log import Durability, EventLog
+from aura.store.log import DB_FILE_NAME, Durability, EventLog, QueuedAppend
 
 __all__ = [
+    "DB_FILE_NAME",
     "ConcurrencyError",
     "CorruptEvent",
     "DatabaseMissing",
     "Durability",
     "EventLog",
+    "QueuedAppend",
     "StoreError",
     "StoreFull",
 ]

@@ -1,4 +1,9 @@
-"""aiosqlite connections as the store uses them: explicit transactions, one hop per function."""
+"""aiosqlite connections as the store uses them: explicit transactions, one hop per function.
+
+The only module of the store that touches aiosqlite's private API: `on_thread` and
+`sqlite_connection` below, each stating what it relies on. tests/integration/test_connections.py
+checks those behaviours on the installed aiosqlite (pyproject pins the range they hold for).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import aiosqlite
 
 from aura.store.errors import StoreError
 
-__all__ = ["connect", "on_thread"]
+__all__ = ["connect", "on_thread", "run_with_connection", "sqlite_connection"]
 
 T = TypeVar("T")
 
@@ -18,12 +23,32 @@ T = TypeVar("T")
 async def on_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
     """Run `fn(*args)` on the connection's own thread, in one hop.
 
-    aiosqlite queues one hop per call (about 45-50 us each); a group commit made of BEGIN, a
-    version check, executemany and COMMIT would pay four. Its `_execute` (private, present in
-    every release this project allows: see pyproject) runs a whole function there instead.
+    aiosqlite queues one hop per call; a group commit made of BEGIN, a version check,
+    executemany and COMMIT would pay four. Relies on `Connection._execute(fn, *args)`
+    (private; aiosqlite 0.20 to 0.22, the range pyproject.toml pins): it queues `fn` behind the
+    connection's earlier calls, runs it on the connection's thread and returns its result or
+    raises its exception, unchanged.
     """
     result: T = await conn._execute(fn, *args)  # type: ignore[no-untyped-call]
     return result
+
+
+def sqlite_connection(conn: aiosqlite.Connection) -> sqlite3.Connection:
+    """The sqlite3 connection under `conn`, for functions run by `on_thread` and for group
+    commits on the event loop's thread.
+
+    Relies on `Connection._conn` (private; aiosqlite 0.20 to 0.22, the range pyproject.toml
+    pins): the very connection aiosqlite's thread runs its calls on. Using it from another
+    thread needs `check_same_thread=False` (see `connect`) and nothing else using it meanwhile.
+    """
+    return conn._conn
+
+
+async def run_with_connection(
+    conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]
+) -> T:
+    """Run `fn(sqlite3 connection)` on the connection's own thread, in one hop."""
+    return await on_thread(conn, fn, sqlite_connection(conn))
 
 
 async def connect(database: str, *, uri: bool = False) -> aiosqlite.Connection:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["ConcurrencyError", "CorruptEvent", "DatabaseMissing", "StoreError", "StoreFull"]
+import sqlite3
+
+__all__ = [
+    "ConcurrencyError",
+    "CorruptEvent",
+    "DatabaseMissing",
+    "StoreError",
+    "StoreFull",
+    "append_failed",
+]
 
 
 class StoreError(Exception):
@@ -35,3 +44,9 @@ class CorruptEvent(StoreError):
     def __init__(self, seq: int, reason: str) -> None:
         super().__init__(f"event seq {seq} cannot be decoded: {reason}")
         self.seq = seq
+
+
+def append_failed(error: BaseException) -> StoreError:
+    """The StoreError of a failed append: StoreFull when SQLite found the disk full."""
+    full = getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return (StoreFull if full else StoreError)(f"append failed: {error}")

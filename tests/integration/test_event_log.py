@@ -23,7 +23,8 @@ from aura.store import (
     EventLog,
     StoreError,
 )
-from aura.store import log as log_module
+from aura.store import batch as batch_module
+from aura.store import checkpoint as checkpoint_module
 from aura.store import subscriptions as subscriptions_module
 from aura.store.schema import MIGRATIONS
 
@@ -257,10 +258,11 @@ async def test_appends_wait_for_a_function_running_on_the_writer(log: EventLog) 
 async def test_the_writer_remembers_a_bounded_number_of_job_versions(
     log: EventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(log_module, "VERSION_CACHE_JOBS", 3)
+    monkeypatch.setattr(batch_module, "VERSION_CACHE_JOBS", 3)
     for n in range(5):
         await log.append(f"job{n}", [created()], 0)
-    assert len(log._versions) == 3  # the two oldest were forgotten
+    assert log._batches is not None
+    assert len(log._batches._versions) == 3  # the two oldest were forgotten
     # A forgotten job's version is looked up again: its next append still checks it.
     with pytest.raises(ConcurrencyError):
         await log.append("job0", [JobStarted()], 5)
@@ -565,8 +567,8 @@ async def test_the_wal_starts_over_under_appends_that_never_pause(
     # A checkpoint beside a writer that keeps committing never copies the frames committed
     # while it runs, so on its own it never lets the WAL start over; the short second pass,
     # with commits held back, does. (Small thresholds, so a few thousand commits show it.)
-    monkeypatch.setattr(log_module, "CHECKPOINT_COMMITS", 100)
-    monkeypatch.setattr(log_module, "WAL_RESTART_PAGES", 300)
+    monkeypatch.setattr(checkpoint_module, "CHECKPOINT_COMMITS", 100)
+    monkeypatch.setattr(checkpoint_module, "WAL_RESTART_PAGES", 300)
     log = await EventLog.open(tmp_path)
     wal = tmp_path / "aura.db-wal"
     sizes = []
