@@ -13,18 +13,18 @@ import asyncio
 import sys
 from typing import TextIO
 
+from aura.cli.bars import Screen, bar
 from aura.cli.main import add_data_dir
 from aura.engine.engine import Engine
 from aura.engine.errors import AuraError
 from aura.engine.inputs import JobRequest, Options
 from aura.engine.settings import Settings
 from aura.projections.events import JobWarning, Recorded, StepEvent, StepProgressed
-from aura.projections.job import JobState, JobStatus, StepState, StepStatus, apply
+from aura.projections.job import JobState, JobStatus, StepState, apply
 from aura.store.errors import StoreError
 
 __all__ = ["Bars", "add_arguments", "run"]
 
-_BAR = 24
 EXIT_FAILED = 1
 EXIT_CANCELED = 130
 
@@ -111,37 +111,17 @@ class Bars:
     """One bar per step: redrawn in place on a terminal, one line per step change otherwise."""
 
     def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.tty = out.isatty()
-        self.drawn = 0
+        self.screen = Screen(out)
 
     def show(self, state: JobState, rec: Recorded) -> None:
         event = rec.event
         if isinstance(event, JobWarning):
-            self._line(f"warning {event.code}: {event.message}")
-        if self.tty:
-            self._redraw(state)
+            self.screen.line(f"warning {event.code}: {event.message}")
+        if self.screen.tty:
+            self.screen.redraw([_bar(step) for step in state.steps])
         elif isinstance(event, StepEvent) and not isinstance(event, StepProgressed):
-            self._line(bar(state.step(event.step)))
-
-    def _line(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
-        self.drawn = 0
-
-    def _redraw(self, state: JobState) -> None:
-        lines = [bar(step) for step in state.steps]
-        up = f"\x1b[{self.drawn}F" if self.drawn else ""
-        self.out.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
-        self.out.flush()
-        self.drawn = len(lines)
+            self.screen.line(_bar(state.step(event.step)))
 
 
-def bar(step: StepState) -> str:
-    """`broll      [########........]  52.0% Running eta 3s`."""
-    name, status, pct, eta = step.name, step.status, step.progress_pct, step.eta_seconds
-    if status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
-        pct = 100.0
-    filled = int(_BAR * min(max(pct, 0.0), 100.0) / 100)
-    eta_text = f" eta {eta:.0f}s" if eta is not None and status == StepStatus.RUNNING else ""
-    return f"{name:<10} [{'#' * filled}{'.' * (_BAR - filled)}] {pct:5.1f}% {status}{eta_text}"
+def _bar(step: StepState) -> str:
+    return bar(step.name, step.status, step.progress_pct, step.eta_seconds)

@@ -6,20 +6,36 @@ reports progress with `await ctx.progress(pct, message, eta_seconds)` and warnin
 `await ctx.warn(code, message)`. Cancellation and timeouts arrive as asyncio cancellation inside
 the step (it runs in its job's task, within a timeout scope): the step (and the process helper
 it uses) must let CancelledError propagate after stopping its child process and removing its
-temp files.
+temp files. The runner's other contract is the output probe (`OutputProbe`): it turns the
+finished job's artifacts into its Output.
+
+A run builds each step's context with `step_context`: its callbacks queue their events on the
+run's log (`QueueEvents`) without waiting, so they commit at the step's next wait.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
-from aura.engine.inputs import Brief, Options
+from aura.engine.decide import should_emit_progress
+from aura.engine.inputs import SAMPLE_BRIEF, Brief, JobRequest, Options
 from aura.engine.settings import Settings
-from aura.projections.events import Artifact
+from aura.projections.events import Artifact, Event, JobWarning, Output, StepProgressed
+from aura.projections.job import JobState
 
-__all__ = ["ProgressCallback", "Step", "StepContext", "WarnCallback"]
+__all__ = [
+    "OutputProbe",
+    "ProgressCallback",
+    "QueueEvents",
+    "Step",
+    "StepContext",
+    "WarnCallback",
+    "step_context",
+]
 
 #: (percent 0-100, message, eta in seconds or None)
 ProgressCallback = Callable[[float, str, float | None], Awaitable[None]]
@@ -46,3 +62,69 @@ class StepContext:
 
 
 Step = Callable[[StepContext], Awaitable[list[Artifact]]]
+
+#: turns a finished job's artifacts (by name) into its Output
+OutputProbe = Callable[[Mapping[str, Artifact]], Awaitable[Output]]
+
+#: queues events for the job's log without waiting for their commit (a run's ordered queue)
+QueueEvents = Callable[[list[Event]], object]
+
+
+class _Progress:
+    """The progress callback of one step: throttled StepProgressed appends."""
+
+    def __init__(self, queue: QueueEvents, step: str, attempt: int) -> None:
+        self._queue = queue
+        self._step = step
+        self._attempt = attempt
+        self._pct = 0.0
+        self._message = ""
+        self._time = asyncio.get_running_loop().time()
+
+    async def __call__(self, pct: float, message: str = "", eta: float | None = None) -> None:
+        now = asyncio.get_running_loop().time()
+        changed = message != self._message
+        if not should_emit_progress(self._pct, self._time, pct, now, changed):
+            return
+        self._pct, self._message, self._time = pct, message, now
+        event = StepProgressed(
+            step=self._step,
+            attempt=self._attempt,
+            pct=round(pct, 2),
+            message=message,
+            eta_seconds=None if eta is None else round(eta, 1),
+        )
+        self._queue([event])  # committed at the step's next wait
+
+
+def step_context(
+    state: JobState,
+    step: str,
+    request: JobRequest,
+    *,
+    settings: Settings,
+    work_dir: Path,
+    artifacts: Mapping[str, Artifact],
+    queue: QueueEvents,
+) -> StepContext:
+    """The context `step` of the job in `state` runs with; its progress and warnings are
+    queued with `queue`."""
+    attempt = state.attempt
+
+    async def warn(code: str, message: str) -> None:
+        queue([JobWarning(code=code, message=message, step=step, attempt=attempt)])
+
+    return StepContext(
+        job_id=state.job_id,
+        step=step,
+        attempt=attempt,
+        correlation_id=state.correlation_id,
+        preset=request.preset,
+        brief=request.brief or SAMPLE_BRIEF,
+        options=request.options,
+        settings=settings,
+        work_dir=work_dir,
+        artifacts=MappingProxyType(dict(artifacts)),
+        progress=_Progress(queue, step, attempt),
+        warn=warn,
+    )

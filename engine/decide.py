@@ -36,6 +36,7 @@ from aura.projections.events import (
     StepSucceeded,
 )
 from aura.projections.job import JobState, JobStatus, StepStatus, fold
+from aura.projections.status import DONE_STEP_STATUSES, RETRYABLE_JOB_STATUSES
 
 __all__ = [
     "PROGRESS_MIN_INTERVAL",
@@ -63,7 +64,6 @@ PROGRESS_MIN_STEP = 1.0
 
 #: idempotency keys map to job ids in this namespace, so a key names one job forever
 _KEY_NAMESPACE = uuid.UUID("6f1c9a52-4a8e-4c1e-9d55-0b6a2f0c7e31")
-_DONE = frozenset({StepStatus.SUCCEEDED, StepStatus.SKIPPED})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -153,12 +153,12 @@ def decide_cancel(state: JobState, *, owned: bool) -> list[Event]:
 
 def decide_retry(state: JobState) -> list[Event]:
     """A new attempt of a Failed or Canceled job, from its first step not done."""
-    if state.status not in (JobStatus.FAILED, JobStatus.CANCELED):
+    if state.status not in RETRYABLE_JOB_STATUSES:
         raise Conflict(
             state.job_id,
             f"it is {state.status.value}; only a Failed or Canceled job can be retried",
         )
-    from_step = next((s.name for s in state.steps if s.status not in _DONE), None)
+    from_step = next((s.name for s in state.steps if s.status not in DONE_STEP_STATUSES), None)
     return [JobRetryRequested(attempt=state.attempt + 1, from_step=from_step)]
 
 

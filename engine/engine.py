@@ -1,9 +1,9 @@
 """The engine façade: submit, inspect, cancel, retry and rerun jobs; the composition root that
 wires the log, the job-list projector, crash recovery and the runner.
 
-Every method reads the log, asks aura.engine.decide what the request means, and appends; the
-runner does the rest. Concurrent writers are settled by the log's expected versions: a method
-that loses a race reads again and decides again.
+Every command reads the job, asks aura.engine.decide what the request means, and appends
+(aura.engine.transact); the runner does the rest. Concurrent writers are settled by the log's
+expected versions: a command that loses a race reads again and decides again.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import msgspec
 
-from aura.engine.context import Step
+from aura.engine import recovery
+from aura.engine.context import OutputProbe, Step
 from aura.engine.decide import (
-    check_events,
     created_event,
     decide_cancel,
     decide_retry,
@@ -35,21 +35,22 @@ from aura.engine.job_files import output_of
 from aura.engine.media import probe_output
 from aura.engine.pipeline import OUTPUT_ARTIFACT, PIPELINE
 from aura.engine.projector import Projector
-from aura.engine.recovery import recover
-from aura.engine.runner import OutputProbe, Runner
+from aura.engine.runner import Runner
 from aura.engine.saved_settings import (
     SavedSettings,
     SettingsUpdate,
     SettingsView,
     merged,
     read_saved,
+    replaced_keys,
     validated,
     view,
     with_saved,
     write_saved,
 )
 from aura.engine.settings import Settings
-from aura.projections.events import Artifact, Event, JobCreated, Output, Recorded
+from aura.engine.transact import append_decided, read_job, transact
+from aura.projections.events import Artifact, Event, JobCreated, Output
 from aura.projections.job import JobState, JobStatus, fold
 from aura.projections.job_list import JobRow
 from aura.store.errors import ConcurrencyError, StoreError
@@ -90,6 +91,9 @@ class Engine:
     #: settings (settings.json) over them; replaced on a save, read by each run as it starts
     settings: Settings
     log: EventLog
+    #: API keys saved earlier in this server's life and replaced since (the newest few): still
+    #: secrets, redacted as the key in effect is
+    past_keys: tuple[str, ...] = ()
 
     def __init__(
         self, settings: Settings, log: EventLog, projector: Projector, runner: Runner
@@ -134,7 +138,7 @@ class Engine:
             engine.base_settings, engine.saved_settings = base, saved
             engine._lock = lock
             if recover:
-                engine.recovered = await _recover(engine)
+                engine.recovered = await recovery.recover(log, projector, settings, runner)
         except BaseException:
             await log.close()
             lock.release()
@@ -180,28 +184,41 @@ class Engine:
                     await asyncio.wait({run.task}, timeout=timeout)
                 return await self.get(job_id)
             self.runner.dequeue(job_id)
-            state = await self.get(job_id)
-            if self.runner.run_for(job_id) is not None:
-                continue  # a run picked it up meanwhile: tell that run
-            events = decide_cancel(state, owned=False)
             try:
-                return await self._append(state, events)
+                done = await transact(self.log, job_id, self._cancel_unowned)
             except ConcurrencyError:
                 continue
+            if done is None:
+                raise JobNotFound(job_id)
+            if done.events:
+                return done.after
+            # nothing decided: a run picked the job up meanwhile, and the next round tells it
         raise Conflict(job_id, "it keeps changing; try the cancel again")
+
+    def _cancel_unowned(self, state: JobState) -> list[Event]:
+        """The cancel of a job no run here holds; nothing when a run has picked it up since."""
+        if self.runner.run_for(state.job_id) is not None:
+            return []
+        return decide_cancel(state, owned=False)
 
     async def retry(self, job_id: str) -> JobState:
         """A new attempt of a Failed or Canceled job, from its failed step: JobRetryRequested
         is appended (status Queued, attempt N+1) before this returns."""
         for _ in range(_RACE_RETRIES):
-            state = await self.get(job_id)
-            events = decide_retry(state)
             try:
                 # Shielded with the enqueue: a caller that goes away (a dropped HTTP request)
                 # must not leave a retried job Queued with no run to pick it up.
-                return await asyncio.shield(self._append_and_enqueue(state, events))
+                done = await transact(
+                    self.log,
+                    job_id,
+                    decide_retry,
+                    lambda state, events: asyncio.shield(self._append_and_enqueue(state, events)),
+                )
             except ConcurrencyError:
                 continue
+            if done is None:
+                raise JobNotFound(job_id)
+            return done.after
         raise Conflict(job_id, "it keeps changing; try the retry again")
 
     async def save_settings(self, update: SettingsUpdate) -> SettingsView:
@@ -220,6 +237,7 @@ class Engine:
                 await asyncio.to_thread(write_saved, self.base_settings.data_dir, saved)
             except OSError as e:  # a full disk, a read-only folder: nothing changed
                 raise AuraError(map_exception(e, step=None, settings=self.settings)) from e
+            self.past_keys = replaced_keys(self.past_keys, self.saved_settings, saved)
             self.saved_settings = saved
             self.settings = self.runner.settings = with_saved(self.base_settings, saved)
         return self.settings_view()
@@ -232,7 +250,7 @@ class Engine:
 
     async def get(self, job_id: str) -> JobState:
         """The job's state, folded from its events. Raises JobNotFound."""
-        state = fold(await self.log.read(job_id))
+        state = await read_job(self.log, job_id)
         if state is None:
             raise JobNotFound(job_id)
         return state
@@ -241,7 +259,7 @@ class Engine:
         self, *, status: JobStatus | None = None, limit: int = 50, offset: int = 0
     ) -> list[JobRow]:
         """Jobs newest first, from the job-list read model (written with every append)."""
-        return await self.projector.list(status, limit, offset)
+        return await self.projector.list_rows(status, limit, offset)
 
     async def list_page(
         self, *, status: JobStatus | None = None, limit: int = 50, offset: int = 0
@@ -275,7 +293,7 @@ class Engine:
         try:
             # Shielded with the enqueue: a caller that goes away must not leave the new job
             # Queued with no run to pick it up.
-            state = await asyncio.shield(self._append_and_enqueue(None, [created], job_id))
+            state = await asyncio.shield(self._create_and_enqueue(job_id, created))
         except ConcurrencyError:
             if key is None:
                 raise
@@ -290,28 +308,18 @@ class Engine:
             raise JobNotFound(job_id)
         return records[0].event
 
-    async def _append_and_enqueue(
-        self, state: JobState | None, events: list[Event], job_id: str | None = None
-    ) -> JobState:
-        """Append to the job (a new one when `state` is None) and queue it for a run."""
-        if state is None:
-            assert job_id is not None
-            records = await self.log.append(job_id, events, 0)
-            new = fold(records)
-            assert new is not None
-            self.runner.enqueue(job_id, records)  # the new job's whole log: no need to read it
-            return new
-        new = await self._append(state, events)
-        self.runner.enqueue(new.job_id)
+    async def _create_and_enqueue(self, job_id: str, created: JobCreated) -> JobState:
+        """Append the new job's JobCreated and queue it for a run."""
+        records = await self.log.append(job_id, [created], 0)
+        new = fold(records)
+        assert new is not None
+        self.runner.enqueue(job_id, records)  # the new job's whole log: no need to read it
         return new
 
-    async def _append(self, state: JobState, events: list[Event]) -> JobState:
-        check_events(state, events)
-        records: list[Recorded] = await asyncio.shield(
-            self.log.append(state.job_id, events, state.version)
-        )
-        new = fold(records, state)
-        assert new is not None
+    async def _append_and_enqueue(self, state: JobState, events: list[Event]) -> JobState:
+        """Append `events`, decided on `state`, and queue the job for a run."""
+        new = await append_decided(self.log, state, events)
+        self.runner.enqueue(new.job_id)
         return new
 
 
@@ -324,7 +332,3 @@ async def _open_log(settings: Settings) -> EventLog:
         if isinstance(e.__cause__, OSError):
             raise AuraError(map_exception(e.__cause__, step=None, settings=settings)) from e
         raise
-
-
-async def _recover(engine: Engine) -> list[str]:
-    return await recover(engine.log, engine.projector, engine.settings, engine.runner)

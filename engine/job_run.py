@@ -4,7 +4,7 @@ INVARIANTS
 - A job is executed by at most one JobRun in this process (`Runner._running`). A JobRun appends
   with expected_version taken from its own folded state, so when anything else writes the job
   its next append raises ConcurrencyError and it stops instead of interleaving.
-- Every append of a JobRun goes through `_queue`, synchronously: checked against the fold
+- Every append of a JobRun goes through `_append_nowait`, synchronously: checked against the fold
   first (nothing invalid reaches the log), folded at once, queued for the log's next group
   commit. Appends commit in the order they were queued, so expected versions chain and nothing
   else needs a lock. The run awaits durability only for its terminal events and cancel
@@ -21,14 +21,11 @@ INVARIANTS
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from types import MappingProxyType
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
-from msgspec.structs import replace
-
-from aura.engine.context import StepContext
+from aura.engine.context import OutputProbe, Step, StepContext, step_context
 from aura.engine.decide import (
     artifacts_changed,
     check_events,
@@ -36,99 +33,63 @@ from aura.engine.decide import (
     decide_reuse,
     request_of,
     reuse_candidates,
-    should_emit_progress,
 )
-from aura.engine.error_mapping import map_exception
 from aura.engine.errors import make_error
-from aura.engine.inputs import SAMPLE_BRIEF, JobRequest
+from aura.engine.inputs import JobRequest
 from aura.engine.job_files import rebased, remove_temp_files, verify_artifacts
+from aura.engine.outcome import (
+    StepEnd,
+    decide_probe_timeout,
+    decide_run_failed,
+    decide_step_outcome,
+    step_canceled,
+    step_failed,
+)
 from aura.engine.settings import Settings
+from aura.engine.transact import transact_until_recorded
 from aura.projections.events import (
     Artifact,
-    ErrorInfo,
     Event,
     JobCanceled,
     JobCreated,
-    JobFailed,
     JobStarted,
     JobSucceeded,
-    JobWarning,
-    Output,
     Recorded,
-    StepCanceled,
-    StepFailed,
-    StepProgressed,
     StepStarted,
     StepSucceeded,
 )
-from aura.projections.job import JobState, JobStatus, StepStatus, fold
-from aura.store.errors import ConcurrencyError, CorruptEvent, StoreError
-from aura.store.log import QueuedAppend
+from aura.projections.job import JobState, JobStatus, fold
+from aura.store.errors import ConcurrencyError
+from aura.store.log import EventLog, QueuedAppend
 
-if TYPE_CHECKING:
-    from aura.engine.runner import Runner
-
-__all__ = ["JobRun", "OutputProbe", "map_step_error"]
+__all__ = ["JobRun"]
 
 logger = logging.getLogger(__name__)
 
 #: the longest the finished video's probe (ffprobe, sha256) may take
 OUTPUT_PROBE_SECONDS = 120.0
-#: the longest wait between a failed run's tries to record its failure while the log refuses
-#: writes (another process holding its lock, a full disk), and how often a try is logged
-RECORD_FAILURE_MAX_DELAY = 8.0
-RECORD_FAILURE_LOG_EVERY = 10
-
-#: turns a finished job's artifacts (by name) into its Output
-OutputProbe = Callable[[Mapping[str, Artifact]], Awaitable[Output]]
-
-
-def map_step_error(
-    exc: BaseException, step: str | None, correlation_id: str, settings: Settings | None = None
-) -> ErrorInfo:
-    """The taxonomy error for an exception a step raised, with its step and correlation id
-    (secrets redacted)."""
-    info = map_exception(exc, step=step, correlation_id=correlation_id, settings=settings)
-    return replace(info, step=step, correlation_id=correlation_id)
-
-
-class _Progress:
-    """The progress callback of one step: throttled StepProgressed appends."""
-
-    def __init__(self, run: JobRun, step: str) -> None:
-        self._run = run
-        self._step = step
-        self._pct = 0.0
-        self._message = ""
-        self._time = asyncio.get_running_loop().time()
-
-    async def __call__(self, pct: float, message: str = "", eta: float | None = None) -> None:
-        now = asyncio.get_running_loop().time()
-        changed = message != self._message
-        if not should_emit_progress(self._pct, self._time, pct, now, changed):
-            return
-        self._pct, self._message, self._time = pct, message, now
-        state = self._run.state
-        event = StepProgressed(
-            step=self._step,
-            attempt=state.attempt,
-            pct=round(pct, 2),
-            message=message,
-            eta_seconds=None if eta is None else round(eta, 1),
-        )
-        self._run._queue([event])  # committed at the step's next wait
 
 
 class JobRun:
     """One execution of a queued job: from JobStarted to its terminal event (or a stop)."""
 
-    def __init__(self, runner: Runner, job_id: str, log: list[Recorded] | None = None) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        records: list[Recorded] | None,
+        *,
+        log: EventLog,
+        settings: Settings,
+        pipeline: Mapping[str, Step],
+        output_probe: OutputProbe,
+    ) -> None:
         self.job_id = job_id
-        self._handed_log = log  # the job's events, when the enqueuer had them (see Runner)
-        self._runner = runner
-        self._log = runner.log
-        self._settings = runner.settings
-        self._job_dir = runner.settings.job_dir(job_id)
+        self._handed_log = records  # the job's events, when the enqueuer had them (see Runner)
+        self._log = log
+        self._settings = settings
+        self._pipeline = pipeline
+        self._output_probe = output_probe
+        self._job_dir = settings.job_dir(job_id)
         self._loaded = asyncio.Event()
         self._last_append: QueuedAppend | None = None
         self._append_error: BaseException | None = None
@@ -150,7 +111,7 @@ class JobRun:
 
     # ---- appending ----------------------------------------------------------------------
 
-    def _queue(self, events: list[Event]) -> asyncio.Future[list[Recorded]]:
+    def _append_nowait(self, events: list[Event]) -> asyncio.Future[list[Recorded]]:
         """Queue `events` for the log's next group commit after the run's own version, folding
         them at once (checked first: nothing invalid is queued). Appends commit in the order
         they were queued, so the next can be queued before this one has committed; a failure is
@@ -169,7 +130,7 @@ class JobRun:
         """Queue `events` and wait until they are committed (raising what the commit raised)."""
         if not events:
             return self.state
-        future = self._queue(events)
+        future = self._append_nowait(events)
         state = self.state
         await asyncio.shield(future)  # a caller that goes away leaves the append to commit
         return state
@@ -202,7 +163,7 @@ class JobRun:
     async def _cancel_now(self) -> JobState | None:
         if self.task is not None and self.task.done():
             return None  # stopped: what it queued may not all have committed
-        future = self._queue(decide_cancel(self.state, owned=True))
+        future = self._append_nowait(decide_cancel(self.state, owned=True))
         state = self.state
         self._stop_step()
         await future
@@ -266,56 +227,30 @@ class JobRun:
         await self.append(final)
 
     async def _fail(self, exc: BaseException) -> None:
-        """Record the job as failed, trying again for as long as the log refuses writes (a full
-        disk, another process holding its lock): a job left Running with nothing running would
-        refuse retry until a restart. Stopping the runner stops this too; a job left Running
-        then is found by the next start's recovery."""
+        """Record the job as failed (decided on what did commit, not on the queue), trying again
+        for as long as the log refuses writes (a full disk, another process holding its lock): a
+        job left Running with nothing running would refuse retry until a restart. Stopping the
+        runner stops this too; a job left Running then is found by the next start's recovery."""
         if self._state is None:
             return
         if self._last_append is not None:  # appends commit in order: then all have settled
             await asyncio.wait({self._last_append.future})
-        delay, tries = 0.25, 0
-        while True:
-            try:
-                await self._record_failure(exc)
-                return
-            except CorruptEvent:  # the job's log cannot be read: trying again would not help
-                logger.exception("job %s: its failure could not be recorded", self.job_id)
-                return
-            except StoreError as e:  # refused (or written meanwhile): read it again, try again
-                if self._log.closing:
-                    logger.error("job %s: its failure could not be recorded: %s", self.job_id, e)
-                    return
-                tries += 1
-                if tries % RECORD_FAILURE_LOG_EVERY == 1:  # the first, then now and then
-                    logger.warning(
-                        "job %s: cannot record its failure yet (try %d): %s", self.job_id, tries, e
-                    )
-            except Exception:  # a bug: trying again would only repeat it
-                logger.exception("job %s: its failure could not be recorded", self.job_id)
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECORD_FAILURE_MAX_DELAY)
+        decide = functools.partial(decide_run_failed, exc=exc, settings=self._settings)
+        await transact_until_recorded(
+            self._log, self.job_id, decide, self._append_after, what="its failure"
+        )
 
-    async def _record_failure(self, exc: BaseException) -> None:
-        """Append StepFailed for the step the log shows running, then JobFailed."""
-        state = fold(await self._log.read(self.job_id))  # what did commit, not the queue
-        if state is None or state.is_terminal:
-            return
+    async def _append_after(self, state: JobState, events: list[Event]) -> JobState:
+        """Append `events` after `state`, read from the log: the run goes on from what did
+        commit, its failed appends forgotten."""
         self._state, self._append_error, self._last_append = state, None, None
-        error = map_step_error(exc, None, state.correlation_id, self._settings)
-        failed: list[Event] = [
-            StepFailed(step=step.name, attempt=state.attempt, error=replace(error, step=step.name))
-            for step in state.steps
-            if step.status is StepStatus.RUNNING
-        ]
-        await self.append([*failed, JobFailed(error=error, attempt=state.attempt)])
+        return await self.append(events)
 
     async def _steps(self, records: list[Recorded], request: JobRequest) -> list[Event]:
         """Run or reuse each step in order; returns the job's terminal events.
 
-        Transitions are queued, not awaited (see `_queue`): the group commit takes them at the
-        run's next wait, so a step that waits (a process, a file) has its StepStarted committed
+        Transitions are queued, not awaited (see `_append_nowait`): the group commit takes them at
+        the run's next wait, so a step that waits (a process, a file) has its StepStarted committed
         as soon as it does, and steps that never wait share one commit. Events decided without
         waiting (JobStarted, StepSucceeded, StepSkipped) are carried into the next append.
         Only the terminal events are awaited (in `_execute`).
@@ -329,7 +264,7 @@ class JobRun:
                 return [*carry, JobCanceled(attempt=self.state.attempt)]
             candidate = None if upstream_changed else candidates.get(step.name)
             if candidate is not None:
-                carry = self._queue_carry(carry)
+                carry = self._flush_carry(carry)
             verified = candidate is not None and await verify_artifacts(
                 candidate.artifacts, self.work_dir
             )
@@ -352,35 +287,31 @@ class JobRun:
             carry = outcome
             upstream_changed = upstream_changed or artifacts_changed(candidate, succeeded.artifacts)
             artifacts.update((a.name, a) for a in succeeded.artifacts)
-        self._queue_carry(carry)
-        # The probe runs in a scope a cancel request expires, as a step's does: a cancel that
-        # comes while it runs (a stalled ffprobe) ends the job Canceled at once.
-        scope = self._stoppable(OUTPUT_PROBE_SECONDS)
+        self._flush_carry(carry)
+        return await self._probe(artifacts)
+
+    def _flush_carry(self, carry: list[Event]) -> list[Event]:
+        """Queue the carried events (if any); the new, empty carry."""
+        if carry:
+            self._append_nowait(carry)
+        return []
+
+    async def _probe(self, artifacts: Mapping[str, Artifact]) -> list[Event]:
+        """JobSucceeded with the finished video's Output, or the job's end when its probe was
+        stopped. The probe runs in a scope a cancel request expires, as a step's does: a cancel
+        that comes while it runs (a stalled ffprobe) ends the job Canceled at once."""
+        limit = OUTPUT_PROBE_SECONDS
+        scope = self._stoppable(limit)
         try:
             async with scope:
-                output = await self._runner.output_probe(artifacts)
+                output = await self._output_probe(artifacts)
         except TimeoutError:
             self._check_appends()  # a failed append stopped the probe: the run fails with it
-            if self._step_cancelled:
-                return [JobCanceled(attempt=self.state.attempt)]
-            last = self.state.steps[-1].name
-            error = make_error(
-                f"StepTimeout:{last}",
-                f"probing the finished video took longer than {OUTPUT_PROBE_SECONDS:g} s",
-                details={"limitSeconds": OUTPUT_PROBE_SECONDS},
-            )
-            error = replace(error, step=last, correlation_id=self.state.correlation_id)
-            return [JobFailed(error=error, attempt=self.state.attempt)]
+            return decide_probe_timeout(self.state, limit, canceled=self._step_cancelled)
         finally:
             self._step_scope = None
         self._check_appends()
         return [JobSucceeded(output=output, attempt=self.state.attempt)]
-
-    def _queue_carry(self, carry: list[Event]) -> list[Event]:
-        """Queue the carried events (if any); the new, empty carry."""
-        if carry:
-            self._queue(carry)
-        return []
 
     async def _run_step(
         self,
@@ -390,19 +321,33 @@ class JobRun:
         carry: list[Event],
     ) -> list[Event]:
         """Run one step to its outcome: [StepSucceeded], or the job's terminal events."""
-        attempt = self.state.attempt
-        self._queue([*carry, StepStarted(step=name, attempt=attempt)])
+        self._append_nowait([*carry, StepStarted(step=name, attempt=self.state.attempt)])
         if self.state.cancel_requested:
-            return [StepCanceled(step=name, attempt=attempt), JobCanceled(attempt=attempt)]
-        step = self._runner.pipeline.get(name)
+            return step_canceled(self.state, name)
+        step = self._pipeline.get(name)
         if step is None:
-            return self._failed(name, make_error("Internal", f"no step named {name!r}"))
+            return step_failed(self.state, name, make_error("Internal", f"no step named {name!r}"))
         limit = request.options.timeouts.get(name, self._settings.step_timeouts.get(name))
+        context = step_context(
+            self.state,
+            name,
+            request,
+            settings=self._settings,
+            work_dir=self._job_dir,
+            artifacts=artifacts,
+            queue=self._append_nowait,
+        )
+        end = await self._call(step, context, limit)
+        outcome = decide_step_outcome(self.state, name, end, limit=limit, settings=self._settings)
+        if not isinstance(outcome[0], StepSucceeded):
+            await asyncio.to_thread(remove_temp_files, self._job_dir)
+        return outcome
+
+    async def _call(self, step: Step, context: StepContext, limit: float | None) -> StepEnd:
+        """Call the step in the run's own task (no task and wake-ups per step), inside a scope
+        that cancels it at its deadline or, expired early by request_cancel, on a cancel."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        context = self._context(name, request, artifacts)
-        # The step runs in the run's own task (no task and wake-ups per step), inside a scope
-        # that cancels it at its deadline or, expired early by request_cancel, on a cancel.
         result: list[Artifact] = []
         error: BaseException | None = None
         scope = self._stoppable(limit)
@@ -419,74 +364,9 @@ class JobRun:
         finally:
             self._step_scope = None
         self._check_appends()  # a failed append stopped the step: the run fails with its error
-        duration = loop.time() - started
-        timed_out = scope.expired() and not self._step_cancelled
-        outcome = self._outcome(name, result, error, timed_out, limit, duration)
-        if not isinstance(outcome[0], StepSucceeded):
-            await asyncio.to_thread(remove_temp_files, self._job_dir)
-        return outcome
-
-    def _outcome(
-        self,
-        name: str,
-        result: list[Artifact],
-        error: BaseException | None,
-        timed_out: bool,
-        limit: float | None,
-        duration: float,
-    ) -> list[Event]:
-        attempt = self.state.attempt
-        if timed_out:
-            error_info = make_error(
-                f"StepTimeout:{name}",
-                f"step {name} ran past its limit of {limit:g} s and was stopped",
-                details={"limitSeconds": limit},
-            )
-            return self._failed(name, error_info)
-        if self.state.cancel_requested and error is not None:
-            return [StepCanceled(step=name, attempt=attempt), JobCanceled(attempt=attempt)]
-        if isinstance(error, asyncio.CancelledError):
-            return self._failed(name, make_error("Internal", f"step {name} stopped on its own"))
-        if error is not None:
-            error_info = map_step_error(error, name, self.state.correlation_id, self._settings)
-            return self._failed(name, error_info)
-        return [
-            StepSucceeded(
-                step=name,
-                attempt=attempt,
-                artifacts=tuple(result),
-                duration_seconds=round(duration, 3),
-            )
-        ]
-
-    def _failed(self, name: str, error: ErrorInfo) -> list[Event]:
-        error = replace(error, step=name, correlation_id=self.state.correlation_id)
-        attempt = self.state.attempt
-        return [
-            StepFailed(step=name, attempt=attempt, error=error),
-            JobFailed(error=error, attempt=attempt),
-        ]
-
-    def _context(
-        self, name: str, request: JobRequest, artifacts: Mapping[str, Artifact]
-    ) -> StepContext:
-        state = self.state
-
-        async def warn(code: str, message: str) -> None:
-            self._queue([JobWarning(code=code, message=message, step=name, attempt=a)])
-
-        a = state.attempt
-        return StepContext(
-            job_id=self.job_id,
-            step=name,
-            attempt=a,
-            correlation_id=state.correlation_id,
-            preset=request.preset,
-            brief=request.brief or SAMPLE_BRIEF,
-            options=request.options,
-            settings=self._settings,
-            work_dir=self._job_dir,
-            artifacts=MappingProxyType(dict(artifacts)),
-            progress=_Progress(self, name),
-            warn=warn,
+        return StepEnd(
+            artifacts=tuple(result),
+            error=error,
+            timed_out=scope.expired() and not self._step_cancelled,
+            duration=loop.time() - started,
         )

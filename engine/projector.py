@@ -8,8 +8,6 @@ and rebuilt from the log at any time.
 
 from __future__ import annotations
 
-import builtins
-
 from aura.projections.job import JobStatus
 from aura.projections.job_list import JobRow
 from aura.store.jobs_table import JobListProjection, JobsTable
@@ -44,15 +42,15 @@ class Projector:
         self._projection.forget()
         await self.start()
 
-    async def list(
+    async def list_rows(
         self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
-    ) -> builtins.list[JobRow]:
+    ) -> list[JobRow]:
         """Newest first."""
         return await self.table.list(status, limit, offset)
 
     async def page(
         self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
-    ) -> tuple[builtins.list[JobRow], int]:
+    ) -> tuple[list[JobRow], int]:
         """Newest first, with the log's last seq the rows are consistent with."""
         return await self.table.page(status, limit, offset)
 
@@ -60,6 +58,6 @@ class Projector:
         """Changes whenever a job of the preset succeeds (see JobListProjection.mark)."""
         return self._projection.mark(preset)
 
-    async def active_job_ids(self) -> builtins.list[str]:
+    async def active_job_ids(self) -> list[str]:
         """Jobs the log shows as Queued or Running: read from the table, not by replay."""
         return await self.table.active_job_ids()

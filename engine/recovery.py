@@ -12,14 +12,16 @@ parent-death signal.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
-from aura.engine.decide import check_events, decide_recovery
+from aura.engine.decide import decide_recovery
 from aura.engine.job_files import remove_temp_files
 from aura.engine.projector import Projector
 from aura.engine.runner import Runner
 from aura.engine.settings import Settings
-from aura.projections.job import JobState, JobStatus, fold
+from aura.engine.transact import transact
+from aura.projections.job import JobState, JobStatus
 from aura.store.errors import CorruptEvent
 from aura.store.log import EventLog
 
@@ -46,20 +48,18 @@ async def recover(
 async def recover_job(log: EventLog, settings: Settings, job_id: str) -> JobState | None:
     """Append what start-up means for one job (JobInterrupted, ...) and clean its folder. A job
     whose log does not decode is left as it is (named in the log): the others still start."""
+    decide = functools.partial(decide_recovery, on_interrupted=settings.on_interrupted)
     try:
-        state = fold(await log.read(job_id))
-    except CorruptEvent as e:
+        done = await transact(log, job_id, decide)
+    except CorruptEvent as e:  # its events do not decode
         logger.error("job %s cannot be recovered: %s", job_id, e)
         return None
-    if state is None:
+    if done is None:
         return None
-    events = decide_recovery(state, settings.on_interrupted)
-    if events:
-        check_events(state, events)
-        state = fold(await log.append(job_id, events, state.version), state)
-        assert state is not None
-        logger.info("job %s: %s", job_id, ", ".join(type(e).__name__ for e in events))
+    if done.events:
+        names = ", ".join(type(e).__name__ for e in done.events)
+        logger.info("job %s: %s", job_id, names)
     removed = await asyncio.to_thread(remove_temp_files, settings.job_dir(job_id))
     if removed:
         logger.info("job %s: removed %d orphaned temp file(s)", job_id, len(removed))
-    return state
+    return done.after

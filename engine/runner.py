@@ -20,14 +20,14 @@ import functools
 import logging
 from collections.abc import Mapping
 
-from aura.engine.context import Step
+from aura.engine.context import OutputProbe, Step
 from aura.engine.job_files import output_of
-from aura.engine.job_run import JobRun, OutputProbe
+from aura.engine.job_run import JobRun
 from aura.engine.settings import Settings
 from aura.projections.events import Recorded
 from aura.store.log import EventLog
 
-__all__ = ["OutputProbe", "Runner"]
+__all__ = ["Runner"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ class Runner:
         self.settings = settings
         self.pipeline = pipeline
         self.output_probe = output_probe
-        self._queue: dict[str, list[Recorded] | None] = {}  # job -> its log, if known; in order
+        #: jobs waiting for a slot, in queue order -> each one's log, when the enqueuer had it
+        self._waiting: dict[str, list[Recorded] | None] = {}
         self._running: dict[str, JobRun] = {}
         self._idle = asyncio.Event()
         self._idle.set()
@@ -55,13 +56,13 @@ class Runner:
 
     def enqueue(self, job_id: str, log: list[Recorded] | None = None) -> None:
         """Queue the job; `log`: all its events, when the caller has just written them."""
-        self._queue[job_id] = log
+        self._waiting[job_id] = log
         self._dispatch()
 
     def dequeue(self, job_id: str) -> bool:
         """Take a job that has not started off the queue; False if it was not waiting."""
-        found = job_id in self._queue
-        self._queue.pop(job_id, None)
+        found = job_id in self._waiting
+        self._waiting.pop(job_id, None)
         self._update_idle()
         return found
 
@@ -70,7 +71,8 @@ class Runner:
 
     @property
     def queued_job_ids(self) -> list[str]:
-        return list(self._queue)
+        """The jobs waiting here for a slot, in the order they will start."""
+        return list(self._waiting)
 
     async def wait_idle(self) -> None:
         """Return once no job is queued or running here."""
@@ -79,7 +81,7 @@ class Runner:
     async def stop(self) -> None:
         """Stop every run (their steps' processes are killed); the log keeps their state."""
         self._stopping = True
-        self._queue.clear()
+        self._waiting.clear()
         tasks = [run.task for run in self._running.values() if run.task is not None]
         for task in tasks:
             task.cancel()
@@ -89,12 +91,19 @@ class Runner:
 
     def _dispatch(self) -> None:
         limit = max(1, self.settings.max_concurrent_jobs)
-        for job_id in list(self._queue):
+        for job_id in list(self._waiting):
             if self._stopping or len(self._running) >= limit:
                 break
             if job_id in self._running:
                 continue
-            run = JobRun(self, job_id, self._queue.pop(job_id))
+            run = JobRun(
+                job_id,
+                self._waiting.pop(job_id),
+                log=self.log,
+                settings=self.settings,
+                pipeline=self.pipeline,
+                output_probe=self.output_probe,
+            )
             self._running[job_id] = run
             run.task = asyncio.create_task(run.execute(), name=f"job {job_id}")
             run.task.add_done_callback(functools.partial(self._finished, job_id))
@@ -109,7 +118,7 @@ class Runner:
         self._dispatch()
 
     def _update_idle(self) -> None:
-        if (self._queue and not self._stopping) or self._running:
+        if (self._waiting and not self._stopping) or self._running:
             self._idle.clear()
         else:
             self._idle.set()

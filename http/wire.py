@@ -14,6 +14,7 @@ import msgspec
 
 from aura.projections.events import (
     ErrorInfo,
+    Event,
     JobCanceled,
     JobCancelRequested,
     JobCreated,
@@ -34,6 +35,7 @@ from aura.projections.events import (
 )
 from aura.projections.job import JobState, JobStatus, StepStatus
 from aura.projections.job_list import JobRow
+from aura.projections.status import JOB_STATUS_AFTER, STEP_STATUS_AFTER
 from aura.store.rows import format_optional_ts, format_ts
 
 __all__ = [
@@ -236,14 +238,12 @@ def log_line(rec: Recorded) -> LogLine:
     )
 
 
-def _step_status(
-    status: StepStatus, event: StepStarted | StepSucceeded | StepCanceled
-) -> dict[str, Any]:
-    return {"step": event.step, "status": status, "attempt": event.attempt}
+def _step_status(event: StepStarted | StepSucceeded | StepSkipped | StepCanceled) -> dict[str, Any]:
+    return {"step": event.step, "status": STEP_STATUS_AFTER[type(event)], "attempt": event.attempt}
 
 
-def _job_status(status: str, attempt: int) -> dict[str, Any]:
-    return {"status": status, "attempt": attempt}
+def _job_status(event: Event) -> dict[str, Any]:
+    return {"status": JOB_STATUS_AFTER[type(event)], "attempt": event.attempt}
 
 
 def _payload(rec: Recorded) -> dict[str, Any]:  # noqa: C901 - one case per event type
@@ -257,41 +257,38 @@ def _payload(rec: Recorded) -> dict[str, Any]:  # noqa: C901 - one case per even
                 "message": e.message,
             }
         case StepStarted() as e:
-            return _step_status(StepStatus.RUNNING, e)
+            return _step_status(e)
         case StepSucceeded() as e:
-            return _step_status(StepStatus.SUCCEEDED, e) | {"durationSeconds": e.duration_seconds}
+            return _step_status(e) | {"durationSeconds": e.duration_seconds}
         case StepSkipped() as e:
-            return {
-                "step": e.step,
-                "status": StepStatus.SKIPPED,
-                "attempt": e.attempt,
+            return _step_status(e) | {
                 "reason": e.reason,
                 "reusedFromAttempt": e.reused_from_attempt,
             }
         case StepCanceled() as e:
-            return _step_status(StepStatus.CANCELED, e)
+            return _step_status(e)
         case StepFailed() as e:
             return {
                 "step": e.step,
                 "error": e.error,
-                "status": StepStatus.FAILED,
+                "status": STEP_STATUS_AFTER[StepFailed],
                 "attempt": e.attempt,
             }
         case JobCreated() | JobInterrupted() as e:
             extra = {"step": e.step} if isinstance(e, JobInterrupted) else {"preset": e.preset}
-            return _job_status(JobStatus.QUEUED, e.attempt) | extra
+            return _job_status(e) | extra
         case JobStarted() as e:
-            return _job_status(JobStatus.RUNNING, e.attempt)
+            return _job_status(e)
         case JobRetryRequested() as e:
-            return _job_status(JobStatus.QUEUED, e.attempt) | {"fromStep": e.from_step}
+            return _job_status(e) | {"fromStep": e.from_step}
         case JobCancelRequested() as e:
-            return _job_status(CANCELING, e.attempt)
+            return {"status": CANCELING, "attempt": e.attempt}
         case JobSucceeded() as e:
-            return _job_status(JobStatus.SUCCEEDED, e.attempt) | {"output": e.output}
+            return _job_status(e) | {"output": e.output}
         case JobFailed() as e:
-            return _job_status(JobStatus.FAILED, e.attempt) | {"error": e.error}
+            return _job_status(e) | {"error": e.error}
         case JobCanceled() as e:
-            return _job_status(JobStatus.CANCELED, e.attempt)
+            return _job_status(e)
         case JobWarning() as e:
             return {"code": e.code, "message": e.message, "step": e.step, "attempt": e.attempt}
     raise TypeError(f"no wire mapping for {rec.type}")  # pragma: no cover - closed union

@@ -8,12 +8,10 @@ import statistics
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from aura.projections.job import JobState, JobStatus, StepStatus
+from aura.projections.job import JobState
+from aura.projections.status import ACTIVE_JOB_STATUSES, DONE_STEP_STATUSES, StepStatus
 
 __all__ = ["job_eta", "typical_durations"]
-
-_ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
-_DONE = frozenset({StepStatus.SUCCEEDED, StepStatus.SKIPPED})
 
 
 def typical_durations(samples: Iterable[tuple[str, float]]) -> dict[str, float]:
@@ -34,11 +32,11 @@ def job_eta(state: JobState, typical: Mapping[str, float], now: datetime) -> flo
     minus the time it has run (never below 0); steps done count nothing; every other step (pending,
     or waiting to run again) counts its typical duration.
     """
-    if state.status not in _ACTIVE:
+    if state.status not in ACTIVE_JOB_STATUSES:
         return None
     total = 0.0
     for step in state.steps:
-        if step.status in _DONE:
+        if step.status in DONE_STEP_STATUSES:
             continue
         if step.status is StepStatus.RUNNING and step.eta_seconds is not None:
             total += max(step.eta_seconds, 0.0)

@@ -40,8 +40,6 @@ __all__ = [
     "StepSkipped",
     "StepStarted",
     "StepSucceeded",
-    "decode_event",
-    "encode_event",
 ]
 
 
@@ -223,18 +221,10 @@ class Recorded(msgspec.Struct, frozen=True, gc=False):
         return type(self.event).__name__
 
 
+#: an event as JSON (with its `type` tag), as stored in the log's `data` column
 ENCODER = msgspec.json.Encoder()
+#: decodes one stored event; raises msgspec.ValidationError/DecodeError on bad input
 DECODER: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
-
-
-def encode_event(event: Event) -> bytes:
-    """The event as JSON (with its `type` tag), as stored in the log's `data` column."""
-    return ENCODER.encode(event)
-
-
-def decode_event(data: bytes | str) -> AnyEvent:
-    """Decode one stored event; raises msgspec.ValidationError/DecodeError on bad input."""
-    return DECODER.decode(data)
 
 
 def _check_tags() -> None:

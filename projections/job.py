@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 from datetime import datetime
 from typing import assert_never
@@ -30,7 +29,19 @@ from aura.projections.events import (
     StepStarted,
     StepSucceeded,
 )
+from aura.projections.status import (
+    ACTIVE_JOB_STATUSES,
+    DONE_STEP_STATUSES,
+    JOB_STATUS_AFTER,
+    RETRYABLE_JOB_STATUSES,
+    STEP_STATUS_AFTER,
+    TERMINAL_JOB_STATUSES,
+    JobStatus,
+    StepStatus,
+)
 
+# JobStatus, StepStatus and TERMINAL_JOB_STATUSES are defined in projections.status and
+# exported here too, beside the state that holds them.
 __all__ = [
     "TERMINAL_JOB_STATUSES",
     "InvalidTransition",
@@ -38,31 +49,10 @@ __all__ = [
     "JobStatus",
     "StepState",
     "StepStatus",
-    "Warning",
+    "WarningState",
     "apply",
     "fold",
 ]
-
-
-class JobStatus(enum.StrEnum):
-    QUEUED = "Queued"  #: created or retried, waiting for a runner slot
-    RUNNING = "Running"  #: a runner is executing its steps
-    SUCCEEDED = "Succeeded"  #: the video exists
-    FAILED = "Failed"  #: a step failed; retry may continue from it
-    CANCELED = "Canceled"  #: stopped on request; retry may continue
-
-
-class StepStatus(enum.StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    SKIPPED = "Skipped"  #: reused from an earlier attempt
-    CANCELED = "Canceled"
-
-
-TERMINAL_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
-_DONE_STEP_STATUSES = frozenset({StepStatus.SUCCEEDED, StepStatus.SKIPPED})
 
 
 class InvalidTransition(Exception):
@@ -87,7 +77,7 @@ class StepState(State, frozen=True, kw_only=True):
     ended_utc: datetime | None = None
 
 
-class Warning(State, frozen=True, kw_only=True):
+class WarningState(State, frozen=True, kw_only=True):
     code: str
     message: str
     step: str | None = None
@@ -101,7 +91,7 @@ class JobState(State, frozen=True, kw_only=True):
     attempt: int
     steps: tuple[StepState, ...]
     output: Output | None = None
-    warnings: tuple[Warning, ...] = ()
+    warnings: tuple[WarningState, ...] = ()
     errors: tuple[ErrorInfo, ...] = ()
     created_utc: datetime
     started_utc: datetime | None = None
@@ -139,16 +129,14 @@ def _require(state: JobState, rec: Recorded, allowed: frozenset[JobStatus]) -> N
         )
 
 
-_ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 _RUNNING = frozenset({JobStatus.RUNNING})
-_RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELED})
 
 
 def _created(rec: Recorded, event: JobCreated) -> JobState:
     return JobState(
         job_id=rec.job_id,
         preset=event.preset,
-        status=JobStatus.QUEUED,
+        status=JOB_STATUS_AFTER[JobCreated],
         attempt=event.attempt,
         steps=tuple(StepState(name=name) for name in event.steps),
         created_utc=rec.ts,
@@ -163,13 +151,13 @@ def _retried(state: JobState, rec: Recorded, event: JobRetryRequested) -> JobSta
     # the rest wait again.
     steps = tuple(
         s
-        if s.status in _DONE_STEP_STATUSES
+        if s.status in DONE_STEP_STATUSES
         else replace(s, status=StepStatus.PENDING, progress_pct=0.0, eta_seconds=None)
         for s in state.steps
     )
     return replace(
         state,
-        status=JobStatus.QUEUED,
+        status=JOB_STATUS_AFTER[JobRetryRequested],
         attempt=event.attempt,
         steps=steps,
         output=None,
@@ -208,11 +196,11 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
         case JobCreated():
             raise InvalidTransition(rec.seq, rec.job_id, "JobCreated twice")
         case JobStarted():
-            _require(state, rec, _ACTIVE)
+            _require(state, rec, ACTIVE_JOB_STATUSES)
             started = state.started_utc or rec.ts
             return replace(
                 state,
-                status=JobStatus.RUNNING,
+                status=JOB_STATUS_AFTER[JobStarted],
                 started_utc=started,
                 version=rec.version,
                 last_seq=rec.seq,
@@ -223,7 +211,7 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
                 state,
                 name,
                 rec,
-                status=StepStatus.RUNNING,
+                status=STEP_STATUS_AFTER[StepStarted],
                 progress_pct=0.0,
                 eta_seconds=None,
                 attempt=event.attempt,
@@ -236,7 +224,7 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
                 state,
                 name,
                 rec,
-                status=StepStatus.SUCCEEDED,
+                status=STEP_STATUS_AFTER[StepSucceeded],
                 progress_pct=100.0,
                 eta_seconds=None,
                 ended_utc=rec.ts,
@@ -247,7 +235,7 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
                 state,
                 name,
                 rec,
-                status=StepStatus.SKIPPED,
+                status=STEP_STATUS_AFTER[StepSkipped],
                 progress_pct=100.0,
                 eta_seconds=None,
                 attempt=event.attempt,
@@ -255,16 +243,18 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
         case StepFailed(step=name):
             _require(state, rec, _RUNNING)
             state = replace(state, errors=(*state.errors, event.error))
+            step_status = STEP_STATUS_AFTER[StepFailed]
             return _with_step(
-                state, name, rec, status=StepStatus.FAILED, eta_seconds=None, ended_utc=rec.ts
+                state, name, rec, status=step_status, eta_seconds=None, ended_utc=rec.ts
             )
         case StepCanceled(step=name):
-            _require(state, rec, _ACTIVE)
+            _require(state, rec, ACTIVE_JOB_STATUSES)
+            step_status = STEP_STATUS_AFTER[StepCanceled]
             return _with_step(
-                state, name, rec, status=StepStatus.CANCELED, eta_seconds=None, ended_utc=rec.ts
+                state, name, rec, status=step_status, eta_seconds=None, ended_utc=rec.ts
             )
         case JobWarning():
-            warning = Warning(
+            warning = WarningState(
                 code=event.code, message=event.message, step=event.step, attempt=event.attempt
             )
             # A job resumed after a crash runs preflight again in the same attempt: the same
@@ -272,34 +262,33 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
             warnings = state.warnings if warning in state.warnings else (*state.warnings, warning)
             return replace(state, warnings=warnings, version=rec.version, last_seq=rec.seq)
         case JobCancelRequested():
-            _require(state, rec, _ACTIVE)
+            _require(state, rec, ACTIVE_JOB_STATUSES)
             return replace(state, cancel_requested=True, version=rec.version, last_seq=rec.seq)
         case JobCanceled():
-            _require(state, rec, _ACTIVE)
-            return _ended(state, rec, JobStatus.CANCELED)
+            _require(state, rec, ACTIVE_JOB_STATUSES)
+            return _ended(state, rec, JOB_STATUS_AFTER[JobCanceled])
         case JobRetryRequested():
-            _require(state, rec, _RETRYABLE)
+            _require(state, rec, RETRYABLE_JOB_STATUSES)
             return _retried(state, rec, event)
         case JobInterrupted():
             # Found running after a restart: it waits for a runner again, and the step that
             # was running when the engine died counts as not started.
-            _require(state, rec, _ACTIVE)
+            _require(state, rec, ACTIVE_JOB_STATUSES)
             steps = tuple(
                 replace(s, status=StepStatus.PENDING, progress_pct=0.0, eta_seconds=None)
                 if s.status is StepStatus.RUNNING
                 else s
                 for s in state.steps
             )
-            return replace(
-                state, status=JobStatus.QUEUED, steps=steps, version=rec.version, last_seq=rec.seq
-            )
+            queued = JOB_STATUS_AFTER[JobInterrupted]
+            return replace(state, status=queued, steps=steps, version=rec.version, last_seq=rec.seq)
         case JobSucceeded():
             _require(state, rec, _RUNNING)
-            return _ended(state, rec, JobStatus.SUCCEEDED, output=event.output)
+            return _ended(state, rec, JOB_STATUS_AFTER[JobSucceeded], output=event.output)
         case JobFailed():
-            _require(state, rec, _ACTIVE)
+            _require(state, rec, ACTIVE_JOB_STATUSES)
             errors = state.errors if event.error in state.errors else (*state.errors, event.error)
-            return _ended(state, rec, JobStatus.FAILED, errors=errors)
+            return _ended(state, rec, JOB_STATUS_AFTER[JobFailed], errors=errors)
         case _:
             assert_never(event)
 

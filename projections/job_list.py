@@ -28,22 +28,14 @@ from aura.projections.events import (
     JobSucceeded,
     Recorded,
 )
-from aura.projections.job import JobState, JobStatus
+from aura.projections.job import JobState
+from aura.projections.status import JOB_STATUS_AFTER, JobStatus
 
 __all__ = ["ROW_EVENTS", "JobRow", "apply_row"]
 
-#: the event types that can change a job's row; `apply_row` returns any other event's row as is
-ROW_EVENTS: frozenset[type] = frozenset(
-    {
-        JobCreated,
-        JobStarted,
-        JobSucceeded,
-        JobFailed,
-        JobCanceled,
-        JobRetryRequested,
-        JobInterrupted,
-    }
-)
+#: the event types that can change a job's row: those that set the job's status (the row's
+#: attempt and times change only with it); `apply_row` returns any other event's row as is
+ROW_EVENTS: frozenset[type] = frozenset(JOB_STATUS_AFTER)
 
 
 class JobRow(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -75,7 +67,7 @@ def apply_row(row: JobRow | None, rec: Recorded) -> JobRow | None:
         return JobRow(
             job_id=rec.job_id,
             preset=event.preset,
-            status=JobStatus.QUEUED,
+            status=JOB_STATUS_AFTER[JobCreated],
             attempt=event.attempt,
             created_utc=rec.ts,
         )
@@ -85,23 +77,19 @@ def apply_row(row: JobRow | None, rec: Recorded) -> JobRow | None:
         case JobStarted():
             return replace(
                 row,
-                status=JobStatus.RUNNING,
+                status=JOB_STATUS_AFTER[JobStarted],
                 started_utc=row.started_utc or rec.ts,
             )
-        case JobSucceeded():
-            return replace(row, status=JobStatus.SUCCEEDED, ended_utc=rec.ts)
-        case JobFailed():
-            return replace(row, status=JobStatus.FAILED, ended_utc=rec.ts)
-        case JobCanceled():
-            return replace(row, status=JobStatus.CANCELED, ended_utc=rec.ts)
+        case JobSucceeded() | JobFailed() | JobCanceled():
+            return replace(row, status=JOB_STATUS_AFTER[type(event)], ended_utc=rec.ts)
         case JobRetryRequested():
             return replace(
                 row,
-                status=JobStatus.QUEUED,
+                status=JOB_STATUS_AFTER[JobRetryRequested],
                 attempt=event.attempt,
                 ended_utc=None,
             )
         case JobInterrupted():
-            return replace(row, status=JobStatus.QUEUED)
+            return replace(row, status=JOB_STATUS_AFTER[JobInterrupted])
         case _:
             return row  # the same object: the projection writes nothing for it

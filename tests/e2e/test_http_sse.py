@@ -16,8 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from aura.cli import client as cli_client
-from aura.cli.client import Api, ApiError, watch
+from aura.cli import watch as cli_watch
+from aura.cli.api import Api, ApiError
+from aura.cli.watch import watch
 from aura.engine.errors import make_error
 from aura.engine.settings import Settings
 from aura.http.app import ENGINE, FANOUT
@@ -381,7 +382,7 @@ async def test_aura_watch_waits_out_a_busy_server(make_client: Any, tiny: TinyPi
 async def test_aura_watch_gives_up_on_a_server_that_stays_busy(
     make_client: Any, tiny: TinyPipeline, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(cli_client, "RECONNECT_FOR", 0.5)  # instead of two minutes
+    monkeypatch.setattr(cli_watch, "RECONNECT_FOR", 0.5)  # instead of two minutes
     client = await make_client(stream=StreamConfig(max_streams=1))
     gate = tiny.gate("prepare")
     job = await submit(client)

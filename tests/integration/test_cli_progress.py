@@ -11,7 +11,7 @@ import select
 import struct
 import termios
 
-from aura.cli.client import Progress
+from aura.cli.watch import Progress
 
 COLUMNS = 40
 

@@ -75,7 +75,7 @@ def test_read_model_equals_the_replay_of_every_job(sequences: list[list[Event]],
             projector = Projector(log)
             await projector.start()
             await append_interleaved(log, jobs, seed)
-            listed = sorted(await projector.list(limit=100), key=lambda r: r.job_id)
+            listed = sorted(await projector.list_rows(limit=100), key=lambda r: r.job_id)
             assert listed == await expected_rows(log, sorted(jobs))
             await projector.stop()
 
@@ -92,7 +92,7 @@ async def test_jobs_created_in_one_commit_keep_their_creation_order(tmp_path: Pa
         await asyncio.gather(*(log.append(name, [created], 0) for name in names))  # one commit
         assert len({rec.ts for name in names for rec in await log.read(name)}) == 1
         assert await projector.table.active_job_ids() == names  # oldest first
-        assert [row.job_id for row in await projector.list(limit=10)] == names[::-1]
+        assert [row.job_id for row in await projector.list_rows(limit=10)] == names[::-1]
         await projector.stop()
 
 
@@ -113,7 +113,7 @@ async def test_projector_resumes_from_its_saved_position(
     async with await EventLog.open(tmp_path) as log:
         projector = Projector(log)
         await projector.start()
-        rows = sorted(await projector.list(limit=100), key=lambda r: r.job_id)
+        rows = sorted(await projector.list_rows(limit=100), key=lambda r: r.job_id)
         assert rows == await expected_rows(log, sorted(jobs))
         await projector.stop()
 
@@ -161,7 +161,7 @@ async def test_catching_up_again_from_an_earlier_position_leaves_the_rows_as_the
         async with await EventLog.open(tmp_path) as log:
             projector = Projector(log)
             await projector.start()
-            assert sorted(await projector.list(limit=100), key=lambda r: r.job_id) == expected
+            assert sorted(await projector.list_rows(limit=100), key=lambda r: r.job_id) == expected
             await projector.stop()
 
 
@@ -185,7 +185,7 @@ async def test_migration_2_rebuilds_the_job_list_of_a_schema_1_database(tmp_path
     async with await EventLog.open(tmp_path) as log:
         projector = Projector(log)
         await projector.start()
-        assert sorted(await projector.list(limit=100), key=lambda r: r.job_id) == expected
+        assert sorted(await projector.list_rows(limit=100), key=lambda r: r.job_id) == expected
         await projector.stop()
 
 
@@ -195,9 +195,9 @@ async def test_rebuild_from_the_log_gives_the_same_rows(tmp_path: Path) -> None:
         projector = Projector(log)
         await projector.start()
         await append_interleaved(log, jobs, seed=3)
-        before = await projector.list(limit=100)
+        before = await projector.list_rows(limit=100)
         await projector.rebuild()
-        assert await projector.list(limit=100) == before
+        assert await projector.list_rows(limit=100) == before
         await projector.stop()
 
 
@@ -208,11 +208,11 @@ async def test_list_filters_by_status_and_pages_newest_first(tmp_path: Path) -> 
         await projector.start()
         for job_id, events in jobs.items():  # one after another: creation order is job order
             await log.append(job_id, events, 0)
-        everything = await projector.list(limit=100)
+        everything = await projector.list_rows(limit=100)
         assert [r.job_id for r in everything] == [f"job{i}" for i in reversed(range(6))]
-        assert await projector.list(limit=2, offset=1) == everything[1:3]
+        assert await projector.list_rows(limit=2, offset=1) == everything[1:3]
         for status in JobStatus:
-            assert await projector.list(status=status, limit=100) == [
+            assert await projector.list_rows(status=status, limit=100) == [
                 r for r in everything if r.status is status
             ]
         await projector.stop()
@@ -242,13 +242,13 @@ async def test_the_table_changes_in_the_appends_own_transaction(tmp_path: Path) 
         await projector.start()
         created = JobCreated(preset="p", steps=("mux",), correlation_id="c")
         await log.append("a", [created], 0)
-        assert [r.status for r in await projector.list()] == [JobStatus.QUEUED]
+        assert [r.status for r in await projector.list_rows()] == [JobStatus.QUEUED]
         await log.append("a", [JobStarted()], 1)
-        assert [r.status for r in await projector.list()] == [JobStatus.RUNNING]
+        assert [r.status for r in await projector.list_rows()] == [JobStatus.RUNNING]
         assert await projector.active_job_ids() == ["a"]
         await log.append("a", [StepStarted(step="mux")], 2)
         await log.append("a", [StepSucceeded(step="mux"), JobSucceeded(output=_OUTPUT)], 3)
-        assert [r.status for r in await projector.list()] == [JobStatus.SUCCEEDED]
+        assert [r.status for r in await projector.list_rows()] == [JobStatus.SUCCEEDED]
         assert await projector.active_job_ids() == []
         await projector.stop()
 
@@ -261,7 +261,7 @@ async def test_rows_stay_true_when_another_connection_writes_the_same_job(tmp_pa
         await one.append("a", [JobCreated(preset="p", steps=("mux",), correlation_id="c")], 0)
         await other.append("a", [JobStarted()], 1)  # `one` still caches the Queued row
         await one.append("a", [StepStarted(step="mux")], 2)
-        assert await first.list() == await expected_rows(one, ["a"])
-        assert (await first.list())[0].status is JobStatus.RUNNING
+        assert await first.list_rows() == await expected_rows(one, ["a"])
+        assert (await first.list_rows())[0].status is JobStatus.RUNNING
         await first.stop()
         await second.stop()

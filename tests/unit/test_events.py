@@ -7,19 +7,13 @@ import pytest
 from hypothesis import find, given
 from strategies import job_events
 
-from aura.projections.events import (
-    EVENT_TYPES,
-    Event,
-    StepProgressed,
-    decode_event,
-    encode_event,
-)
+from aura.projections.events import DECODER, ENCODER, EVENT_TYPES, Event, StepProgressed
 
 
 @given(job_events())
 def test_decode_of_encode_is_identity_for_generated_events(events: list[Event]) -> None:
     for event in events:
-        assert decode_event(encode_event(event)) == event
+        assert DECODER.decode(ENCODER.encode(event)) == event
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.__name__)
@@ -30,7 +24,7 @@ def test_the_strategy_generates_every_event_type(event_type: type) -> None:
 
 
 def test_wire_is_camel_case_with_the_type_tag() -> None:
-    data = msgspec.json.decode(encode_event(StepProgressed(step="mux", pct=5, eta_seconds=2.0)))
+    data = msgspec.json.decode(ENCODER.encode(StepProgressed(step="mux", pct=5, eta_seconds=2.0)))
     assert data == {
         "type": "StepProgressed",
         "attempt": 1,
@@ -42,7 +36,7 @@ def test_wire_is_camel_case_with_the_type_tag() -> None:
 
 
 def test_unknown_fields_in_stored_events_are_ignored_for_forward_compatibility() -> None:
-    event = decode_event(b'{"type":"JobStarted","attempt":2,"addedLater":true}')
+    event = DECODER.decode(b'{"type":"JobStarted","attempt":2,"addedLater":true}')
     assert event.attempt == 2
 
 
@@ -52,4 +46,4 @@ def test_unknown_fields_in_stored_events_are_ignored_for_forward_compatibility()
 )
 def test_bad_payloads_raise_msgspec_errors(raw: bytes) -> None:
     with pytest.raises((msgspec.ValidationError, msgspec.DecodeError)):
-        decode_event(raw)
+        DECODER.decode(raw)
