@@ -113,6 +113,19 @@ class JobState(State, frozen=True, kw_only=True):
         raise KeyError(name)
 
 
+def _step_of(state: JobState, name: str, rec: Recorded) -> StepState:
+    for step in state.steps:
+        if step.name == name:
+            return step
+    raise InvalidTransition(rec.seq, rec.job_id, f"unknown step {name!r}")
+
+
+def _held_progress(step: StepState, attempt: int) -> float:
+    """Where a starting step's bar begins: 0 in a new attempt; where it was when the step
+    starts again in the same attempt (resumed after a restart), so no bar goes back."""
+    return step.progress_pct if step.attempt == attempt else 0.0
+
+
 def _with_step(state: JobState, name: str, rec: Recorded, **changes: object) -> JobState:
     steps = list(state.steps)
     for i, step in enumerate(steps):
@@ -190,9 +203,10 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
         # that matches costs an isinstance (the classes are disjoint, so order is free).
         case StepProgressed(step=name):
             _require(state, rec, _RUNNING)
-            return _with_step(
-                state, name, rec, progress_pct=event.pct, eta_seconds=event.eta_seconds
-            )
+            # the furthest the step got in this attempt: a step resumed after a restart runs
+            # again from its start, and its bar holds until the new run passes it
+            pct = max(_step_of(state, name, rec).progress_pct, event.pct)
+            return _with_step(state, name, rec, progress_pct=pct, eta_seconds=event.eta_seconds)
         case JobCreated():
             raise InvalidTransition(rec.seq, rec.job_id, "JobCreated twice")
         case JobStarted():
@@ -212,7 +226,7 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
                 name,
                 rec,
                 status=STEP_STATUS_AFTER[StepStarted],
-                progress_pct=0.0,
+                progress_pct=_held_progress(_step_of(state, name, rec), event.attempt),
                 eta_seconds=None,
                 attempt=event.attempt,
                 started_utc=rec.ts,
@@ -272,10 +286,10 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
             return _retried(state, rec, event)
         case JobInterrupted():
             # Found running after a restart: it waits for a runner again, and the step that
-            # was running when the engine died counts as not started.
+            # was running when the engine died counts as not started (its progress held).
             _require(state, rec, ACTIVE_JOB_STATUSES)
             steps = tuple(
-                replace(s, status=StepStatus.PENDING, progress_pct=0.0, eta_seconds=None)
+                replace(s, status=StepStatus.PENDING, eta_seconds=None)
                 if s.status is StepStatus.RUNNING
                 else s
                 for s in state.steps

@@ -20,6 +20,7 @@ from aura.projections.events import (
     JobWarning,
     Recorded,
     StepFailed,
+    StepProgressed,
     StepStarted,
 )
 from aura.projections.job import InvalidTransition, JobStatus, StepStatus, apply, fold
@@ -175,3 +176,32 @@ def test_the_same_warning_recorded_again_in_one_attempt_is_listed_once() -> None
 
 def _error() -> ErrorInfo:
     return ErrorInfo(code="Internal", message="x", remediation="y")
+
+
+def test_a_step_bar_never_goes_back_within_an_attempt_and_starts_at_zero_in_the_next() -> None:
+    def pct(events: list[Event]) -> float:
+        state = fold(record(events))
+        assert state is not None
+        return state.step("preflight").progress_pct
+
+    run: list[Event] = [
+        JobCreated(preset="p", steps=STEPS, correlation_id="c"),
+        JobStarted(),
+        StepStarted(step="preflight"),
+        StepProgressed(step="preflight", pct=60.0),
+    ]
+    assert pct(run) == 60.0
+    resumed = [*run, JobInterrupted(step="preflight"), JobStarted(), StepStarted(step="preflight")]
+    assert pct(resumed[:-2]) == 60.0  # interrupted: Pending, its bar held
+    assert pct(resumed) == 60.0  # started again in the same attempt
+    assert pct([*resumed, StepProgressed(step="preflight", pct=10.0)]) == 60.0
+    assert pct([*resumed, StepProgressed(step="preflight", pct=75.0)]) == 75.0
+    retried = [
+        *run,
+        StepFailed(step="preflight", error=_error()),
+        JobFailed(error=_error()),
+        JobRetryRequested(attempt=2),
+        JobStarted(attempt=2),
+        StepStarted(step="preflight", attempt=2),
+    ]
+    assert pct(retried) == 0.0  # a new attempt runs the step anew
