@@ -1,10 +1,15 @@
 """Provider settings saved from the page: `<data-dir>/settings.json`, over the environment's.
 
 The file holds what `PUT /api/settings` saved, `{"openaiApiKey": ..., "openaiBaseUrl": ...}`,
-each member optional. A saved value wins over its environment variable (OPENAI_API_KEY,
-AURA_OPENAI_BASE_URL): whoever saves a key in the page expects it to be used. The file holds a
-secret, so it is written atomically (engine.atomic) with mode 0600, and no message here ever
-quotes the key.
+each member optional. A saved key wins over OPENAI_API_KEY: whoever saves a key in the page
+expects it to be used. The file holds a secret, so it is written atomically (engine.atomic) with
+mode 0600, and no message here ever quotes the key.
+
+A key is sent only to a base URL it was configured with (`with_saved`): the environment's key to
+the environment's base URL (AURA_OPENAI_BASE_URL, else the default) and never to a saved one; a
+saved base URL only with the key saved in the same request (`validated`, `merged`). Anyone who
+can save settings (any local process, on a server with no token) can thus point no key but its
+own at a URL of its choosing.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ __all__ = [
     "FILE_MODE",
     "KEY_FIELD",
     "MAX_KEY_CHARS",
+    "MAX_PAST_KEYS",
     "MIN_KEY_CHARS",
     "SETTINGS_FILE",
     "URL_FIELD",
@@ -34,6 +40,7 @@ __all__ = [
     "key_fault",
     "merged",
     "read_saved",
+    "replaced_keys",
     "settings_path",
     "url_fault",
     "validated",
@@ -52,6 +59,8 @@ URL_FIELD = "openaiBaseUrl"
 MIN_KEY_CHARS = 4
 MAX_KEY_CHARS = 512
 MAX_URL_CHARS = 2048
+#: keys replaced by later saves that the server still redacts (the newest ones)
+MAX_PAST_KEYS = 8
 #: a settings file larger than this is not one Aura wrote
 _MAX_FILE_BYTES = 64 * 1024
 
@@ -79,7 +88,8 @@ class SettingsUpdate(
         str | msgspec.UnsetType | None,
         msgspec.Meta(
             description="an absolute http(s) URL with no user, password, query or fragment, "
-            "such as https://api.openai.com/v1"
+            "such as https://api.openai.com/v1; saved only with openaiApiKey in the same "
+            "request (the only key ever sent to it)"
         ),
     ] = msgspec.UNSET
 
@@ -134,7 +144,8 @@ def invalid(field: str, fault: str) -> AuraError:
 
 
 def validated(update: SettingsUpdate) -> SettingsUpdate:
-    """`update`, if each value given is usable; else InvalidInput naming the member."""
+    """`update`, if each value given is usable and a base URL comes with its key; else
+    InvalidInput naming the member."""
     for field, value, check in (
         (KEY_FIELD, update.openai_api_key, key_fault),
         (URL_FIELD, update.openai_base_url, url_fault),
@@ -142,28 +153,69 @@ def validated(update: SettingsUpdate) -> SettingsUpdate:
         fault = check(value) if isinstance(value, str) else None
         if fault is not None:
             raise invalid(field, fault)
+    if isinstance(update.openai_base_url, str) and not isinstance(update.openai_api_key, str):
+        raise _unpaired(
+            f"{URL_FIELD} is saved only with the key for it: save the key for this URL with it "
+            f"({KEY_FIELD} in the same request); no other key is ever sent to a saved URL"
+        )
     return update
 
 
 def merged(saved: SavedSettings, update: SettingsUpdate) -> SavedSettings:
-    """`saved` with the update's members applied (left out: unchanged; null: removed)."""
+    """`saved` with the update's members applied (left out: unchanged; null: removed). A key
+    and a base URL are saved together: a key saved while a base URL is saved must name its URL
+    (InvalidInput otherwise), and removing the key removes the URL."""
+    key, url = update.openai_api_key, update.openai_base_url
+    if isinstance(key, str) and url is msgspec.UNSET and saved.openai_base_url is not None:
+        raise _unpaired(
+            f"a base URL is saved, and a key is sent only to the URL saved with it: send "
+            f"{URL_FIELD} with the new key ({URL_FIELD}: the saved URL again to keep it, or null "
+            "for the environment's or the default)"
+        )
+    if key is None:
+        url = None  # the saved URL goes with its key
     changes = {
         name: value
-        for name in ("openai_api_key", "openai_base_url")
-        if (value := getattr(update, name)) is not msgspec.UNSET
+        for name, value in (("openai_api_key", key), ("openai_base_url", url))
+        if value is not msgspec.UNSET
     }
     return msgspec.structs.replace(saved, **changes)
 
 
+def _unpaired(message: str) -> AuraError:
+    return AuraError.of(
+        f"InvalidInput:{URL_FIELD}",
+        message,
+        remediation=f"Send {KEY_FIELD} and {URL_FIELD} together in one request, or send "
+        f"{KEY_FIELD}: null to remove the saved key and its URL.",
+        details={"field": URL_FIELD},
+    )
+
+
+def replaced_keys(
+    past: tuple[str, ...], before: SavedSettings, after: SavedSettings
+) -> tuple[str, ...]:
+    """`past` (keys saved earlier in this server's life) with the key `before` held, if `after`
+    no longer holds it: still secrets (a run may be using one, an answer may quote one), so the
+    server keeps redacting the newest MAX_PAST_KEYS of them."""
+    key = before.openai_api_key
+    if key is None or key == after.openai_api_key:
+        return past
+    return (*(k for k in past if k != key), key)[-MAX_PAST_KEYS:]
+
+
 def with_saved(settings: Settings, saved: SavedSettings) -> Settings:
-    """The effective settings: `settings` (defaults and environment) with the saved values over
-    them."""
-    changes = {
-        name: value
-        for name in ("openai_api_key", "openai_base_url")
-        if (value := getattr(saved, name)) is not None
-    }
-    return msgspec.structs.replace(settings, **changes) if changes else settings
+    """The effective settings: `settings` (defaults and environment) with the saved key over
+    them, sent to the base URL saved with it (else the environment's or the default). A saved
+    base URL without a saved key (a file written by hand) is not used: the environment's key
+    never goes to a saved URL."""
+    if saved.openai_api_key is None:
+        return settings
+    return msgspec.structs.replace(
+        settings,
+        openai_api_key=saved.openai_api_key,
+        openai_base_url=saved.openai_base_url or settings.openai_base_url,
+    )
 
 
 def view(base: Settings, saved: SavedSettings) -> SettingsView:
@@ -174,7 +226,7 @@ def view(base: Settings, saved: SavedSettings) -> SettingsView:
     )
     url_source: Literal["settings", "environment", "default"] = (
         "settings"
-        if saved.openai_base_url is not None
+        if saved.openai_api_key and saved.openai_base_url is not None  # as with_saved uses it
         else "default"
         if base.openai_base_url == DEFAULT_OPENAI_BASE_URL
         else "environment"

@@ -1,8 +1,9 @@
 """A job's diagnostics bundle: its events, its state and the system's facts, with secrets removed.
 
 Redaction is by key (anything named like a key, token, secret or password) and by value (the
-server's token and API keys, from the environment or saved from the page, wherever they appear
-in a string), so a secret that slipped into an error message or a brief is still never shown.
+server's token and API keys, from the environment or saved from the page, now or earlier in the
+server's life, wherever they appear in a string), so a secret that slipped into an error message
+or a brief is still never shown. `/log` redacts by value only (LineRedactor).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from aura.engine.saved_settings import MIN_KEY_CHARS
 from aura.http.wire import ENCODER, job_view, log_line
 from aura.projections.events import Recorded
 from aura.projections.job import JobState
@@ -24,7 +26,15 @@ if TYPE_CHECKING:
     from aura.engine.settings import Settings
     from aura.http.app import HttpConfig
 
-__all__ = ["REDACTED", "diagnostics", "redact", "secrets_of", "system_facts"]
+__all__ = [
+    "REDACTED",
+    "LineRedactor",
+    "diagnostics",
+    "redact",
+    "redact_values",
+    "secrets_of",
+    "system_facts",
+]
 
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|authorization|cookie)", re.I)
@@ -71,9 +81,49 @@ def _version() -> str:
 
 def secrets_of(config: HttpConfig, engine: Engine) -> tuple[str, ...]:
     """The values never shown: the server's token and every API key configured, the one in use
-    (saved from the page, or the environment's) and the environment's it may have replaced."""
-    values = (config.token, engine.settings.openai_api_key, engine.base_settings.openai_api_key)
-    return tuple(v for v in values if v)
+    (saved from the page, or the environment's), the environment's it may have replaced, and
+    those saved earlier in this server's life (Engine.past_keys). Longest first (a secret that
+    holds another is replaced whole); values shorter than MIN_KEY_CHARS are left out, as
+    replacing them would blank ordinary words."""
+    values = {
+        config.token,
+        engine.settings.openai_api_key,
+        engine.base_settings.openai_api_key,
+        *engine.past_keys,
+    }
+    found = [v for v in values if v and len(v) >= MIN_KEY_CHARS]
+    return tuple(sorted(found, key=lambda v: (-len(v), v)))
+
+
+def redact_values(value: Any, secrets: tuple[str, ...]) -> Any:
+    """`value` (JSON-like) with every secret substring of its strings, member names included,
+    replaced; unlike `redact`, members named like a secret are kept (a /log line is shown as
+    stored, less the secrets)."""
+    if isinstance(value, dict):
+        return {redact_values(k, secrets): redact_values(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_values(v, secrets) for v in value]
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, REDACTED)
+        return value
+    return value
+
+
+class LineRedactor:
+    """Redacts the secrets from encoded JSON lines (a /log page): a line is looked for each
+    secret as JSON encodes it (bytes, cheap), and only a line holding one is decoded, redacted
+    and encoded again (so a secret like `1234` is never replaced in a number or the syntax)."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self.secrets = secrets
+        #: each secret as it appears inside an encoded JSON string (escapes included)
+        self.patterns = tuple(ENCODER.encode(s)[1:-1] for s in secrets)
+
+    def __call__(self, line: bytes) -> bytes:
+        if not any(p in line for p in self.patterns):
+            return line
+        return ENCODER.encode(redact_values(msgspec.json.decode(line), self.secrets))
 
 
 def system_facts(config: HttpConfig, settings: Settings) -> dict[str, Any]:

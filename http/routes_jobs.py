@@ -17,17 +17,19 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from aura.engine.decide import request_of
 from aura.engine.engine import Engine
 from aura.engine.errors import AuraError, JobNotFound
-from aura.engine.inputs import decode_request, not_utf8, too_deep
+from aura.engine.inputs import JobRequest, decode_request, not_utf8, too_deep
 from aura.engine.job_files import located
 from aura.engine.settings import Settings
 from aura.http.app import CONFIG, ENGINE, FANOUT, JOB_LIST_FEED, STREAMS
-from aura.http.diagnostics import diagnostics
+from aura.http.diagnostics import LineRedactor, diagnostics, secrets_of
 from aura.http.ranges import Ranged, decide_range
 from aura.http.sse import parse_last_event_id, serve_job_stream
 from aura.http.sse_jobs import has_last_event_id, serve_list_stream
 from aura.http.wire import ENCODER, job_list, job_view, log_line
+from aura.projections.events import JobCreated
 from aura.projections.job import JobState, JobStatus, fold
 
 __all__ = ["routes"]
@@ -116,7 +118,11 @@ async def create_job(request: web.Request) -> web.Response:
         raise _invalid("Idempotency-Key", "Idempotency-Key must be at most 200 characters")
     if key is not None and not key.isprintable():  # bytes not UTF-8 arrive as surrogates
         raise _invalid("Idempotency-Key", "Idempotency-Key must be printable UTF-8 text")
-    submitted = await request.app[ENGINE].submit(job_request, idempotency_key=key)
+    engine = request.app[ENGINE]
+    field = _secret_field(job_request, key, secrets_of(request.app[CONFIG], engine))
+    if field is not None:
+        raise _holds_secret(field, f"{field} cannot be used")
+    submitted = await engine.submit(job_request, idempotency_key=key)
     headers = {"Location": f"/api/jobs/{submitted.job.job_id}"}
     if submitted.duplicate:
         headers["Idempotent-Replayed"] = "true"
@@ -163,6 +169,33 @@ async def _state_at(engine: Engine, job_id: str, at: int) -> JobState:
         first = records[0].seq
         raise _invalid("at", f"job {job_id} begins at seq {first}: at must be at least that")
     return state
+
+
+def _secret_field(job: JobRequest, key: str | None, secrets: tuple[str, ...]) -> str | None:
+    """The first field of a job's inputs that holds a secret (the server's token, an API key
+    configured now or earlier), or None. What a job is given is stored in its JobCreated for
+    good and shown by /log, so a secret must never get in."""
+    fields: list[tuple[str, str]] = []
+    if job.brief is not None:
+        fields.append(("brief.title", job.brief.title))
+        fields += [(f"brief.script[{i}]", line) for i, line in enumerate(job.brief.script)]
+        fields.append(("brief.voice", job.brief.voice))
+    if key is not None:
+        fields.append(("Idempotency-Key", key))
+    for field, text in fields:
+        if any(secret in text for secret in secrets):
+            return field
+    return None
+
+
+def _holds_secret(field: str, what: str) -> AuraError:
+    return AuraError.of(
+        f"InvalidInput:{field}",
+        f"{what}: it contains a configured API key (or the server's token), and a job's inputs "
+        "are stored and shown as given",
+        remediation=f"Remove the key from {field} and submit the job again.",
+        details={"field": field},
+    )
 
 
 def _refuse_if_busy(request: web.Request) -> None:
@@ -228,7 +261,15 @@ async def retry_job(request: web.Request) -> web.Response:
 @routes.post("/api/jobs/{id}/rerun")
 async def rerun_job(request: web.Request) -> web.Response:
     await _optional_body(request)
-    state = await request.app[ENGINE].rerun(request.match_info["id"])
+    engine, job_id = request.app[ENGINE], request.match_info["id"]
+    secrets = secrets_of(request.app[CONFIG], engine)
+    first = await engine.log.read_job_after_seq(job_id, 0, 1) if secrets else []
+    if first and isinstance(created := first[0].event, JobCreated):
+        # a brief stored before its secret was configured: a rerun would store it again
+        field = _secret_field(request_of(created), None, secrets)
+        if field is not None:
+            raise _holds_secret(field, f"job {job_id}'s {field} cannot be run again")
+    state = await engine.rerun(job_id)
     return await _job(request, state, 202, {"Location": f"/api/jobs/{state.job_id}"})
 
 
@@ -236,11 +277,16 @@ async def rerun_job(request: web.Request) -> web.Response:
 async def job_log(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
     job_id = (await engine.get(request.match_info["id"])).job_id
+    secrets = secrets_of(request.app[CONFIG], engine)
+    redacted = LineRedactor(secrets) if secrets else None
     resp = web.StreamResponse(headers={"Content-Type": NDJSON})
     await resp.prepare(request)
     after = 0
     while page := await engine.log.read_job_after_seq(job_id, after, LOG_PAGE):
-        await resp.write(b"".join(ENCODER.encode(log_line(rec)) + b"\n" for rec in page))
+        lines = (ENCODER.encode(log_line(rec)) for rec in page)
+        if redacted is not None:  # a brief stored before its secret was configured
+            lines = (redacted(line) for line in lines)
+        await resp.write(b"".join(line + b"\n" for line in lines))
         after = page[-1].seq
     await resp.write_eof()
     return resp

@@ -416,15 +416,20 @@ async def test_diagnostics_bundle_events_state_and_system_without_secrets(
 ) -> None:
     secret = "sk-test-0123456789abcdef"
     endpoint = "http://alice:hunter2pass@127.0.0.1:9/v1"  # a password in the URL is a secret too
+    body = {"preset": "default", "brief": {"title": f"leak {secret}", "script": ["Hi."]}}
+    first = await make_client()  # no key configured yet: the brief is stored as given
+    job = await submit(first, **body)
+    await follow(first, job["jobId"])
+    await first.close()  # the data folder is free again
     client = await make_client(
         settings=Settings(
             data_dir=settings.data_dir, openai_api_key=secret, openai_base_url=endpoint
         )
     )
-    body = {"preset": "default", "brief": {"title": f"leak {secret}", "script": ["Hi."]}}
+    # now the key is configured: a brief holding it is refused, never stored
     resp = await client.post("/api/jobs", json=body)
-    job = await resp.json()
-    await follow(client, job["jobId"])
+    assert resp.status == 400 and (await resp.json())["code"] == "InvalidInput:brief.title"
+    assert secret not in await (await client.get(f"/api/jobs/{job['jobId']}/log")).text()
     resp = await client.get(f"/api/jobs/{job['jobId']}/diagnostics")
     text = await resp.text()
     assert secret not in text

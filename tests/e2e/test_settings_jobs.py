@@ -101,9 +101,9 @@ async def test_a_job_missing_its_key_succeeds_when_retried_after_the_key_is_save
     assert "refused" in error["message"]
     assert speech.tokens == [f"Bearer {WRONG_KEY}"]
 
-    saved = await answer(
-        texts, await client.put("/api/settings", json={"openaiApiKey": GOOD_KEY}), 200
-    )
+    # a new key names the URL it is for (a saved URL is used only with the key saved with it)
+    put = {"openaiApiKey": GOOD_KEY, "openaiBaseUrl": base_url}
+    saved = await answer(texts, await client.put("/api/settings", json=put), 200)
     assert saved["openaiApiKey"] == {"configured": True, "source": "settings"}
     retried = await answer(texts, await client.post(f"/api/jobs/{job_id}/retry"), 202)
     assert retried["attempt"] == 3
