@@ -30,7 +30,7 @@ import uuid
 from aiohttp import web
 from playwright.async_api import Locator, Page, async_playwright, expect
 
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
 from aura.http.app import ENGINE, create_app
 from aura.projections.events import (
     Event,

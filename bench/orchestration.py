@@ -3,7 +3,7 @@
 (a) per-step overhead of a 5-step pipeline of no-op steps, every transition recorded durably,
     one job at a time and 10 at once. DBOS commits each step's checkpoint before the next step
     starts. Aura queues a run's transitions and awaits durability only for the terminal event
-    (engine/job_run.py): every transition is in the log when the job is reported finished, but
+    (engine/run/job_run.py): every transition is in the log when the job is reported finished, but
     steps that never wait share one group commit. So an info line also times steps that wait
     once (`await asyncio.sleep(0)`), where each step's StepStarted is committed as it starts:
     one commit per step, as on the DBOS side;
@@ -33,11 +33,11 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from aura.engine.context import Step, StepContext
+from aura.engine.config.inputs import STEP_NAMES, JobRequest, Options
+from aura.engine.config.settings import Settings
 from aura.engine.engine import Engine
-from aura.engine.inputs import STEP_NAMES, JobRequest, Options
-from aura.engine.process import run_process
-from aura.engine.settings import Settings
+from aura.engine.run.context import Step, StepContext
+from aura.engine.tools.process import run_process
 from aura.projections.events import Artifact
 from bench._common import REPEATS, fresh_dir, median
 

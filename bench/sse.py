@@ -33,7 +33,7 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
 from aura.http.app import ENGINE, create_app
 from aura.projections.events import (
     Event,
@@ -150,7 +150,7 @@ async def run_aura(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]]
     last: dict[int, QueuedAppend] = {}
 
     async def emit(j: int, when: float) -> None:
-        # Queued, not awaited, as a job's run appends (engine/job_run.py): the appender keeps
+        # Queued, not awaited, as a job's run appends (engine/run/job_run.py): the appender keeps
         # its schedule and the store group-commits what is waiting, in queue order, each append
         # chained after the job's previous one. Like the run, it keeps only its last append.
         queued = log.append_nowait(jobs[j], [_progress(when)], versions[j], after=last.get(j))
@@ -159,7 +159,7 @@ async def run_aura(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]]
 
     async def finish(j: int) -> None:
         # Chained to the job's last progress without waiting for its commit, as a run queues
-        # its events (engine/job_run.py); here both go in the same group commit, as the floor
+        # its events (engine/run/job_run.py); here both go in the same group commit, as the floor
         # pushes its terminal frame in the same loop turn as the last progress.
         output = Output(video_path="x.mp4", size_bytes=1, duration_seconds=1.0, sha256="0")
         done = [JobSucceeded(output=output)]

@@ -15,10 +15,10 @@ from typing import TextIO
 import msgspec
 
 from aura.cli.main import add_data_dir
-from aura.engine.errors import AuraError
-from aura.engine.preflight import Finding, system_check
-from aura.engine.saved_settings import read_saved, with_saved
-from aura.engine.settings import Settings
+from aura.engine.config.saved_settings import read_saved, with_saved
+from aura.engine.config.settings import Settings
+from aura.engine.errors.taxonomy import AuraError
+from aura.engine.tools.preflight import Finding, system_check
 
 __all__ = ["add_arguments", "print_findings", "run"]
 

@@ -15,10 +15,10 @@ from typing import TextIO
 
 from aura.cli.bars import Screen, bar
 from aura.cli.main import add_data_dir
+from aura.engine.config.inputs import JobRequest, Options
+from aura.engine.config.settings import Settings
 from aura.engine.engine import Engine
-from aura.engine.errors import AuraError
-from aura.engine.inputs import JobRequest, Options
-from aura.engine.settings import Settings
+from aura.engine.errors.taxonomy import AuraError
 from aura.projections.events import JobWarning, Recorded, StepEvent, StepProgressed
 from aura.projections.job import JobState, JobStatus, StepState, apply
 from aura.store.errors import StoreError

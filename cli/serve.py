@@ -18,8 +18,8 @@ import sys
 from aiohttp import web
 
 from aura.cli.main import add_data_dir
-from aura.engine.errors import AuraError
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
+from aura.engine.errors.taxonomy import AuraError
 from aura.http.app import create_app
 from aura.http.security import is_loopback, weak_token
 from aura.http.sse import StreamConfig

@@ -1,8 +1,8 @@
 """The engine façade: submit, inspect, cancel, retry and rerun jobs; the composition root that
 wires the log, the job-list projector, crash recovery and the runner.
 
-Every command reads the job, asks aura.engine.decide what the request means, and appends
-(aura.engine.transact); the runner does the rest. Concurrent writers are settled by the log's
+Every command reads the job, asks aura.engine.run.decide what the request means, and appends
+(aura.engine.run.transact); the runner does the rest. Concurrent writers are settled by the log's
 expected versions: a command that loses a race reads again and decides again.
 """
 
@@ -15,28 +15,8 @@ from pathlib import Path
 
 import msgspec
 
-from aura.engine import recovery
-from aura.engine.context import OutputProbe, Step
-from aura.engine.decide import (
-    created_event,
-    decide_cancel,
-    decide_retry,
-    is_duplicate,
-    job_id_for_key,
-    new_job_id,
-    request_of,
-)
-from aura.engine.error_mapping import map_exception
-from aura.engine.errors import AuraError, Conflict, JobNotFound
-from aura.engine.eta import StepEstimates
-from aura.engine.folder_lock import FolderLock
-from aura.engine.inputs import JobRequest, validate_request
-from aura.engine.job_files import output_of
-from aura.engine.media import probe_output
-from aura.engine.pipeline import OUTPUT_ARTIFACT, PIPELINE
-from aura.engine.projector import Projector
-from aura.engine.runner import Runner
-from aura.engine.saved_settings import (
+from aura.engine.config.inputs import JobRequest, validate_request
+from aura.engine.config.saved_settings import (
     SavedSettings,
     SettingsUpdate,
     SettingsView,
@@ -48,8 +28,28 @@ from aura.engine.saved_settings import (
     with_saved,
     write_saved,
 )
-from aura.engine.settings import Settings
-from aura.engine.transact import append_decided, read_job, transact
+from aura.engine.config.settings import Settings
+from aura.engine.errors.mapping import map_exception
+from aura.engine.errors.taxonomy import AuraError, Conflict, JobNotFound
+from aura.engine.files.folder_lock import FolderLock
+from aura.engine.files.job_files import output_of
+from aura.engine.readmodel.eta import StepEstimates
+from aura.engine.readmodel.projector import Projector
+from aura.engine.run import recovery
+from aura.engine.run.context import OutputProbe, Step
+from aura.engine.run.decide import (
+    created_event,
+    decide_cancel,
+    decide_retry,
+    is_duplicate,
+    job_id_for_key,
+    new_job_id,
+    request_of,
+)
+from aura.engine.run.pipeline import OUTPUT_ARTIFACT, PIPELINE
+from aura.engine.run.runner import Runner
+from aura.engine.run.transact import append_decided, read_job, transact
+from aura.engine.tools.media import probe_output
 from aura.projections.events import Artifact, Event, JobCreated, Output
 from aura.projections.job import JobState, JobStatus, fold
 from aura.projections.job_list import JobRow

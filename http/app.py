@@ -13,9 +13,9 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from aura.engine.context import Step
+from aura.engine.config.settings import Settings
 from aura.engine.engine import Engine
-from aura.engine.settings import Settings
+from aura.engine.run.context import Step
 from aura.http.problems import add_correlation_header, problem_middleware
 from aura.http.security import make_auth_middleware, make_guard_middleware
 from aura.http.sse import EventStream, FanOut, StreamConfig, stop_streams

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from aura.engine.saved_settings import MIN_KEY_CHARS
+from aura.engine.config.saved_settings import MIN_KEY_CHARS
 from aura.http.wire import ENCODER, job_view, log_line
 from aura.projections.events import Recorded
 from aura.projections.job import JobState
 
 if TYPE_CHECKING:
+    from aura.engine.config.settings import Settings
     from aura.engine.engine import Engine
-    from aura.engine.settings import Settings
     from aura.http.app import HttpConfig
 
 __all__ = [

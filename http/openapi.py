@@ -11,9 +11,9 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from aura.engine.inputs import JobRequest
-from aura.engine.preflight import Finding
-from aura.engine.saved_settings import SettingsUpdate, SettingsView
+from aura.engine.config.inputs import JobRequest
+from aura.engine.config.saved_settings import SettingsUpdate, SettingsView
+from aura.engine.tools.preflight import Finding
 from aura.http.problems import PROBLEM_CONTENT_TYPE, Problem
 from aura.http.security import COOKIE_NAME, OPEN_PATHS
 from aura.http.wire import JobChanged, JobList, JobView

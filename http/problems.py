@@ -16,8 +16,8 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from aura.engine.error_mapping import map_exception
-from aura.engine.errors import TAXONOMY, AuraError, base_code, make_error
+from aura.engine.errors.mapping import map_exception
+from aura.engine.errors.taxonomy import TAXONOMY, AuraError, base_code, make_error
 from aura.projections.events import ErrorInfo
 from aura.store.errors import StoreFull
 

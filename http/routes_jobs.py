@@ -17,12 +17,12 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from aura.engine.decide import request_of
+from aura.engine.config.inputs import JobRequest, decode_request, not_utf8, too_deep
+from aura.engine.config.settings import Settings
 from aura.engine.engine import Engine
-from aura.engine.errors import AuraError, JobNotFound
-from aura.engine.inputs import JobRequest, decode_request, not_utf8, too_deep
-from aura.engine.job_files import located
-from aura.engine.settings import Settings
+from aura.engine.errors.taxonomy import AuraError, JobNotFound
+from aura.engine.files.job_files import located
+from aura.engine.run.decide import request_of
 from aura.http.app import CONFIG, ENGINE, FANOUT, JOB_LIST_FEED, STREAMS
 from aura.http.diagnostics import LineRedactor, diagnostics, secrets_of
 from aura.http.ranges import Ranged, decide_range

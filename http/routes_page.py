@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from aura.engine.errors import AuraError
+from aura.engine.errors.taxonomy import AuraError
 
 __all__ = ["CSP", "STATIC_DIR", "StaticFile", "add_page_routes", "load_static"]
 

@@ -2,7 +2,7 @@
 
 GET says whether a key is configured and where it comes from, never the key; PUT saves the
 members it names (null removes a saved value) and answers as GET. Storage, validation and
-precedence live in aura.engine.saved_settings; the engine applies a save to the runs that
+precedence live in aura.engine.config.saved_settings; the engine applies a save to the runs that
 start after it.
 """
 
@@ -13,9 +13,9 @@ import re
 import msgspec
 from aiohttp import web
 
-from aura.engine.errors import AuraError
-from aura.engine.inputs import not_utf8
-from aura.engine.saved_settings import KEY_FIELD, URL_FIELD, SettingsUpdate, SettingsView
+from aura.engine.config.inputs import not_utf8
+from aura.engine.config.saved_settings import KEY_FIELD, URL_FIELD, SettingsUpdate, SettingsView
+from aura.engine.errors.taxonomy import AuraError
 from aura.http.app import ENGINE
 from aura.http.wire import ENCODER
 

@@ -7,9 +7,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from aura.engine.errors import TAXONOMY, AuraError
-from aura.engine.inputs import not_utf8
-from aura.engine.preflight import system_check
+from aura.engine.config.inputs import not_utf8
+from aura.engine.errors.taxonomy import TAXONOMY, AuraError
+from aura.engine.tools.preflight import system_check
 from aura.http.app import CONFIG, ENGINE
 from aura.http.diagnostics import redact, secrets_of
 from aura.http.openapi import openapi_document

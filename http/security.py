@@ -27,7 +27,7 @@ import ipaddress
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from aura.engine.errors import AuraError
+from aura.engine.errors.taxonomy import AuraError
 
 __all__ = [
     "COOKIE_NAME",

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import msgspec
 from aiohttp import hdrs, web
 
-from aura.engine.errors import AuraError
+from aura.engine.errors.taxonomy import AuraError
 from aura.http.wire import ENCODER, TERMINAL_EVENT_TYPES, WIRE_NAMES, event_data
 from aura.projections.events import JobRetryRequested, Recorded
 from aura.store.log import EventLog

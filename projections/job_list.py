@@ -1,10 +1,11 @@
 """The job-list read model: one row per job, a pure fold over the log (any job, any order).
 
-The projector (aura.engine.projector) keeps these rows in the `jobs` table and records the seq
-it has applied up to; the rows must always equal `JobRow.of(fold(job's events))`. Most events
-(step transitions, progress, warnings) change no row: `apply_row` returns the same row object
-for them, so the table is written only when a row really changes, and a caller may skip every
-event whose type is not in ROW_EVENTS without calling it.
+The projector (aura.engine.readmodel.projector) keeps these rows in the `jobs` table and
+records the seq it has applied up to; the rows must always equal
+`JobRow.of(fold(job's events))`. Most events (step transitions, progress, warnings) change no
+row: `apply_row` returns the same row object for them, so the table is written only when a row
+really changes, and a caller may skip every event whose type is not in ROW_EVENTS without
+calling it.
 
 Applying a job's events again, from any earlier one to the last, to the row they made leaves
 the row as it is (every field is set by the last event that sets it, `started_utc` by the first

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aura.engine.atomic import TEMP_MARKER
-from aura.engine.context import StepContext
-from aura.engine.inputs import Brief, Options
-from aura.engine.pipeline import PIPELINE
-from aura.engine.settings import Settings
+from aura.engine.config.inputs import Brief, Options
+from aura.engine.config.settings import Settings
+from aura.engine.files.atomic import TEMP_MARKER
+from aura.engine.run.context import StepContext
+from aura.engine.run.pipeline import PIPELINE
 from aura.projections.events import Artifact
 
 #: a short brief that renders in about a second at draft quality

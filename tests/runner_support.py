@@ -16,13 +16,13 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from aura.engine.atomic import TEMP_MARKER, write_bytes
-from aura.engine.context import Step, StepContext
+from aura.engine.config.inputs import STEP_NAMES
+from aura.engine.config.settings import Settings
 from aura.engine.engine import Engine
-from aura.engine.errors import AuraError
-from aura.engine.inputs import STEP_NAMES
-from aura.engine.process import run_process
-from aura.engine.settings import Settings
+from aura.engine.errors.taxonomy import AuraError
+from aura.engine.files.atomic import TEMP_MARKER, write_bytes
+from aura.engine.run.context import Step, StepContext
+from aura.engine.tools.process import run_process
 from aura.projections.events import Artifact, Recorded
 from aura.projections.job import JobState, fold
 from aura.projections.job_list import JobRow

@@ -11,11 +11,11 @@ import textwrap
 
 import ffmpeg
 
-from aura.engine import atomic
-from aura.engine.context import StepContext
-from aura.engine.ffmpeg import ffmpeg_argv, output_options, run_ffmpeg
-from aura.engine.media import accept_media, make_artifact, probe_duration
+from aura.engine.files import atomic
+from aura.engine.run.context import StepContext
 from aura.engine.steps.spec import FONT_FILE, QUALITY, TITLE_SECONDS, frame_size, input_path
+from aura.engine.tools.ffmpeg import ffmpeg_argv, output_options, run_ffmpeg
+from aura.engine.tools.media import accept_media, make_artifact, probe_duration
 from aura.projections.events import Artifact
 
 __all__ = ["broll", "title_layout"]

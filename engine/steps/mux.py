@@ -11,12 +11,13 @@ from typing import Any
 
 import ffmpeg
 
-from aura.engine import atomic, gpu
-from aura.engine.context import StepContext
-from aura.engine.ffmpeg import ffmpeg_argv, output_options, run_ffmpeg
-from aura.engine.media import accept_media, make_artifact, probe_duration
+from aura.engine.files import atomic
+from aura.engine.run.context import StepContext
 from aura.engine.steps.spec import QUALITY, frame_size, input_path
 from aura.engine.steps.subtitles import for_burning, for_soft
+from aura.engine.tools import gpu
+from aura.engine.tools.ffmpeg import ffmpeg_argv, output_options, run_ffmpeg
+from aura.engine.tools.media import accept_media, make_artifact, probe_duration
 from aura.projections.events import Artifact
 
 __all__ = ["VIDEO_FILE", "mux", "subtitle_style"]

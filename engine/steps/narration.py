@@ -12,13 +12,13 @@ from pathlib import Path
 
 import ffmpeg
 
-from aura.engine import atomic
-from aura.engine.context import StepContext
-from aura.engine.errors import AuraError
-from aura.engine.ffmpeg import ffmpeg_argv, run_ffmpeg
-from aura.engine.media import accept_media, make_artifact, probe_duration
-from aura.engine.process import ProcessFailed, run_process
+from aura.engine.errors.taxonomy import AuraError
+from aura.engine.files import atomic
+from aura.engine.run.context import StepContext
 from aura.engine.steps.spec import LINE_GAP_SECONDS, line_artifact
+from aura.engine.tools.ffmpeg import ffmpeg_argv, run_ffmpeg
+from aura.engine.tools.media import accept_media, make_artifact, probe_duration
+from aura.engine.tools.process import ProcessFailed, run_process
 from aura.projections.events import Artifact
 
 __all__ = ["narration"]
@@ -48,7 +48,7 @@ async def _speak(ctx: StepContext, text: str, path: Path) -> None:
     """One line to a WAV file at `path`, atomically."""
     if ctx.brief.tts == "openai":
         # Imported here: aiohttp's client costs ~0.15 s of start-up that espeak renders never need.
-        from aura.engine.openai_tts import synthesize_to_file
+        from aura.engine.tools.openai_tts import synthesize_to_file
 
         await synthesize_to_file(text, ctx.brief.voice, path, ctx.settings)
         return

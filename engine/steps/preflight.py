@@ -7,9 +7,9 @@ falling back to libx264) become JobWarnings. Retries run it again: the machine m
 
 from __future__ import annotations
 
-from aura.engine.context import StepContext
-from aura.engine.errors import AuraError, make_error
-from aura.engine.preflight import job_findings
+from aura.engine.errors.taxonomy import AuraError, make_error
+from aura.engine.run.context import StepContext
+from aura.engine.tools.preflight import job_findings
 from aura.projections.events import Artifact
 
 __all__ = ["ENCODER_FALLBACK", "preflight"]

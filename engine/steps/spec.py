@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aura.engine.context import StepContext
-from aura.engine.errors import AuraError
+from aura.engine.errors.taxonomy import AuraError
+from aura.engine.run.context import StepContext
 
 __all__ = [
     "FONT_FILE",

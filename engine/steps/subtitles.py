@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from aura.engine import atomic
-from aura.engine.context import StepContext
-from aura.engine.media import make_artifact, probe_duration
+from aura.engine.files import atomic
+from aura.engine.run.context import StepContext
 from aura.engine.steps.spec import LINE_GAP_SECONDS, input_path, line_artifact
+from aura.engine.tools.media import make_artifact, probe_duration
 from aura.projections.events import Artifact
 
 __all__ = ["build_srt", "cue_times", "srt_time", "subtitles"]

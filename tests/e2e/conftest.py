@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
 from aura.http.app import create_app
 from aura.http.sse import StreamConfig
 from aura.tests.e2e.helpers import TinyPipeline

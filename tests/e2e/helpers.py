@@ -12,16 +12,16 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from aura.engine.context import Step, StepContext
-from aura.engine.decide import PROGRESS_MIN_INTERVAL
-from aura.engine.errors import AuraError
+from aura.engine.errors.taxonomy import AuraError
+from aura.engine.run.context import Step, StepContext
+from aura.engine.run.decide import PROGRESS_MIN_INTERVAL
 from aura.projections.events import Artifact
 from aura.tests.e2e.sse_client import SseEvent, read_events
 
 Client = TestClient[web.Request, web.Application]
 
 TINY_STEPS = ("prepare", "render", "publish")
-#: just above the engine's progress throttle (aura.engine.decide.PROGRESS_MIN_INTERVAL)
+#: just above the engine's progress throttle (aura.engine.run.decide.PROGRESS_MIN_INTERVAL)
 PROGRESS_PACE = PROGRESS_MIN_INTERVAL + 0.01
 VIDEO_BYTES = bytes(range(256)) * 64  # 16 KiB, distinct bytes so ranges are checkable
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from yarl import URL
 
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
 from aura.http.app import ENGINE, MAX_BODY_BYTES
 from aura.tests.e2e.helpers import (
     TINY_STEPS,

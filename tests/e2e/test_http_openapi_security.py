@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
 from aura.http.app import CONFIG
 from aura.http.openapi import openapi_document
 from aura.http.security import COOKIE_NAME, is_loopback

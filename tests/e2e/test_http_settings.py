@@ -17,13 +17,13 @@ import pytest
 from aiohttp import web
 from render_helpers import leftovers
 
-from aura.engine import atomic
-from aura.engine.context import StepContext
+from aura.engine.config.saved_settings import MAX_PAST_KEYS, SETTINGS_FILE
+from aura.engine.config.settings import Settings
 from aura.engine.engine import Engine
-from aura.engine.errors import AuraError
-from aura.engine.openai_tts import request_speech
-from aura.engine.saved_settings import MAX_PAST_KEYS, SETTINGS_FILE
-from aura.engine.settings import Settings
+from aura.engine.errors.taxonomy import AuraError
+from aura.engine.files import atomic
+from aura.engine.run.context import StepContext
+from aura.engine.tools.openai_tts import request_speech
 from aura.http.app import ENGINE
 from aura.projections.events import Artifact
 from aura.tests.e2e.helpers import follow, log_lines, submit

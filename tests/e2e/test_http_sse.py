@@ -19,8 +19,8 @@ import pytest
 from aura.cli import watch as cli_watch
 from aura.cli.api import Api, ApiError
 from aura.cli.watch import watch
-from aura.engine.errors import make_error
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
+from aura.engine.errors.taxonomy import make_error
 from aura.http.app import ENGINE, FANOUT
 from aura.http.sse import Frame, JobFeed, Listener, StreamConfig
 from aura.http.wire import WIRE_NAMES

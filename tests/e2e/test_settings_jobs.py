@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from aura.engine.pipeline import PIPELINE
-from aura.engine.saved_settings import SETTINGS_FILE, SavedSettings, write_saved
+from aura.engine.config.saved_settings import SETTINGS_FILE, SavedSettings, write_saved
+from aura.engine.run.pipeline import PIPELINE
 from aura.tests.e2e.helpers import follow, log_lines
 
 GOOD_KEY = "plainGoodKey0123456789"

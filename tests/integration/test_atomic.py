@@ -10,10 +10,10 @@ import ffmpeg
 import pytest
 from render_helpers import file_size, leftovers, listing, settings_for
 
-from aura.engine import atomic
-from aura.engine.ffmpeg import ffmpeg_argv, run_ffmpeg
-from aura.engine.media import MediaRejected, accept_media
-from aura.engine.process import ProcessFailed
+from aura.engine.files import atomic
+from aura.engine.tools.ffmpeg import ffmpeg_argv, run_ffmpeg
+from aura.engine.tools.media import MediaRejected, accept_media
+from aura.engine.tools.process import ProcessFailed
 
 
 def test_write_bytes_replaces_the_file_whole(tmp_path: Path) -> None:

@@ -29,12 +29,12 @@ from runner_support import (
     wait_gone,
 )
 
-from aura.engine import job_run
-from aura.engine.context import StepContext
-from aura.engine.decide import job_id_for_key
+from aura.engine.config.inputs import Brief, JobRequest, Options
 from aura.engine.engine import Engine
-from aura.engine.errors import Conflict
-from aura.engine.inputs import Brief, JobRequest, Options
+from aura.engine.errors.taxonomy import Conflict
+from aura.engine.run import job_run
+from aura.engine.run.context import StepContext
+from aura.engine.run.decide import job_id_for_key
 from aura.http.app import create_app
 from aura.projections.events import Artifact, StepSkipped, StepSucceeded
 from aura.projections.job import JobStatus, StepStatus

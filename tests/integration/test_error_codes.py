@@ -12,19 +12,20 @@ import pytest
 from render_helpers import DRAFT, SHORT_BRIEF, leftovers, make_ctx, run_steps, settings_for
 from runner_support import child_pids, until, wait_gone
 
-from aura.engine import atomic, gpu
-from aura.engine.context import Step
+from aura.engine.config.inputs import Brief, JobRequest, Options
+from aura.engine.config.settings import Settings
 from aura.engine.engine import Engine
-from aura.engine.error_mapping import map_exception
-from aura.engine.errors import TAXONOMY, base_code
-from aura.engine.ffmpeg import ffmpeg_argv, run_ffmpeg
-from aura.engine.inputs import Brief, JobRequest, Options
-from aura.engine.process import ProcessFailed
-from aura.engine.settings import Settings
+from aura.engine.errors.mapping import map_exception
+from aura.engine.errors.taxonomy import TAXONOMY, base_code
+from aura.engine.files import atomic
+from aura.engine.run.context import Step
 from aura.engine.steps.broll import broll
 from aura.engine.steps.mux import mux
 from aura.engine.steps.narration import narration
 from aura.engine.steps.preflight import preflight
+from aura.engine.tools import gpu
+from aura.engine.tools.ffmpeg import ffmpeg_argv, run_ffmpeg
+from aura.engine.tools.process import ProcessFailed
 from aura.projections.events import Artifact, ErrorInfo, StepFailed
 from aura.projections.job import JobStatus
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from runner_support import pipeline, settings_for
 
+from aura.engine.config.inputs import JobRequest
 from aura.engine.engine import Engine
-from aura.engine.folder_lock import FolderInUse
-from aura.engine.inputs import JobRequest
+from aura.engine.files.folder_lock import FolderInUse
 
 
 async def test_a_second_engine_on_the_same_folder_is_refused_until_the_first_closes(

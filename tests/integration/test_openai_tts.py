@@ -15,13 +15,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from render_helpers import leftovers, make_ctx, settings_for
 
-from aura.engine import openai_tts
-from aura.engine.error_mapping import map_exception
-from aura.engine.errors import AuraError
-from aura.engine.inputs import Brief
-from aura.engine.media import probe_duration
-from aura.engine.settings import Settings
+from aura.engine.config.inputs import Brief
+from aura.engine.config.settings import Settings
+from aura.engine.errors.mapping import map_exception
+from aura.engine.errors.taxonomy import AuraError
 from aura.engine.steps.narration import narration
+from aura.engine.tools import openai_tts
+from aura.engine.tools.media import probe_duration
 
 KEY = "sk-test-0123456789abcdefXYZ"
 ServerFactory = Callable[..., Awaitable[TestServer]]

@@ -9,10 +9,11 @@ from pathlib import Path
 import msgspec
 from render_helpers import DRAFT, SHORT_BRIEF, Recorder, make_ctx, settings_for
 
-from aura.engine import gpu
-from aura.engine.errors import TAXONOMY
-from aura.engine.inputs import Brief, Options
-from aura.engine.preflight import (
+from aura.engine.config.inputs import Brief, Options
+from aura.engine.errors.taxonomy import TAXONOMY
+from aura.engine.steps.preflight import ENCODER_FALLBACK, preflight
+from aura.engine.tools import gpu
+from aura.engine.tools.preflight import (
     check_gpu,
     check_key,
     check_log,
@@ -21,7 +22,6 @@ from aura.engine.preflight import (
     job_findings,
     system_check,
 )
-from aura.engine.steps.preflight import ENCODER_FALLBACK, preflight
 from aura.projections.events import JobCreated
 from aura.store.log import DB_FILE_NAME, EventLog
 from aura.store.schema import MIGRATIONS

@@ -14,11 +14,11 @@ import ffmpeg
 import pytest
 from render_helpers import leftovers, settings_for
 
-from aura.engine import atomic
-from aura.engine.error_mapping import map_exception
-from aura.engine.ffmpeg import ffmpeg_argv, run_ffmpeg
-from aura.engine.process import ProcessFailed, ProgramNotFound, run_process
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
+from aura.engine.errors.mapping import map_exception
+from aura.engine.files import atomic
+from aura.engine.tools.ffmpeg import ffmpeg_argv, run_ffmpeg
+from aura.engine.tools.process import ProcessFailed, ProgramNotFound, run_process
 
 
 def alive(pid: int) -> bool:
@@ -154,8 +154,8 @@ def _is_ffmpeg_child(pid: int) -> bool:
 _ORPHAN_SCRIPT = """
 import asyncio, sys
 from pathlib import Path
-from aura.engine.process import run_process
-from aura.engine.settings import Settings
+from aura.engine.tools.process import run_process
+from aura.engine.config.settings import Settings
 
 async def main():
     async def on_line(line):

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import job_events
 
-from aura.engine.errors import make_error
-from aura.engine.projector import Projector
+from aura.engine.errors.taxonomy import make_error
+from aura.engine.readmodel.projector import Projector
 from aura.projections.events import (
     Event,
     JobCanceled,

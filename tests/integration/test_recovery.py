@@ -33,9 +33,9 @@ from runner_support import (
     wait_gone,
 )
 
-from aura.engine.atomic import TEMP_MARKER
+from aura.engine.config.inputs import JobRequest, Options
 from aura.engine.engine import Engine
-from aura.engine.inputs import JobRequest, Options
+from aura.engine.files.atomic import TEMP_MARKER
 from aura.projections.events import JobFailed, JobInterrupted, StepSkipped
 from aura.projections.job import JobStatus, StepStatus
 from aura.store.log import EventLog
@@ -170,7 +170,7 @@ async def test_without_recovery_active_jobs_are_left_as_the_log_says(tmp_path: P
 
 def _start_worker(data_dir: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "aura.engine.worker", "--data-dir", str(data_dir), *extra],
+        [sys.executable, "-m", "aura.engine.run.worker", "--data-dir", str(data_dir), *extra],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from render_helpers import DRAFT, SHORT_BRIEF, file_size
 
+from aura.engine.config.inputs import JobRequest
+from aura.engine.config.settings import Settings
 from aura.engine.engine import Engine
-from aura.engine.inputs import JobRequest
-from aura.engine.settings import Settings
 from aura.projections.job import JobStatus
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from aura.engine.errors import make_error
+from aura.engine.errors.taxonomy import make_error
 from aura.projections.events import (
     JobCreated,
     JobFailed,

@@ -26,10 +26,10 @@ from runner_support import (
     wait_gone,
 )
 
-from aura.engine.context import StepContext
+from aura.engine.config.inputs import STEP_NAMES, JobRequest, Options
 from aura.engine.engine import Engine
-from aura.engine.errors import Conflict, JobNotFound
-from aura.engine.inputs import STEP_NAMES, JobRequest, Options
+from aura.engine.errors.taxonomy import Conflict, JobNotFound
+from aura.engine.run.context import StepContext
 from aura.projections.events import (
     Artifact,
     JobCreated,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aura.engine.errors import make_error
-from aura.engine.eta import RECENT_JOBS, StepEstimates
-from aura.engine.projector import Projector
+from aura.engine.errors.taxonomy import make_error
+from aura.engine.readmodel.eta import RECENT_JOBS, StepEstimates
+from aura.engine.readmodel.projector import Projector
 from aura.projections.events import (
     Event,
     JobCreated,

@@ -20,13 +20,13 @@ from render_helpers import (
     settings_for,
 )
 
-from aura.engine.errors import AuraError
-from aura.engine.inputs import Brief, Options
-from aura.engine.media import probe, probe_duration, probe_output
-from aura.engine.pipeline import OUTPUT_ARTIFACT, PIPELINE
+from aura.engine.config.inputs import Brief, Options
+from aura.engine.errors.taxonomy import AuraError
+from aura.engine.run.pipeline import OUTPUT_ARTIFACT, PIPELINE
 from aura.engine.steps.mux import BURN_FILE, mux
 from aura.engine.steps.narration import narration
 from aura.engine.steps.subtitles import WORD_JOINER, build_srt
+from aura.engine.tools.media import probe, probe_duration, probe_output
 
 
 def _sha256(path: Path) -> str:

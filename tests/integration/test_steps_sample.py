@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from render_helpers import leftovers, settings_for
 
-from aura.engine import gpu
+from aura.engine.config.inputs import STEP_NAMES, JobRequest
 from aura.engine.engine import Engine
-from aura.engine.inputs import STEP_NAMES, JobRequest
-from aura.engine.media import probe, probe_duration
+from aura.engine.tools import gpu
+from aura.engine.tools.media import probe, probe_duration
 from aura.projections.events import (
     JobStarted,
     JobSucceeded,

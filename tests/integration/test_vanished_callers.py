@@ -18,8 +18,8 @@ from runner_support import (
     wait_for,
 )
 
+from aura.engine.config.inputs import JobRequest
 from aura.engine.engine import Engine
-from aura.engine.inputs import JobRequest
 from aura.projections.job import JobStatus
 
 

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aura.engine.decide import (
+from aura.engine.config.inputs import STEP_NAMES, Brief, JobRequest, Options
+from aura.engine.errors.taxonomy import Conflict
+from aura.engine.run.decide import (
     artifacts_changed,
     check_events,
     created_event,
@@ -20,8 +22,6 @@ from aura.engine.decide import (
     reuse_candidates,
     should_emit_progress,
 )
-from aura.engine.errors import Conflict
-from aura.engine.inputs import STEP_NAMES, Brief, JobRequest, Options
 from aura.projections.events import (
     Artifact,
     ErrorInfo,

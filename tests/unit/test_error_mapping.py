@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from aura.engine.atomic import EmptyOutput
-from aura.engine.error_mapping import REDACTED, map_exception, redact
-from aura.engine.errors import TAXONOMY, AuraError, base_code
-from aura.engine.process import ProcessFailed, ProgramNotFound
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
+from aura.engine.errors.mapping import REDACTED, map_exception, redact
+from aura.engine.errors.taxonomy import TAXONOMY, AuraError, base_code
+from aura.engine.files.atomic import EmptyOutput
+from aura.engine.tools.process import ProcessFailed, ProgramNotFound
 
 SECRET = "sk-live-abcdefghijklmnop1234"
 

@@ -1,11 +1,11 @@
-"""docs/errors.md documents exactly the codes of the taxonomy in engine/errors.py."""
+"""docs/errors.md documents exactly the codes of the taxonomy in engine/errors/taxonomy.py."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from aura.engine.errors import TAXONOMY
+from aura.engine.errors.taxonomy import TAXONOMY
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 #: a code heading: ### `Name` or ### `Name:{PARAM}`
@@ -23,7 +23,9 @@ def test_every_taxonomy_code_is_documented() -> None:
 
 def test_every_documented_code_is_in_the_taxonomy() -> None:
     unknown = sorted(set(documented_codes()) - set(TAXONOMY))
-    assert unknown == [], f"docs/errors.md documents codes engine/errors.py lacks: {unknown}"
+    assert unknown == [], (
+        f"docs/errors.md documents codes engine/errors/taxonomy.py lacks: {unknown}"
+    )
 
 
 def test_no_code_is_documented_twice() -> None:

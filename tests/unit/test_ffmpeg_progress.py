@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ffmpeg
 
-from aura.engine.ffmpeg import Progress, ProgressParser, ffmpeg_argv, output_options
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
+from aura.engine.tools.ffmpeg import Progress, ProgressParser, ffmpeg_argv, output_options
 
 
 def feed_block(parser: ProgressParser, **values: str) -> Progress | None:

@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import job_events
 
-from aura.engine.decide import check_events, created_event
-from aura.engine.errors import AuraError, make_error
-from aura.engine.inputs import STEP_NAMES, JobRequest
-from aura.engine.outcome import (
+from aura.engine.config.inputs import STEP_NAMES, JobRequest
+from aura.engine.errors.taxonomy import AuraError, make_error
+from aura.engine.run.decide import check_events, created_event
+from aura.engine.run.outcome import (
     StepEnd,
     decide_probe_timeout,
     decide_run_failed,

@@ -84,7 +84,7 @@ def test_applying_the_events_again_from_any_point_leaves_the_row_as_it_is(
 
 
 def test_a_job_runs_fails_and_retries_from_the_failed_step() -> None:
-    from aura.engine.errors import make_error
+    from aura.engine.errors.taxonomy import make_error
 
     error = make_error("FFmpegNotFound", "no ffmpeg", step="narration")
     events: list[Event] = [

@@ -8,8 +8,7 @@ import json
 import msgspec
 import pytest
 
-from aura.engine.errors import AuraError
-from aura.engine.saved_settings import (
+from aura.engine.config.saved_settings import (
     MAX_PAST_KEYS,
     SavedSettings,
     SettingsUpdate,
@@ -18,7 +17,8 @@ from aura.engine.saved_settings import (
     validated,
     with_saved,
 )
-from aura.engine.settings import DEFAULT_OPENAI_BASE_URL, Settings
+from aura.engine.config.settings import DEFAULT_OPENAI_BASE_URL, Settings
+from aura.engine.errors.taxonomy import AuraError
 from aura.http.diagnostics import LineRedactor
 
 KEY = "plainKeyValue0123"

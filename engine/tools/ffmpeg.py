@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aura.engine.process import ProcessResult, run_process
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
+from aura.engine.tools.process import ProcessResult, run_process
 
 __all__ = [
     "Progress",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import msgspec
 
-from aura.engine.atomic import TEMP_MARKER
+from aura.engine.files.atomic import TEMP_MARKER
 from aura.projections.events import Artifact, Output
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: names of files that are never results: aura.engine.atomic's temp files (TEMP_MARKER), and
+#: names of files that are never results: aura.engine.files.atomic's temp files (TEMP_MARKER), and
 #: `*.tmp` / `*.part` partial files
 TEMP_NAME = re.compile(f"({re.escape(TEMP_MARKER)}|\\.tmp$|\\.part$)")
 _CHUNK = 1 << 20

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import msgspec
 
-from aura.engine.process import run_process
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
+from aura.engine.tools.process import run_process
 from aura.projections.events import Artifact, Output
 
 __all__ = [

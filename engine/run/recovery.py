@@ -15,12 +15,12 @@ import asyncio
 import functools
 import logging
 
-from aura.engine.decide import decide_recovery
-from aura.engine.job_files import remove_temp_files
-from aura.engine.projector import Projector
-from aura.engine.runner import Runner
-from aura.engine.settings import Settings
-from aura.engine.transact import transact
+from aura.engine.config.settings import Settings
+from aura.engine.files.job_files import remove_temp_files
+from aura.engine.readmodel.projector import Projector
+from aura.engine.run.decide import decide_recovery
+from aura.engine.run.runner import Runner
+from aura.engine.run.transact import transact
 from aura.projections.job import JobState, JobStatus
 from aura.store.errors import CorruptEvent
 from aura.store.log import EventLog

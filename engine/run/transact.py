@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
-from aura.engine.decide import check_events
+from aura.engine.run.decide import check_events
 from aura.projections.events import Event
 from aura.projections.job import JobState, fold
 from aura.store.errors import CorruptEvent, StoreError

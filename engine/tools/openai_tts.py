@@ -13,10 +13,10 @@ from pathlib import Path
 
 import aiohttp
 
-from aura.engine import atomic
-from aura.engine.errors import AuraError
-from aura.engine.media import accept_media
-from aura.engine.settings import Settings, bad_base_url, base_url_fault
+from aura.engine.config.settings import Settings, bad_base_url, base_url_fault
+from aura.engine.errors.taxonomy import AuraError
+from aura.engine.files import atomic
+from aura.engine.tools.media import accept_media
 
 __all__ = ["KEY_NAME", "OPENAI_VOICES", "request_speech", "synthesize_to_file"]
 

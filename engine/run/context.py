@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from aura.engine.decide import should_emit_progress
-from aura.engine.inputs import SAMPLE_BRIEF, Brief, JobRequest, Options
-from aura.engine.settings import Settings
+from aura.engine.config.inputs import SAMPLE_BRIEF, Brief, JobRequest, Options
+from aura.engine.config.settings import Settings
+from aura.engine.run.decide import should_emit_progress
 from aura.projections.events import Artifact, Event, JobWarning, Output, StepProgressed
 from aura.projections.job import JobState
 

@@ -1,7 +1,7 @@
 """The render pipeline: step name -> step function, in the order the runner executes them.
 
 The runner imports `PIPELINE`; the mux step's artifact named `video` is the job's output, and
-`aura.engine.media.probe_output(path, settings)` describes it for JobSucceeded.
+`aura.engine.tools.media.probe_output(path, settings)` describes it for JobSucceeded.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from aura.engine.context import Step
-from aura.engine.inputs import STEP_NAMES
+from aura.engine.config.inputs import STEP_NAMES
+from aura.engine.run.context import Step
 from aura.engine.steps.broll import broll
 from aura.engine.steps.mux import mux
 from aura.engine.steps.narration import narration

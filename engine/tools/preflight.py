@@ -17,12 +17,13 @@ from typing import Any, Literal
 import msgspec
 import psutil  # type: ignore[import-untyped]
 
-from aura.engine import atomic, gpu
-from aura.engine.error_mapping import map_exception
-from aura.engine.errors import make_error
-from aura.engine.inputs import Brief, Options
-from aura.engine.process import ProcessFailed, ProgramNotFound, run_process
-from aura.engine.settings import Settings
+from aura.engine.config.inputs import Brief, Options
+from aura.engine.config.settings import Settings
+from aura.engine.errors.mapping import map_exception
+from aura.engine.errors.taxonomy import make_error
+from aura.engine.files import atomic
+from aura.engine.tools import gpu
+from aura.engine.tools.process import ProcessFailed, ProgramNotFound, run_process
 from aura.store.errors import StoreError
 from aura.store.log import DB_FILE_NAME, EventLog
 from aura.store.schema import MIGRATIONS

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from aura.engine.errors import AuraError
+from aura.engine.errors.taxonomy import AuraError
 
 __all__ = [
     "PRESETS",

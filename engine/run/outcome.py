@@ -1,7 +1,7 @@
 """How a run ends, decided: the events a step's result, error or timeout means for its job.
 
-The run (aura.engine.job_run) executes a step and observes how it ended (a `StepEnd`); these
-decide what it appends, as aura.engine.decide does for commands. No I/O, no clock. Every failure
+The run (aura.engine.run.job_run) executes a step and observes how it ended (a `StepEnd`); these
+decide what it appends, as aura.engine.run.decide does for commands. No I/O, no clock. Every failure
 names its step and the job's correlation id; a mapped exception has its secrets redacted.
 """
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from msgspec.structs import replace
 
-from aura.engine.error_mapping import map_exception
-from aura.engine.errors import make_error
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
+from aura.engine.errors.mapping import map_exception
+from aura.engine.errors.taxonomy import make_error
 from aura.projections.events import (
     Artifact,
     ErrorInfo,

@@ -15,11 +15,11 @@ from typing import Any
 
 import msgspec
 
-from aura.engine.atomic import EmptyOutput
-from aura.engine.errors import AuraError, make_error
-from aura.engine.media import MediaRejected
-from aura.engine.process import ProcessFailed, ProgramNotFound
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
+from aura.engine.errors.taxonomy import AuraError, make_error
+from aura.engine.files.atomic import EmptyOutput
+from aura.engine.tools.media import MediaRejected
+from aura.engine.tools.process import ProcessFailed, ProgramNotFound
 from aura.projections.events import ErrorInfo
 from aura.store.errors import StoreFull
 

@@ -1,4 +1,4 @@
-"""A standalone engine process: `python -m aura.engine.worker --data-dir DIR`.
+"""A standalone engine process: `python -m aura.engine.run.worker --data-dir DIR`.
 
 It opens the engine on the data folder (recovering what the log shows as active), optionally
 submits one job, and runs until SIGTERM/SIGINT (or, with --exit-when-idle, until nothing is
@@ -21,10 +21,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from aura.engine.context import Step
+from aura.engine.config.inputs import decode_request
+from aura.engine.config.settings import Settings
 from aura.engine.engine import Engine
-from aura.engine.inputs import decode_request
-from aura.engine.settings import Settings
+from aura.engine.run.context import Step
 
 __all__ = ["main", "serve"]
 
@@ -80,7 +80,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aura.engine.worker", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m aura.engine.run.worker", description=__doc__)
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--submit", metavar="JSON", help="submit this job request at start")
     parser.add_argument("--idempotency-key")

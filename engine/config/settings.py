@@ -10,7 +10,7 @@ from typing import Literal
 import msgspec
 from yarl import URL
 
-from aura.engine.errors import AuraError
+from aura.engine.errors.taxonomy import AuraError
 from aura.store import Durability
 
 __all__ = ["DEFAULT_OPENAI_BASE_URL", "Settings", "bad_base_url", "base_url_fault"]

@@ -20,10 +20,10 @@ import functools
 import logging
 from collections.abc import Mapping
 
-from aura.engine.context import OutputProbe, Step
-from aura.engine.job_files import output_of
-from aura.engine.job_run import JobRun
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
+from aura.engine.files.job_files import output_of
+from aura.engine.run.context import OutputProbe, Step
+from aura.engine.run.job_run import JobRun
 from aura.projections.events import Recorded
 from aura.store.log import EventLog
 

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aura.engine.settings import Settings
+from aura.engine.config.settings import Settings
 
 __all__ = ["TRACE_ENV", "ProcessFailed", "ProcessResult", "ProgramNotFound", "run_process"]
 

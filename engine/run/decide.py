@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from aura.engine.errors import Conflict, make_error
-from aura.engine.inputs import JobRequest, convert_request
+from aura.engine.config.inputs import JobRequest, convert_request
+from aura.engine.errors.taxonomy import Conflict, make_error
 from aura.projections.events import (
     Artifact,
     Event,

@@ -21,9 +21,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from aura.engine import atomic
-from aura.engine.errors import AuraError
-from aura.engine.settings import DEFAULT_OPENAI_BASE_URL, Settings, base_url_fault
+from aura.engine.config.settings import DEFAULT_OPENAI_BASE_URL, Settings, base_url_fault
+from aura.engine.errors.taxonomy import AuraError
+from aura.engine.files import atomic
 
 __all__ = [
     "FILE_MODE",

@@ -25,8 +25,12 @@ import functools
 import logging
 from collections.abc import Mapping
 
-from aura.engine.context import OutputProbe, Step, StepContext, step_context
-from aura.engine.decide import (
+from aura.engine.config.inputs import JobRequest
+from aura.engine.config.settings import Settings
+from aura.engine.errors.taxonomy import make_error
+from aura.engine.files.job_files import rebased, remove_temp_files, verify_artifacts
+from aura.engine.run.context import OutputProbe, Step, StepContext, step_context
+from aura.engine.run.decide import (
     artifacts_changed,
     check_events,
     decide_cancel,
@@ -34,10 +38,7 @@ from aura.engine.decide import (
     request_of,
     reuse_candidates,
 )
-from aura.engine.errors import make_error
-from aura.engine.inputs import JobRequest
-from aura.engine.job_files import rebased, remove_temp_files, verify_artifacts
-from aura.engine.outcome import (
+from aura.engine.run.outcome import (
     StepEnd,
     decide_probe_timeout,
     decide_run_failed,
@@ -45,8 +46,7 @@ from aura.engine.outcome import (
     step_canceled,
     step_failed,
 )
-from aura.engine.settings import Settings
-from aura.engine.transact import transact_until_recorded
+from aura.engine.run.transact import transact_until_recorded
 from aura.projections.events import (
     Artifact,
     Event,

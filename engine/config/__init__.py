@@ -1,0 +1,1 @@
+"""Settings (defaults, the environment, the page's saved provider settings) and job inputs."""

@@ -1,0 +1,1 @@
+"""The error taxonomy (codes, titles, remediations) and the mapping of exceptions onto it."""
