@@ -38,6 +38,7 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(TSC) -p tsconfig.json
+	node --test tests/js/
 	$(VPY) -m pytest -q
 
 lint: setup

@@ -6,7 +6,7 @@
 export class Problem extends Error {
   /**
    * @param {{code: string, title: string, detail?: string, remediation?: string,
-   *   correlationId?: string, status?: number}} fields
+   *   correlationId?: string, status?: number, retryAfter?: number | null}} fields
    */
   constructor(fields) {
     super(fields.detail || fields.title);
@@ -18,6 +18,8 @@ export class Problem extends Error {
     this.correlationId = fields.correlationId ?? "";
     /** the HTTP status; 0 when no answer came */
     this.status = fields.status ?? 0;
+    /** seconds the server asked to wait before trying again (Retry-After), if it did */
+    this.retryAfter = fields.retryAfter ?? null;
   }
 
   /**
@@ -80,7 +82,20 @@ async function problemOf(response) {
     remediation: text("remediation", ""),
     correlationId: text("correlationId", correlation),
     status: response.status,
+    retryAfter: retryAfterOf(response.headers.get("Retry-After")),
   });
+}
+
+/**
+ * Retry-After as seconds: a number of seconds, or an HTTP date.
+ * @param {string | null} value
+ * @returns {number | null}
+ */
+export function retryAfterOf(value) {
+  if (!value) return null;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim());
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, (at - Date.now()) / 1000);
 }
 
 /**

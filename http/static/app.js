@@ -28,6 +28,7 @@ function showPageError(problem) {
 const jobs = new JobList(byId("jobs", HTMLElement), {
   onOpen: (jobId) => drawer.open(jobId),
   onProblem: showPageError,
+  onChange: (change) => drawer.notice(change), // a retry from the CLI or another tab
 });
 
 const drawer = new Drawer(byId("drawer", HTMLElement), {
@@ -38,25 +39,43 @@ const drawer = new Drawer(byId("drawer", HTMLElement), {
     const hash = jobId ? `#job=${encodeURIComponent(jobId)}` : "";
     if (location.hash !== hash) history.replaceState(null, "", hash || location.pathname);
   },
+  focusJob: (jobId) => jobs.focus(jobId),
 });
 
-/** A job this page created: open it, list it. @param {JobView} job */
-function created(job) {
+/**
+ * A job this page created: open it, list it.
+ * @param {JobView} job
+ * @param {HTMLElement} opener the button that made it: focus goes back there on close
+ */
+function created(job, opener) {
   pageError.show(null);
   jobs.add(job);
-  drawer.open(job.jobId, job);
+  drawer.open(job.jobId, job, opener);
 }
 
-new NewVideoForm(byId("new-video", HTMLElement), byId("open-new-video", HTMLButtonElement), {
-  onCreated: created,
+const newVideoToggle = byId("open-new-video", HTMLButtonElement);
+const newVideo = new NewVideoForm(byId("new-video", HTMLElement), newVideoToggle, {
+  onCreated: (job) => created(job, newVideoToggle), // the form closes: its button stays
   onProblem: showPageError,
+});
+
+// Escape closes the panel that has focus (each returns focus to its button); with focus
+// nowhere in particular (the page's body), the drawer.
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || event.defaultPrevented) return;
+  const target = event.target instanceof Node ? event.target : null;
+  const panel = [settings, newVideo].find((p) => !p.section.hidden && p.section.contains(target));
+  if (panel) panel.close(true);
+  else if (target === document.body && drawer.isOpen) drawer.close();
+  else return;
+  event.preventDefault();
 });
 
 const sampleButton = byId("create-sample", HTMLButtonElement);
 sampleButton.addEventListener("click", async () => {
   sampleButton.disabled = true;
   try {
-    created(await createJob({ preset: "sample-hello-youtube" }));
+    created(await createJob({ preset: "sample-hello-youtube" }), sampleButton);
   } catch (error) {
     showPageError(Problem.from(error));
   } finally {

@@ -49,9 +49,15 @@ export function errorCard(error, actions) {
   const base = baseCode(error.code);
   /** @type {HTMLButtonElement[]} */
   const buttons = [];
-  /** @param {string} label @param {() => void} run @param {boolean} [primary] */
-  const button = (label, run, primary = false) => {
-    const el = h("button", { type: "button", class: primary ? "primary" : "secondary" }, [label]);
+  /**
+   * @param {string} label
+   * @param {() => void} run
+   * @param {boolean} [primary]
+   * @param {string} [action] data-action: the drawer disables its job actions while one runs
+   */
+  const button = (label, run, primary = false, action = "") => {
+    const style = primary ? "primary" : "secondary";
+    const el = h("button", { type: "button", class: style, "data-action": action || null }, [label]);
     el.addEventListener("click", run);
     buttons.push(el);
   };
@@ -63,8 +69,8 @@ export function errorCard(error, actions) {
   if ((MACHINE_CODES.has(base) || base === "MissingApiKey") && runSystemCheck) {
     button("Run System Check", runSystemCheck);
   }
-  if (retryStep) button("Retry Step", retryStep, buttons.length === 0);
-  if (retryJob) button("Retry Job", retryJob);
+  if (retryStep) button("Retry Step", retryStep, buttons.length === 0, "job-action");
+  if (retryJob) button("Retry Job", retryJob, false, "job-action");
   const correlation = error.correlationId
     ? h("p", { class: "error-correlation" }, ["Correlation id: ", h("code", {}, [error.correlationId])])
     : null;

@@ -1,19 +1,34 @@
-// The job list: the newest jobs, kept live by /api/events (opened from the list's lastSeq, so
-// no change between the two is missed). Each job is a button that opens its drawer.
+// The job list: the newest jobs, newest created first, kept live by /api/events (opened from
+// the list's lastSeq, so no change between the two is missed). Each job is a button that
+// opens its drawer; each change is also handed on (the drawer follows its job's retries).
 
+import { Backoff } from "./backoff.js";
 import { formatTime, h, setAttr, setText } from "./dom.js";
 import { listJobs, Problem, subscribeToJobList } from "./jobs.js";
 import { frameScheduler } from "./frame.js";
 
 /** @typedef {import("./jobs.js").JobSummary} JobSummary */
+/** @typedef {import("./jobs.js").JobChange} JobChange */
+
+/**
+ * @typedef {object} ListHooks
+ * @property {(jobId: string) => void} onOpen
+ * @property {(problem: Problem) => void} onProblem
+ * @property {(change: JobChange) => void} [onChange] a job's row changed (at the change's seq)
+ */
 
 const SHOWN = 50;
-const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000];
+
+/** Newest created first (ISO UTC times of one format sort as text), then by id. */
+function newestFirst(/** @type {JobSummary} */ a, /** @type {JobSummary} */ b) {
+  if (a.createdUtc !== b.createdUtc) return a.createdUtc < b.createdUtc ? 1 : -1;
+  return a.jobId === b.jobId ? 0 : a.jobId < b.jobId ? 1 : -1;
+}
 
 export class JobList {
   /**
    * @param {HTMLElement} section the `<section aria-label="Jobs">`
-   * @param {{onOpen: (jobId: string) => void, onProblem: (problem: Problem) => void}} hooks
+   * @param {ListHooks} hooks
    */
   constructor(section, hooks) {
     this.hooks = hooks;
@@ -26,7 +41,7 @@ export class JobList {
     /** @type {string | null} */
     this.current = null;
     this.lastSeq = 0;
-    this.failures = 0;
+    this.backoff = new Backoff();
     /** @type {import("./jobs.js").Subscription | null} */
     this.stream = null;
     this.schedule = frameScheduler(() => this.render());
@@ -37,38 +52,40 @@ export class JobList {
     this.stream = null;
     try {
       const page = await listJobs({ limit: SHOWN });
-      this.failures = 0;
-      this.jobs = new Map(page.jobs.map((job) => [job.jobId, job]));
-      this.lastSeq = typeof page.lastSeq === "number" ? page.lastSeq : this.lastSeq;
+      this.jobs = new Map([...page.jobs].sort(newestFirst).map((job) => [job.jobId, job]));
+      const known = typeof page.lastSeq === "number";
+      this.lastSeq = known ? page.lastSeq : this.lastSeq;
       this.schedule();
-      this.follow(typeof page.lastSeq === "number" ? page.lastSeq : null);
+      // read again after a drop: what changed meanwhile is in the rows, not in the stream
+      if (known) for (const job of page.jobs) this.hooks.onChange?.({ seq: page.lastSeq, job });
+      this.follow(known ? page.lastSeq : null);
     } catch (error) {
       const problem = Problem.from(error);
       if (problem.status >= 400 && problem.status < 500) this.hooks.onProblem(problem);
-      this.retryLater();
+      this.retryLater(problem.retryAfter);
     }
   }
 
   /** @param {number | null} afterSeq */
   follow(afterSeq) {
     this.stream = subscribeToJobList(afterSeq, {
-      onChange: ({ seq, job }) => {
-        if (seq <= this.lastSeq) return;
-        this.lastSeq = seq;
-        this.failures = 0;
-        this.upsert(job);
+      onChange: (change) => {
+        this.backoff.reset(); // it delivers: the server is back for real
+        if (change.seq <= this.lastSeq) return;
+        this.lastSeq = change.seq;
+        this.upsert(change.job);
+        this.hooks.onChange?.(change);
       },
       onDrop: () => {
         this.stream = null;
-        this.retryLater(); // the server went away: read the list again, then follow on
+        this.retryLater(null); // the server went away: read the list again, then follow on
       },
     });
   }
 
-  retryLater() {
-    const delay = BACKOFF_MS[Math.min(this.failures, BACKOFF_MS.length - 1)];
-    this.failures += 1;
-    window.setTimeout(() => this.start(), delay);
+  /** @param {number | null} retryAfter seconds the server asked for */
+  retryLater(retryAfter) {
+    setTimeout(() => this.start(), this.backoff.next(retryAfter));
   }
 
   /**
@@ -80,15 +97,33 @@ export class JobList {
     if (!this.jobs.has(job.jobId)) this.upsert(job);
   }
 
-  /** @param {JobSummary} job */
+  /**
+   * A job's new row. A change keeps its place (newest created first): a job retried from the
+   * CLI does not jump to the top, and one older than every job shown stays out.
+   * @param {JobSummary} job
+   */
   upsert(job) {
     if (this.jobs.has(job.jobId)) {
       this.jobs.set(job.jobId, job);
     } else {
-      // newest first, and no more than are shown: the page's memory stays flat
-      this.jobs = new Map([[job.jobId, job], ...[...this.jobs].slice(0, SHOWN - 1)]);
+      const rows = [...this.jobs.values(), job].sort(newestFirst).slice(0, SHOWN);
+      if (!rows.includes(job)) return;
+      // no more than are shown: the page's memory stays flat
+      this.jobs = new Map(rows.map((row) => [row.jobId, row]));
     }
     this.schedule();
+  }
+
+  /**
+   * Focuses the job's row (the drawer closed and its opener is gone).
+   * @param {string} jobId
+   * @returns {boolean} whether the job is listed
+   */
+  focus(jobId) {
+    const button = this.buttons.get(jobId);
+    if (!button?.isConnected) return false;
+    button.focus();
+    return true;
   }
 
   /** Marks the job the drawer shows. @param {string | null} jobId */

@@ -6,6 +6,7 @@
 /** @typedef {import("./jobs.js").JobEvent} JobEvent */
 /** @typedef {import("./jobs.js").StepView} StepView */
 /** @typedef {import("./jobs.js").ErrorInfo} ErrorInfo */
+/** @typedef {import("./jobs.js").WarningView} WarningView */
 
 /**
  * @typedef {object} LiveJob
@@ -18,6 +19,7 @@
 
 export const TERMINAL = new Set(["Succeeded", "Failed", "Canceled"]);
 const DONE_STEP = new Set(["Succeeded", "Skipped"]);
+const ENDED_STEP = new Set(["Succeeded", "Failed", "Canceled"]);
 
 /** @param {JobView} view @returns {LiveJob} */
 export function liveJob(view) {
@@ -56,6 +58,21 @@ export function replaceView(model, view) {
   model.etaAt = Date.now();
   model.canceling = model.canceling && !TERMINAL.has(view.status);
   return true;
+}
+
+/**
+ * The server's rule (projections/job.py): a warning is listed once per code, message, step and
+ * attempt (a job resumed after a crash records it again; a retry's is a new one).
+ * @param {WarningView} a
+ * @param {WarningView} b
+ */
+export function sameWarning(a, b) {
+  return (
+    a.code === b.code &&
+    a.message === b.message &&
+    (a.step ?? null) === (b.step ?? null) &&
+    a.attempt === b.attempt
+  );
 }
 
 /** @param {JobView} view @param {string} name */
@@ -132,11 +149,12 @@ export function applyEvent(model, event) {
     case "job-status":
       applyJobStatus(model, d);
       break;
-    case "job-warning":
-      if (!view.warnings.some((w) => w.code === d.code && w.message === d.message)) {
-        view.warnings.push({ code: d.code, message: d.message, step: d.step, attempt: d.attempt });
-      }
+    case "job-warning": {
+      const step = d.step ?? null;
+      const warning = { code: d.code, message: d.message, step, attempt: d.attempt };
+      if (!view.warnings.some((w) => sameWarning(w, warning))) view.warnings.push(warning);
       break;
+    }
     case "job-completed":
       endJob(model, "Succeeded", d.ts);
       view.output = d.output ?? null;
@@ -232,11 +250,18 @@ export function elapsed(view, now) {
 
 /** @param {LiveJob} model @param {StepView} step @returns {number | null} seconds */
 export function stepDuration(model, step) {
-  if (step.status !== "Succeeded" && step.status !== "Failed" && step.status !== "Canceled") {
-    return null;
-  }
-  const known = model.durations[step.name];
-  if (known !== undefined) return known;
+  if (!ENDED_STEP.has(step.status)) return null;
+  return model.durations[step.name] ?? stepSpan(step);
+}
+
+/**
+ * A step's duration from its own times only (a past view: the live model's durations may be
+ * a later attempt's).
+ * @param {StepView} step
+ * @returns {number | null} seconds
+ */
+export function stepSpan(step) {
+  if (!ENDED_STEP.has(step.status)) return null;
   const start = parseTs(step.startedUtc);
   const end = parseTs(step.endedUtc);
   return start === null || end === null ? null : Math.max(0, (end - start) / 1000);

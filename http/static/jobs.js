@@ -263,14 +263,14 @@ function parseLine(line) {
   }
 }
 
-const TERMINAL_EVENTS = ["job-completed", "job-failed", "job-canceled"];
+/** SSE names of the events that end an attempt (a retry may follow one in the same stream) */
+export const TERMINAL_EVENTS = new Set(["job-completed", "job-failed", "job-canceled"]);
 const JOB_EVENTS = ["step-progress", "step-status", "step-error", "job-status", "job-warning"];
 
 /**
  * @typedef {object} StreamHandlers
  * @property {(event: JobEvent) => void} onEvent
- * @property {() => void} [onEnd] after a terminal event (the stream is closed)
- * @property {() => void} [onDrop] closed without a terminal event (refused, 204, network)
+ * @property {() => void} [onDrop] closed for good (refused, 204, the server ended it)
  * @property {(connected: boolean) => void} [onConnection] open, or reconnecting by itself
  */
 
@@ -279,7 +279,9 @@ const JOB_EVENTS = ["step-progress", "step-status", "step-error", "job-status", 
 /**
  * Follows a job's events after seq `afterSeq`. While the connection drops and EventSource
  * reconnects by itself it resumes from its Last-Event-ID; when it stops for good (the server
- * refused, or answered 204) `onDrop` says so and the caller opens a new stream.
+ * refused, or answered 204) `onDrop` says so and the caller opens a new stream. A terminal
+ * event does not close it here: only the caller knows whether it is news or a replay of one
+ * its model already has (a stream opened before a failure that was then retried).
  * @param {string} id
  * @param {number} afterSeq
  * @param {StreamHandlers} handlers
@@ -287,18 +289,11 @@ const JOB_EVENTS = ["step-progress", "step-status", "step-error", "job-status", 
  */
 export function subscribeToJobEvents(id, afterSeq, handlers) {
   const source = new EventSource(`${jobPath(id)}/events?lastEventId=${afterSeq}`);
-  const close = () => source.close();
-  /** @param {string} name @param {boolean} terminal */
-  const listen = (name, terminal) =>
+  for (const name of [...JOB_EVENTS, ...TERMINAL_EVENTS]) {
     source.addEventListener(name, (message) => {
       handlers.onEvent({ seq: Number(message.lastEventId), name, data: JSON.parse(message.data) });
-      if (terminal) {
-        close();
-        handlers.onEnd?.();
-      }
     });
-  for (const name of JOB_EVENTS) listen(name, false);
-  for (const name of TERMINAL_EVENTS) listen(name, true);
+  }
   source.addEventListener("open", () => handlers.onConnection?.(true));
   source.addEventListener("error", () => {
     if (source.readyState === EventSource.CLOSED) {
@@ -307,7 +302,7 @@ export function subscribeToJobEvents(id, afterSeq, handlers) {
       handlers.onConnection?.(false); // CONNECTING: it resumes by itself with Last-Event-ID
     }
   });
-  return { close };
+  return { close: () => source.close() };
 }
 
 /**

@@ -63,9 +63,11 @@ export class NewVideoForm {
     byId("nv-title", HTMLInputElement).focus();
   }
 
-  close() {
+  /** @param {boolean} [refocus] focus goes back to the button that opens it (Escape) */
+  close(refocus = false) {
     setHidden(this.section, true);
     this.toggle.setAttribute("aria-expanded", "false");
+    if (refocus) this.toggle.focus();
   }
 
   /** @param {string} id */

@@ -34,7 +34,9 @@ export class SettingsPanel {
       event.preventDefault();
       this.save();
     });
-    this.forget.addEventListener("click", () => this.send({ openaiApiKey: null }, "The saved key was removed."));
+    this.forget.addEventListener("click", () =>
+      this.send({ openaiApiKey: null }, "The saved key (and the base URL saved with it) was removed."),
+    );
   }
 
   /** Opens the panel; `focusKey` focuses that key's field (from an error card). @param {string} [focusKey] */
@@ -50,9 +52,11 @@ export class SettingsPanel {
     }
   }
 
-  close() {
+  /** @param {boolean} [refocus] focus goes back to the button that opens it (Escape) */
+  close(refocus = false) {
     setHidden(this.section, true);
     this.toggle.setAttribute("aria-expanded", "false");
+    if (refocus) this.toggle.focus();
   }
 
   /** @param {Settings} settings */
@@ -74,7 +78,10 @@ export class SettingsPanel {
     const key = this.key.value.trim();
     if (key) change.openaiApiKey = key;
     const url = this.baseUrl.value.trim();
-    if (url !== (this.current?.openaiBaseUrl.value ?? "")) change.openaiBaseUrl = url || null;
+    // A saved base URL is saved with its key (the server sends it no other key): a new key is
+    // saved for the URL shown, which the person sees in this form.
+    const urlSaved = this.current?.openaiBaseUrl.source === "settings";
+    if (url !== (this.current?.openaiBaseUrl.value ?? "") || (key && urlSaved)) change.openaiBaseUrl = url || null;
     await this.send(change, "Settings saved. Jobs started from now on use them.");
   }
 

@@ -3,7 +3,7 @@
 // values that changed are written.
 
 import { formatDuration, h, setAttr, setText } from "./dom.js";
-import { stepDuration, stepEta } from "./job-model.js";
+import { stepDuration, stepEta, stepSpan } from "./job-model.js";
 
 /** @typedef {import("./jobs.js").StepView} StepView */
 /** @typedef {import("./job-model.js").LiveJob} LiveJob */
@@ -68,11 +68,10 @@ export class StepList {
   }
 
   /**
-   * @param {LiveJob} model
    * @param {import("./jobs.js").JobView} view the live view, or one of the past
-   * @param {number} now
+   * @param {(step: StepView) => string} timeOf the row's time text (a duration, an ETA)
    */
-  render(model, view, now) {
+  render(view, timeOf) {
     this.build(view.steps);
     for (const step of view.steps) {
       const row = this.rows.get(step.name);
@@ -85,7 +84,7 @@ export class StepList {
         row.bar.setAttribute("aria-valuenow", String(pct));
         row.fill.style.transform = `scaleX(${pct / 100})`;
       }
-      setText(row.time, timeText(model, step, now));
+      setText(row.time, timeOf(step));
     }
   }
 }
@@ -95,13 +94,31 @@ function percent(pct) {
   return Math.max(0, Math.min(100, Math.floor(pct)));
 }
 
-/** @param {LiveJob} model @param {StepView} step @param {number} now */
-function timeText(model, step, now) {
+/**
+ * A live row's time: the running step's ETA, or how long a finished one took.
+ * @param {LiveJob} model
+ * @param {StepView} step
+ * @param {number} now
+ */
+export function liveTime(model, step, now) {
   if (step.status === "Running") {
     const eta = stepEta(model, step, now);
     return eta === null ? "running" : `ETA ${formatDuration(eta)}`;
   }
+  return doneTime(step, stepDuration(model, step));
+}
+
+/**
+ * A past view's row: no ETA (it was an estimate then, not one now), durations from the
+ * view's own step times.
+ * @param {StepView} step
+ */
+export function pastTime(step) {
+  return step.status === "Running" ? "running" : doneTime(step, stepSpan(step));
+}
+
+/** @param {StepView} step @param {number | null} took seconds */
+function doneTime(step, took) {
   if (step.status === "Skipped") return "reused";
-  const took = stepDuration(model, step);
   return took === null ? "" : `took ${formatDuration(took)}`;
 }

@@ -130,6 +130,14 @@ class AuraServer:
             assert resp.status == status, (path, resp.status, await resp.text())
             return await resp.json()
 
+    async def put_json(self, path: str, body: dict[str, Any]) -> Any:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.put(self.url + path, json=body) as resp,
+        ):
+            assert resp.status == 200, (path, resp.status, await resp.text())
+            return await resp.json()
+
     async def log(self, job_id: str) -> list[dict[str, Any]]:
         """The job's raw events, `GET /api/jobs/{id}/log`."""
         async with (

@@ -119,13 +119,13 @@ async def test_cancel_stops_the_render_and_diagnostics_then_retry_job_follows_a_
 
 
 async def copied_diagnostics(page: Page) -> Any:
-    """Click "Copy diagnostics"; the JSON the clipboard then holds."""
+    """Click "Copy diagnostics"; the JSON the clipboard holds once the page says it is copied.
+    (wait_for_function does not await an async predicate: its first poll's promise is truthy.)"""
     await page.evaluate("navigator.clipboard.writeText('')")
     await button(page, "Copy diagnostics").click()
-    handle = await page.wait_for_function(
-        "async () => (await navigator.clipboard.readText()) || false"
-    )
-    return json.loads(await handle.json_value())
+    copied = page.get_by_text("Diagnostics copied to the clipboard.", exact=True)
+    await expect(copied).to_be_visible(timeout=30_000)  # the page's default, as before
+    return json.loads(await page.evaluate("navigator.clipboard.readText()"))
 
 
 async def running_tools(data_dir: Path, seconds: float = 30.0) -> list[str]:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import re
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -54,6 +55,16 @@ def moments(log: list[dict[str, Any]]) -> list[int]:
     return [log[0]["seq"], narrated[0], first_broll[len(first_broll) // 2], log[-1]["seq"]]
 
 
+def elapsed_texts(log: list[dict[str, Any]], seq: int) -> set[str]:
+    """The drawer's Elapsed as of event `seq`: from the job's start (or creation) to that event's
+    time, not to now (m:ss, the seconds rounded either way)."""
+    upto = [e for e in log if e["seq"] <= seq]
+    started = [e["ts"] for e in upto if e["type"] == "JobStarted"]
+    start = datetime.fromisoformat((started or [upto[0]["ts"]])[0])
+    seconds = (datetime.fromisoformat(upto[-1]["ts"]) - start).total_seconds()
+    return {f"{int(s) // 60}:{int(s) % 60:02d}" for s in (math.floor(seconds), math.ceil(seconds))}
+
+
 def percent_pattern(pct: float) -> re.Pattern[str]:
     """aria-valuenow is an integer: the fold's percent rounded or truncated."""
     allowed = sorted({math.floor(pct), round(pct)})
@@ -78,6 +89,14 @@ async def test_the_slider_shows_each_seq_as_replay_does(
     for seq in moments(log):
         value = seq if (low, high) == (seqs[0], seqs[-1]) else seqs.index(seq)
         await show_at(page, slider_value=value, job_id=job_id, seq=seq)
+        if (low, high) == (0, len(seqs) - 1):  # by event: it says which one, and its type
+            about = f"event {value + 1} of {len(seqs)}, {log[value]['type']}"
+            await expect(slider).to_have_attribute("aria-valuetext", about)
+        # a past view runs on its event's clock: no live ETA, elapsed as it was then
+        elapsed = re.compile("^(" + "|".join(elapsed_texts(log, seq)) + ")$")
+        await expect(drawer(page).locator(".job-elapsed")).to_have_text(elapsed)
+        await expect(drawer(page).locator(".job-eta")).to_have_text("\u2013")  # an en dash: none
+        await expect(drawer(page).get_by_text(re.compile(r"^ETA "))).to_have_count(0)
         state = (await replay(server, job_id, seq))["state"]
         await expect(drawer(page)).to_have_attribute("data-status", state["status"])
         for step in state["steps"]:
