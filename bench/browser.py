@@ -31,7 +31,8 @@ from aiohttp import web
 from playwright.async_api import Locator, Page, async_playwright, expect
 
 from aura.engine.config.settings import Settings
-from aura.http.app import ENGINE, create_app
+from aura.http.app import create_app
+from aura.http.keys import ENGINE
 from aura.projections.events import (
     Event,
     JobCreated,

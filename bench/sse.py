@@ -34,7 +34,8 @@ import msgspec
 from aiohttp import web
 
 from aura.engine.config.settings import Settings
-from aura.http.app import ENGINE, create_app
+from aura.http.app import create_app
+from aura.http.keys import ENGINE
 from aura.projections.events import (
     Event,
     JobCreated,

@@ -2,55 +2,39 @@
 
 `create_app(settings)` returns an app whose start-up opens the engine (which recovers the jobs
 the log shows as running) and whose clean-up closes it; open SSE streams are stopped on
-shutdown. State lives in typed `web.AppKey`s.
+shutdown. State lives in typed `web.AppKey`s (http/keys.py).
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import AsyncIterator, Mapping
-from typing import NamedTuple
 
 from aiohttp import web
 
 from aura.engine.config.settings import Settings
 from aura.engine.engine import Engine
 from aura.engine.run.context import Step
+from aura.http.fanout import FanOut
+from aura.http.keys import (
+    CONFIG,
+    ENGINE,
+    FANOUT,
+    JOB_LIST_FEED,
+    MAX_BODY_BYTES,
+    STREAMS,
+    HttpConfig,
+)
 from aura.http.problems import add_correlation_header, problem_middleware
+from aura.http.routes_jobs import routes as job_routes
+from aura.http.routes_page import add_page_routes
+from aura.http.routes_settings import routes as settings_routes
+from aura.http.routes_system import routes as system_routes
 from aura.http.security import make_auth_middleware, make_guard_middleware
-from aura.http.sse import EventStream, FanOut, StreamConfig, stop_streams
+from aura.http.sse import StreamConfig, stop_streams
 from aura.http.sse_jobs import JobListFeed
 
-__all__ = [
-    "CONFIG",
-    "ENGINE",
-    "FANOUT",
-    "JOB_LIST_FEED",
-    "STREAMS",
-    "HttpConfig",
-    "create_app",
-]
-
-#: request bodies larger than this are refused with 413 (a job request is a few KiB)
-MAX_BODY_BYTES = 256 * 1024
-
-
-class HttpConfig(NamedTuple):
-    #: the settings the server started with; the engine's `settings` are those in effect (with
-    #: the provider settings saved from the page over them)
-    settings: Settings
-    #: the access token (AURA_TOKEN) or None; never written to a response or a log
-    token: str | None = None
-    stream: StreamConfig = StreamConfig()
-    max_body_bytes: int = MAX_BODY_BYTES
-
-
-CONFIG = web.AppKey("config", HttpConfig)
-ENGINE = web.AppKey("engine", Engine)
-FANOUT = web.AppKey("fanout", FanOut)
-#: the job list's row changes (GET /api/events)
-JOB_LIST_FEED = web.AppKey("job_list_feed", JobListFeed)
-STREAMS = web.AppKey("streams", weakref.WeakSet[EventStream])
+__all__ = ["create_app"]
 
 
 def create_app(
@@ -62,11 +46,6 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> web.Application:
     """The Aura HTTP app. `pipeline` replaces the default steps (tests use tiny real ones)."""
-    from aura.http.routes_jobs import routes as job_routes
-    from aura.http.routes_page import add_page_routes
-    from aura.http.routes_settings import routes as settings_routes
-    from aura.http.routes_system import routes as system_routes
-
     app = web.Application(
         middlewares=[problem_middleware, make_guard_middleware(token), make_auth_middleware(token)],
         client_max_size=max_body_bytes,

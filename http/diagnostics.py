@@ -9,25 +9,23 @@ or a brief is still never shown. `/log` redacts by value only (LineRedactor).
 from __future__ import annotations
 
 import platform
-import re
 import sys
+from functools import partial
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from aura.engine.config.saved_settings import MIN_KEY_CHARS
+from aura.engine.config.settings import Settings
+from aura.engine.engine import Engine
+from aura.engine.errors.redaction import redact_json, redact_secrets
+from aura.http.keys import HttpConfig
 from aura.http.wire import ENCODER, job_view, log_line
 from aura.projections.events import Recorded
 from aura.projections.job import JobState
 
-if TYPE_CHECKING:
-    from aura.engine.config.settings import Settings
-    from aura.engine.engine import Engine
-    from aura.http.app import HttpConfig
-
 __all__ = [
-    "REDACTED",
     "LineRedactor",
     "diagnostics",
     "redact",
@@ -36,8 +34,6 @@ __all__ = [
     "system_facts",
 ]
 
-REDACTED = "[redacted]"
-_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|authorization|cookie)", re.I)
 #: settings shown in diagnostics (secrets are shown only as set / not set)
 _SETTINGS = (
     "data_dir",
@@ -58,18 +54,7 @@ _SETTINGS = (
 
 def redact(value: Any, secrets: tuple[str, ...]) -> Any:
     """`value` (JSON-like) with secret-named members and secret substrings replaced."""
-    if isinstance(value, dict):
-        return {
-            k: REDACTED if _SECRET_KEY.search(str(k)) and v else redact(v, secrets)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [redact(v, secrets) for v in value]
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
-    return value
+    return redact_json(value, partial(redact_secrets, secrets=secrets), secret_members=True)
 
 
 def _version() -> str:
@@ -99,15 +84,7 @@ def redact_values(value: Any, secrets: tuple[str, ...]) -> Any:
     """`value` (JSON-like) with every secret substring of its strings, member names included,
     replaced; unlike `redact`, members named like a secret are kept (a /log line is shown as
     stored, less the secrets)."""
-    if isinstance(value, dict):
-        return {redact_values(k, secrets): redact_values(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact_values(v, secrets) for v in value]
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
-    return value
+    return redact_json(value, partial(redact_secrets, secrets=secrets), member_names=True)
 
 
 class LineRedactor:

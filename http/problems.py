@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler
 
 from aura.engine.errors.mapping import map_exception
 from aura.engine.errors.taxonomy import TAXONOMY, AuraError, base_code, make_error
+from aura.http.wire import json_response
 from aura.projections.events import ErrorInfo
 from aura.store.errors import StoreFull
 
@@ -57,9 +58,6 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     correlation_id: str
 
 
-_ENCODER = msgspec.json.Encoder()
-
-
 def correlation_id(request: web.Request) -> str:
     """This request's correlation id (an incoming X-Correlation-Id, or a new one)."""
     found = request.get(_CORRELATION)
@@ -93,12 +91,7 @@ def problem_response(info: ErrorInfo, status: int, correlation: str) -> web.Resp
         headers["Content-Range"] = f"bytes */{info.details['sizeBytes']}"
     if status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    return web.Response(
-        status=status,
-        body=_ENCODER.encode(problem),
-        content_type=PROBLEM_CONTENT_TYPE,
-        headers=headers,
-    )
+    return json_response(problem, status, headers, PROBLEM_CONTENT_TYPE)
 
 
 def _from_http(error: web.HTTPException) -> ErrorInfo:

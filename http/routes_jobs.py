@@ -12,31 +12,29 @@ import contextlib
 import itertools
 import os
 from pathlib import Path
-from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from aura.engine.config.inputs import JobRequest, decode_request, not_utf8, too_deep
+from aura.engine.config.inputs import DecodeFailure, JobRequest, decode_body, decode_request
 from aura.engine.config.settings import Settings
 from aura.engine.engine import Engine
 from aura.engine.errors.taxonomy import AuraError, JobNotFound
 from aura.engine.files.job_files import located
 from aura.engine.run.decide import request_of
-from aura.http.app import CONFIG, ENGINE, FANOUT, JOB_LIST_FEED, STREAMS
 from aura.http.diagnostics import LineRedactor, diagnostics, secrets_of
+from aura.http.keys import CONFIG, ENGINE, FANOUT, JOB_LIST_FEED, STREAMS
 from aura.http.ranges import Ranged, decide_range
-from aura.http.sse import parse_last_event_id, serve_job_stream
-from aura.http.sse_jobs import has_last_event_id, serve_list_stream
-from aura.http.wire import ENCODER, job_list, job_view, log_line
-from aura.projections.events import JobCreated
+from aura.http.sse import given_last_event_id, parse_last_event_id, serve_job_stream
+from aura.http.sse_jobs import serve_list_stream
+from aura.http.wire import ENCODER, job_list, job_view, json_response, log_line
+from aura.projections.events import JobCreated, Recorded
 from aura.projections.job import JobState, JobStatus, fold
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
-JSON = "application/json"
 NDJSON = "application/x-ndjson"
 VIDEO = "video/mp4"
 #: events per page when streaming a job's log
@@ -47,12 +45,6 @@ MAX_LIST_LIMIT = 500
 _MAX_DIGITS = 18
 
 
-def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=ENCODER.encode(value), status=status, content_type=JSON, headers=headers
-    )
-
-
 async def _job(
     request: web.Request,
     state: JobState,
@@ -61,7 +53,7 @@ async def _job(
 ) -> web.Response:
     """The job as it is now, with its ETA."""
     eta = await request.app[ENGINE].eta(state)
-    return _json(job_view(state, eta), status, headers)
+    return json_response(job_view(state, eta), status, headers)
 
 
 def _invalid(field: str, message: str) -> AuraError:
@@ -96,28 +88,27 @@ def _status_query(request: web.Request) -> JobStatus | None:
 async def _optional_body(request: web.Request) -> None:
     """Action endpoints take no parameters: a body, if any, must be a JSON object."""
     body = await request.read()
-    if not body.strip():
-        return
-    try:
-        value = msgspec.json.decode(body)
-    except UnicodeDecodeError as e:
-        raise not_utf8(e) from e
-    except msgspec.DecodeError as e:
-        raise _invalid("body", f"the body is not JSON: {e}") from e
-    except RecursionError:  # [[[[... past the decoder's depth
-        raise too_deep() from None
-    if not isinstance(value, dict):
+    if body.strip() and not isinstance(decode_body(body, msgspec.json.decode, _not_json), dict):
         raise _invalid("body", "the body must be a JSON object (or empty)")
 
 
-@routes.post("/api/jobs")
-async def create_job(request: web.Request) -> web.Response:
-    job_request = decode_request(await request.read())
+def _not_json(error: DecodeFailure) -> AuraError:
+    return _invalid("body", f"the body is not JSON: {error}")
+
+
+def _idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > 200:
         raise _invalid("Idempotency-Key", "Idempotency-Key must be at most 200 characters")
     if key is not None and not key.isprintable():  # bytes not UTF-8 arrive as surrogates
         raise _invalid("Idempotency-Key", "Idempotency-Key must be printable UTF-8 text")
+    return key
+
+
+@routes.post("/api/jobs")
+async def create_job(request: web.Request) -> web.Response:
+    job_request = decode_request(await request.read())
+    key = _idempotency_key(request)
     engine = request.app[ENGINE]
     field = _secret_field(job_request, key, secrets_of(request.app[CONFIG], engine))
     if field is not None:
@@ -138,7 +129,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     # one row more than the page: whether a next page exists, without counting
     engine = request.app[ENGINE]
     rows, last_seq = await engine.list_page(status=status, limit=limit + 1, offset=offset)
-    return _json(job_list(rows, limit, offset, last_seq))
+    return json_response(job_list(rows, limit, offset, last_seq))
 
 
 @routes.get("/api/jobs/{id}")
@@ -147,7 +138,7 @@ async def get_job(request: web.Request) -> web.Response:
     at = _seq_query(request, "at")
     if at is None:
         return await _job(request, await engine.get(job_id))
-    return _json(job_view(await _state_at(engine, job_id, at)))  # a past view has no ETA
+    return json_response(job_view(await _state_at(engine, job_id, at)))  # a past view has no ETA
 
 
 def _seq_query(request: web.Request, name: str) -> int | None:
@@ -231,7 +222,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/events")
 async def job_list_events(request: web.Request) -> web.StreamResponse:
     feed = request.app[JOB_LIST_FEED]
-    if has_last_event_id(request):
+    if given_last_event_id(request) is not None:
         # the log's newest as committed (a list's lastSeq is read from the database)
         after = parse_last_event_id(request, await feed.log.max_seq())
     else:
@@ -283,13 +274,18 @@ async def job_log(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     after = 0
     while page := await engine.log.read_job_after_seq(job_id, after, LOG_PAGE):
-        lines = (ENCODER.encode(log_line(rec)) for rec in page)
-        if redacted is not None:  # a brief stored before its secret was configured
-            lines = (redacted(line) for line in lines)
-        await resp.write(b"".join(line + b"\n" for line in lines))
+        await resp.write(_ndjson(page, redacted))
         after = page[-1].seq
     await resp.write_eof()
     return resp
+
+
+def _ndjson(page: list[Recorded], redacted: LineRedactor | None) -> bytes:
+    """A page of /log: one line per event."""
+    lines = (ENCODER.encode(log_line(rec)) for rec in page)
+    if redacted is not None:  # a brief stored before its secret was configured
+        lines = (redacted(line) for line in lines)
+    return b"".join(line + b"\n" for line in lines)
 
 
 @routes.get("/api/jobs/{id}/diagnostics")
@@ -297,7 +293,7 @@ async def job_diagnostics(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     state = await engine.get(request.match_info["id"])
     records = await engine.log.read(state.job_id)
-    return _json(diagnostics(state, records, request.app[CONFIG], engine))
+    return json_response(diagnostics(state, records, request.app[CONFIG], engine))
 
 
 @routes.get("/api/jobs/{id}/output")
@@ -305,9 +301,15 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
     state = await engine.get(request.match_info["id"])
     path = _served_path(state, engine.settings)
-    st = path.stat()
-    size = st.st_size
-    asked = request.headers.get("Range")
+    if _ranged(request, path.stat()) is Ranged.WHOLE and "Range" in request.headers:
+        return await _send_whole(request, path)
+    return web.FileResponse(path, headers={"Content-Type": VIDEO})
+
+
+def _ranged(request: web.Request, st: os.stat_result) -> Ranged:
+    """How to answer the request's Range for the file `st`; RangeNotSatisfiable when it asks
+    for no byte of it."""
+    asked, size = request.headers.get("Range"), st.st_size
     ranged = decide_range(asked, request.headers.get("If-Range"), _etag(st), size)
     if ranged is Ranged.UNSATISFIABLE:
         raise AuraError.of(
@@ -315,9 +317,7 @@ async def job_output(request: web.Request) -> web.StreamResponse:
             f"{(asked or '')[:100]!r} asks for no byte of this {size}-byte video",
             details={"sizeBytes": size},
         )
-    if ranged is Ranged.WHOLE and asked is not None:
-        return await _send_whole(request, path)
-    return web.FileResponse(path, headers={"Content-Type": VIDEO})
+    return ranged
 
 
 def _etag(st: os.stat_result) -> str:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 from aiohttp import web
 
-from aura.engine.config.inputs import not_utf8
+from aura.engine.config.inputs import DecodeFailure, decode_body
 from aura.engine.errors.taxonomy import TAXONOMY, AuraError
 from aura.engine.tools.preflight import system_check
-from aura.http.app import CONFIG, ENGINE
 from aura.http.diagnostics import redact, secrets_of
+from aura.http.keys import CONFIG, ENGINE
 from aura.http.openapi import openapi_document
 from aura.http.security import COOKIE_NAME, session_value, token_matches, unauthorized
-from aura.http.wire import ENCODER
+from aura.http.wire import json_response
 
 __all__ = ["routes"]
 
@@ -25,18 +23,17 @@ class SessionRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     token: str
 
 
-def _json(value: Any) -> web.Response:
-    return web.Response(body=ENCODER.encode(value), content_type="application/json")
+_SESSION = msgspec.json.Decoder(SessionRequest)
 
 
 @routes.get("/api/health")
 async def health(request: web.Request) -> web.Response:
-    return _json({"status": "ok", "lastSeq": request.app[ENGINE].log.last_seq})
+    return json_response({"status": "ok", "lastSeq": request.app[ENGINE].log.last_seq})
 
 
 @routes.get("/api/errors")
 async def errors(request: web.Request) -> web.Response:
-    return _json(
+    return json_response(
         {
             "errors": [
                 {
@@ -57,23 +54,18 @@ async def system_check_route(request: web.Request) -> web.Response:
     findings = await system_check(engine.settings)  # with the saved provider settings
     secrets = secrets_of(request.app[CONFIG], engine)
     body = {"ok": not any(f.failed for f in findings), "findings": findings}
-    return _json(redact(msgspec.to_builtins(body), secrets))
+    return json_response(redact(msgspec.to_builtins(body), secrets))
 
 
 @routes.get("/api/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return _json(openapi_document())
+    return json_response(openapi_document())
 
 
 @routes.post("/api/session")
 async def open_session(request: web.Request) -> web.Response:
     token = request.app[CONFIG].token
-    try:
-        given = msgspec.json.decode(await request.read(), type=SessionRequest).token
-    except UnicodeDecodeError as e:
-        raise not_utf8(e, "token") from e
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise AuraError.of("InvalidInput:token", f'send {{"token": ...}}: {e}') from e
+    given = _session_token(await request.read())
     if token is None:
         return web.Response(status=204)
     if not token_matches(given, token):
@@ -83,6 +75,15 @@ async def open_session(request: web.Request) -> web.Response:
         COOKIE_NAME, session_value(token), httponly=True, samesite="Strict", path="/"
     )
     return response
+
+
+def _session_token(body: bytes) -> str:
+    """The token of a `POST /api/session` body, `{"token": ...}`."""
+    return decode_body(body, _SESSION.decode, _not_a_session, field="token").token
+
+
+def _not_a_session(error: DecodeFailure) -> AuraError:
+    return AuraError.of("InvalidInput:token", f'send {{"token": ...}}: {error}')
 
 
 @routes.delete("/api/session")

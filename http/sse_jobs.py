@@ -3,8 +3,8 @@
 Each message is `id: <seq>`, `event: job-changed`, `data: {"seq": N, "job": <JobSummary>}`: the
 job's row (a row of `GET /api/jobs`) as it was right after event N. Only an event that changes a
 row makes a message (projections.job_list.apply_row decides; progress ticks and step transitions
-do not). Framing, listeners, keep-alive pings, shutdown (`stop_streams`) and resuming
-(`parse_last_event_id`) are http/sse.py's.
+do not). Framing is http/frames.py's, listeners and keep-alive visits http/fanout.py's, the
+stream, shutdown (`stop_streams`) and resuming (`parse_last_event_id`) http/sse.py's.
 
 INVARIANTS
 - One log subscription (every job) per app while the list has clients (`JobListFeed`): each row
@@ -26,27 +26,20 @@ import weakref
 
 from aiohttp import web
 
-from aura.http.sse import VISITS_PER_PING, EventStream, Frame, Listener, StreamConfig
-from aura.http.wire import ENCODER, JobChanged, job_summary
+from aura.http.fanout import VISITS_PER_PING, Listener
+from aura.http.frames import PING, Frame, encode_change
+from aura.http.sse import PAGE_SIZE, EventStream, StreamConfig
 from aura.projections.events import JobCreated, Recorded
 from aura.projections.job_list import ROW_EVENTS, JobRow, apply_row
 from aura.store.jobs_table import JobsTable
 from aura.store.log import EventLog
 
-__all__ = ["JobListFeed", "Rows", "has_last_event_id", "serve_list_stream"]
+__all__ = ["JobListFeed", "Rows", "serve_list_stream"]
 
 logger = logging.getLogger(__name__)
 
-#: events read from the log per backlog query
-PAGE_SIZE = 500
 #: rows a `Rows` keeps (the oldest forgotten first; a forgotten one is folded again if needed)
 ROW_CACHE = 4096
-_PING = b": ping\n\n"
-
-
-def encode_change(seq: int, row: JobRow) -> Frame:
-    data = ENCODER.encode(JobChanged(seq=seq, job=job_summary(row)))
-    return Frame(seq, b"id: %d\nevent: job-changed\ndata: %b\n\n" % (seq, data), False)
 
 
 class Rows:
@@ -145,12 +138,6 @@ class JobListFeed:
                 listener.tick()
 
 
-def has_last_event_id(request: web.Request) -> bool:
-    """Whether the client asks to resume (else the list stream starts live, from now)."""
-    given = (request.headers.get("Last-Event-ID"), request.query.get("lastEventId"))
-    return any(raw is not None and raw.strip() for raw in given)
-
-
 async def serve_list_stream(
     request: web.Request,
     *,
@@ -164,9 +151,7 @@ async def serve_list_stream(
     try:
         resp = EventStream(listener)
         with contextlib.suppress(ConnectionResetError):  # the client went away
-            await resp.prepare(request)
-            streams.add(resp)
-            await resp.write(f"retry: {config.retry_ms}\n\n".encode())
+            await resp.start(request, streams, config.retry_ms)
             await _pump(feed, listener, resp, after)
         return resp
     finally:
@@ -208,6 +193,6 @@ async def _pump(feed: JobListFeed, listener: Listener, resp: EventStream, last: 
                 listener.overflowed = False
                 break
             if batch is None:
-                await resp.write(_PING)
+                await resp.write(PING)
             else:
                 await send(batch)

@@ -8,11 +8,14 @@ microseconds and a `Z`, like the log's `ts` column.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from aiohttp import web
 
 from aura.projections.events import (
+    EVENT_TYPES,
     ErrorInfo,
     Event,
     JobCanceled,
@@ -40,6 +43,7 @@ from aura.store.rows import format_optional_ts, format_ts
 
 __all__ = [
     "ENCODER",
+    "JSON",
     "TERMINAL_EVENT_TYPES",
     "WIRE_NAMES",
     "JobChanged",
@@ -53,28 +57,31 @@ __all__ = [
     "job_list",
     "job_summary",
     "job_view",
+    "json_response",
     "log_line",
 ]
 
+#: the one JSON encoder of the HTTP layer (responses, problems, SSE data)
 ENCODER = msgspec.json.Encoder()
+JSON = "application/json"
 
-#: log type name -> SSE event name (the seed's names are the wire's)
-WIRE_NAMES: dict[str, str] = {
-    "StepProgressed": "step-progress",
-    "StepStarted": "step-status",
-    "StepSucceeded": "step-status",
-    "StepSkipped": "step-status",
-    "StepCanceled": "step-status",
-    "StepFailed": "step-error",
-    "JobCreated": "job-status",
-    "JobStarted": "job-status",
-    "JobRetryRequested": "job-status",
-    "JobInterrupted": "job-status",
-    "JobCancelRequested": "job-status",
-    "JobSucceeded": "job-completed",
-    "JobFailed": "job-failed",
-    "JobWarning": "job-warning",
-    "JobCanceled": "job-canceled",
+#: event type -> SSE event name (the seed's names are the wire's)
+WIRE_NAMES: dict[type[Event], str] = {
+    StepProgressed: "step-progress",
+    StepStarted: "step-status",
+    StepSucceeded: "step-status",
+    StepSkipped: "step-status",
+    StepCanceled: "step-status",
+    StepFailed: "step-error",
+    JobCreated: "job-status",
+    JobStarted: "job-status",
+    JobRetryRequested: "job-status",
+    JobInterrupted: "job-status",
+    JobCancelRequested: "job-status",
+    JobSucceeded: "job-completed",
+    JobFailed: "job-failed",
+    JobWarning: "job-warning",
+    JobCanceled: "job-canceled",
 }
 
 #: events that end a job's attempt: a stream ends after one unless a retry follows it
@@ -169,6 +176,18 @@ class LogLine(msgspec.Struct, frozen=True, kw_only=True):
     data: msgspec.Raw
 
 
+def json_response(
+    value: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    content_type: str = JSON,
+) -> web.Response:
+    """`value` encoded as the body of a response."""
+    return web.Response(
+        body=ENCODER.encode(value), status=status, content_type=content_type, headers=headers
+    )
+
+
 def job_view(state: JobState, eta_seconds: float | None = None) -> JobView:
     return JobView(
         job_id=state.job_id,
@@ -246,54 +265,89 @@ def _job_status(event: Event) -> dict[str, Any]:
     return {"status": JOB_STATUS_AFTER[type(event)], "attempt": event.attempt}
 
 
-def _payload(rec: Recorded) -> dict[str, Any]:  # noqa: C901 - one case per event type
-    """The type-specific members of an SSE message's data."""
-    match rec.event:
-        case StepProgressed() as e:
-            return {
-                "step": e.step,
-                "progressPct": e.pct,
-                "etaSeconds": e.eta_seconds,
-                "message": e.message,
-            }
-        case StepStarted() as e:
-            return _step_status(e)
-        case StepSucceeded() as e:
-            return _step_status(e) | {"durationSeconds": e.duration_seconds}
-        case StepSkipped() as e:
-            return _step_status(e) | {
-                "reason": e.reason,
-                "reusedFromAttempt": e.reused_from_attempt,
-            }
-        case StepCanceled() as e:
-            return _step_status(e)
-        case StepFailed() as e:
-            return {
-                "step": e.step,
-                "error": e.error,
-                "status": STEP_STATUS_AFTER[StepFailed],
-                "attempt": e.attempt,
-            }
-        case JobCreated() | JobInterrupted() as e:
-            extra = {"step": e.step} if isinstance(e, JobInterrupted) else {"preset": e.preset}
-            return _job_status(e) | extra
-        case JobStarted() as e:
-            return _job_status(e)
-        case JobRetryRequested() as e:
-            return _job_status(e) | {"fromStep": e.from_step}
-        case JobCancelRequested() as e:
-            return {"status": CANCELING, "attempt": e.attempt}
-        case JobSucceeded() as e:
-            return _job_status(e) | {"output": e.output}
-        case JobFailed() as e:
-            return _job_status(e) | {"error": e.error}
-        case JobCanceled() as e:
-            return _job_status(e)
-        case JobWarning() as e:
-            return {"code": e.code, "message": e.message, "step": e.step, "attempt": e.attempt}
-    raise TypeError(f"no wire mapping for {rec.type}")  # pragma: no cover - closed union
+def _progress(e: StepProgressed) -> dict[str, Any]:
+    return {"step": e.step, "progressPct": e.pct, "etaSeconds": e.eta_seconds, "message": e.message}
+
+
+def _step_succeeded(e: StepSucceeded) -> dict[str, Any]:
+    return _step_status(e) | {"durationSeconds": e.duration_seconds}
+
+
+def _step_skipped(e: StepSkipped) -> dict[str, Any]:
+    return _step_status(e) | {"reason": e.reason, "reusedFromAttempt": e.reused_from_attempt}
+
+
+def _step_failed(e: StepFailed) -> dict[str, Any]:
+    return {
+        "step": e.step,
+        "error": e.error,
+        "status": STEP_STATUS_AFTER[StepFailed],
+        "attempt": e.attempt,
+    }
+
+
+def _job_created(e: JobCreated) -> dict[str, Any]:
+    return _job_status(e) | {"preset": e.preset}
+
+
+def _job_retried(e: JobRetryRequested) -> dict[str, Any]:
+    return _job_status(e) | {"fromStep": e.from_step}
+
+
+def _job_interrupted(e: JobInterrupted) -> dict[str, Any]:
+    return _job_status(e) | {"step": e.step}
+
+
+def _cancel_requested(e: JobCancelRequested) -> dict[str, Any]:
+    return {"status": CANCELING, "attempt": e.attempt}
+
+
+def _job_succeeded(e: JobSucceeded) -> dict[str, Any]:
+    return _job_status(e) | {"output": e.output}
+
+
+def _job_failed(e: JobFailed) -> dict[str, Any]:
+    return _job_status(e) | {"error": e.error}
+
+
+def _warning(e: JobWarning) -> dict[str, Any]:
+    return {"code": e.code, "message": e.message, "step": e.step, "attempt": e.attempt}
+
+
+#: event type -> the type-specific members of its SSE message's data
+_PAYLOADS: dict[type[Event], Callable[[Any], dict[str, Any]]] = {
+    StepProgressed: _progress,
+    StepStarted: _step_status,
+    StepSucceeded: _step_succeeded,
+    StepSkipped: _step_skipped,
+    StepCanceled: _step_status,
+    StepFailed: _step_failed,
+    JobCreated: _job_created,
+    JobStarted: _job_status,
+    JobRetryRequested: _job_retried,
+    JobInterrupted: _job_interrupted,
+    JobCancelRequested: _cancel_requested,
+    JobSucceeded: _job_succeeded,
+    JobFailed: _job_failed,
+    JobCanceled: _job_status,
+    JobWarning: _warning,
+}
 
 
 def event_data(rec: Recorded) -> dict[str, Any]:
     """The `data:` object of the SSE message for `rec`: jobId, type, ts, then the payload."""
-    return {"jobId": rec.job_id, "type": rec.type, "ts": format_ts(rec.ts)} | _payload(rec)
+    event = rec.event
+    payload = _PAYLOADS[type(event)](event)
+    return {"jobId": rec.job_id, "type": rec.type, "ts": format_ts(rec.ts)} | payload
+
+
+def _check_wire() -> None:
+    # The union is closed: a new event type without its SSE name or payload fails here, at
+    # import, not in a stream at run time.
+    for what, table in (("wire name", WIRE_NAMES), ("payload", _PAYLOADS)):
+        missing = [cls.__name__ for cls in EVENT_TYPES if cls not in table]
+        if missing:
+            raise TypeError(f"http/wire.py has no {what} for {', '.join(missing)}")
+
+
+_check_wire()

@@ -1,7 +1,9 @@
 """What a job is asked to render: the preset, the brief and the options, validated.
 
 The HTTP body and the CLI both decode into `JobRequest`; a bad field becomes
-`InvalidInput:{FIELD}` naming the field as the client spelled it (camelCase path).
+`InvalidInput:{FIELD}` naming the field as the client spelled it (camelCase path). Every JSON
+body of the HTTP API is decoded through `decode_body`, which maps a body's failures (not UTF-8,
+not JSON, nested too deeply, not of its type) to InvalidInput once for all.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -21,8 +24,10 @@ __all__ = [
     "SAMPLE_PRESET",
     "STEP_NAMES",
     "Brief",
+    "DecodeFailure",
     "JobRequest",
     "Options",
+    "decode_body",
     "decode_request",
     "not_utf8",
     "too_deep",
@@ -153,14 +158,35 @@ def not_utf8(error: UnicodeDecodeError, field: str = "body") -> AuraError:
     )
 
 
+_T = TypeVar("_T")
+#: what a JSON body failed on: its syntax (DecodeError) or its type (ValidationError)
+DecodeFailure = msgspec.DecodeError | msgspec.ValidationError
+
+
+def decode_body(
+    body: bytes,
+    decode: Callable[[bytes], _T],
+    invalid: Callable[[DecodeFailure], AuraError],
+    field: str = "body",
+) -> _T:
+    """`decode(body)`, a JSON body's failures raised as InvalidInput: bytes that are not UTF-8
+    (`InvalidInput:{field}`), nesting past the decoder's depth (`InvalidInput:body`), and text
+    that is no JSON or not of the type decoded (`invalid(error)`, which names the field)."""
+    try:
+        return decode(body)
+    except UnicodeDecodeError as e:  # how msgspec reports a string that is not UTF-8
+        raise not_utf8(e, field) from e
+    except RecursionError:  # [[[[... past the decoder's depth (an untyped decode only)
+        raise too_deep() from None
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise invalid(e) from e
+
+
 def decode_request(body: bytes) -> JobRequest:
     """Decode and validate a JSON job request; raises AuraError(InvalidInput:{FIELD})."""
-    try:
-        request = _DECODER.decode(body) if body.strip() else JobRequest()
-    except UnicodeDecodeError as e:  # how msgspec reports a string that is not UTF-8
-        raise not_utf8(e) from e
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise _invalid(e, _parsed(body)) from e
+    if not body.strip():
+        return validate_request(JobRequest())
+    request = decode_body(body, _DECODER.decode, lambda e: _invalid(e, _parsed(body)))
     return validate_request(request)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from aura.engine.config.settings import Settings
+from aura.engine.errors.redaction import redact_json, redact_key_like, redact_secrets
 from aura.engine.errors.taxonomy import AuraError, make_error
 from aura.engine.files.atomic import EmptyOutput
 from aura.engine.tools.media import MediaRejected
@@ -23,16 +24,10 @@ from aura.engine.tools.process import ProcessFailed, ProgramNotFound
 from aura.projections.events import ErrorInfo
 from aura.store.errors import StoreFull
 
-__all__ = ["REDACTED", "map_exception", "redact"]
+__all__ = ["map_exception", "redact"]
 
-REDACTED = "[REDACTED]"
 #: environment variables whose values are secrets wherever they appear
 SECRET_ENV_VARS = ("OPENAI_API_KEY", "AURA_TOKEN")
-_SECRET_PATTERNS = (
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]{8,}"),
-    re.compile(r"(?i)\b(api[_-]?key|token|authorization)([\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{4,}"),
-)
 _FFMPEG_TOOLS = frozenset({"ffmpeg", "ffprobe"})
 #: EEXIST: a file where the data folder (or one inside it) should be
 _NOT_WRITABLE = frozenset(
@@ -50,22 +45,8 @@ def _secrets(settings: Settings | None) -> list[str]:
 
 
 def redact(text: str, settings: Settings | None = None) -> str:
-    """`text` with known secret values and key-like tokens replaced by [REDACTED]."""
-    for secret in _secrets(settings):
-        text = text.replace(secret, REDACTED)
-    text = _SECRET_PATTERNS[0].sub(REDACTED, text)
-    text = _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    return _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
-
-
-def _redact_value(value: Any, settings: Settings | None) -> Any:
-    if isinstance(value, str):
-        return redact(value, settings)
-    if isinstance(value, dict):
-        return {k: _redact_value(v, settings) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact_value(v, settings) for v in value]
-    return value
+    """`text` with known secret values and key-like tokens replaced (redaction.REDACTED)."""
+    return redact_key_like(redact_secrets(text, _secrets(settings)))
 
 
 def map_exception(
@@ -80,7 +61,7 @@ def map_exception(
     return msgspec.structs.replace(
         info,
         message=redact(info.message, settings),
-        details=_redact_value(info.details, settings),
+        details=redact_json(info.details, lambda text: redact(text, settings)),
         step=info.step or step,
         correlation_id=info.correlation_id or correlation_id,
     )

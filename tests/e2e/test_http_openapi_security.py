@@ -10,7 +10,7 @@ import aiohttp
 import msgspec
 
 from aura.engine.config.settings import Settings
-from aura.http.app import CONFIG
+from aura.http.keys import CONFIG
 from aura.http.openapi import openapi_document
 from aura.http.security import COOKIE_NAME, is_loopback
 from aura.tests.e2e.helpers import finished_job, submit

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from aura.http.app import ENGINE, FANOUT, JOB_LIST_FEED
+from aura.http.keys import ENGINE, FANOUT, JOB_LIST_FEED
 from aura.http.sse import StreamConfig
 from aura.tests.e2e.helpers import TinyPipeline, finished_job, follow, log_lines, submit
 from aura.tests.e2e.sse_client import SseEvent, parse_block, read_events

@@ -24,7 +24,7 @@ from aura.engine.errors.taxonomy import AuraError
 from aura.engine.files import atomic
 from aura.engine.run.context import StepContext
 from aura.engine.tools.openai_tts import request_speech
-from aura.http.app import ENGINE
+from aura.http.keys import ENGINE
 from aura.projections.events import Artifact
 from aura.tests.e2e.helpers import follow, log_lines, submit
 
@@ -369,8 +369,8 @@ async def test_a_key_replaced_by_later_saves_is_still_redacted(
     raw = await (await client.get(f"/api/jobs/{job['jobId']}/log")).text()
     assert SAVED_KEY not in raw and "Quote" not in raw
     created = (await log_lines(client, job["jobId"]))[0]
-    assert created["data"]["brief"]["title"] == "t [redacted]"
-    assert created["data"]["brief"]["script"] == ["x[redacted]y"]
+    assert created["data"]["brief"]["title"] == "t [REDACTED]"
+    assert created["data"]["brief"]["script"] == ["x[REDACTED]y"]
     diagnostics = await (await client.get(f"/api/jobs/{job['jobId']}/diagnostics")).text()
     assert SAVED_KEY not in diagnostics and "Quote" not in diagnostics
     resp = await client.post(f"/api/jobs/{job['jobId']}/rerun")
@@ -381,7 +381,7 @@ async def test_a_key_replaced_by_later_saves_is_still_redacted(
     await put(client, {"openaiApiKey": OTHER_KEY})
     created = (await log_lines(client, job["jobId"]))[0]
     assert created["data"]["brief"]["title"] == f"t {SAVED_KEY}"
-    assert created["data"]["brief"]["script"] == ["x[redacted]y"]
+    assert created["data"]["brief"]["script"] == ["x[REDACTED]y"]
 
 
 async def test_a_body_that_is_no_json_object_is_refused(make_client: Any) -> None:
@@ -438,7 +438,7 @@ async def test_a_saved_key_is_redacted_from_events_log_diagnostics_and_the_syste
     raw = await (await client.get(f"/api/jobs/{job['jobId']}/log")).text()
     assert SAVED_KEY not in raw and ENV_KEY not in raw
     lines = await log_lines(client, job["jobId"])
-    assert lines[0]["data"]["brief"]["title"] == "leak [redacted]"
+    assert lines[0]["data"]["brief"]["title"] == "leak [REDACTED]"
     failed = [line for line in lines if line["type"] in ("StepFailed", "JobFailed")]
     assert [line["attempt"] for line in failed] == [1, 1, 2, 2]
     messages = [r.getMessage() for r in caplog.records]

@@ -21,10 +21,13 @@ from aura.cli.api import Api, ApiError
 from aura.cli.watch import watch
 from aura.engine.config.settings import Settings
 from aura.engine.errors.taxonomy import make_error
-from aura.http.app import ENGINE, FANOUT
-from aura.http.sse import Frame, JobFeed, Listener, StreamConfig
+from aura.http.fanout import JobFeed, Listener
+from aura.http.frames import Frame
+from aura.http.keys import ENGINE, FANOUT
+from aura.http.sse import StreamConfig
 from aura.http.wire import WIRE_NAMES
 from aura.projections.events import (
+    Event,
     JobCreated,
     JobFailed,
     JobRetryRequested,
@@ -77,8 +80,9 @@ async def test_follows_a_job_to_job_completed_and_the_stream_ends(
     assert events[-1].data["output"]["sizeBytes"] > 0
     names = {e.event for e in events}
     assert {"job-status", "step-status", "step-progress", "job-completed"} <= names
+    wire_name = {cls.__name__: name for cls, name in WIRE_NAMES.items()}
     for e in events:
-        assert e.event == WIRE_NAMES[e.data["type"]]
+        assert e.event == wire_name[e.data["type"]]
         assert e.data["jobId"] == job["jobId"]
         assert re.match(TS_PATTERN, e.data["ts"])
         if e.event == "step-progress":
@@ -515,7 +519,7 @@ async def test_shutdown_ends_open_streams(make_client: Any, tiny: TinyPipeline) 
 async def test_every_event_type_maps_to_a_wire_name() -> None:
     from aura.projections.events import EVENT_TYPES
 
-    assert set(WIRE_NAMES) == {t.__name__ for t in EVENT_TYPES}
+    assert set(WIRE_NAMES) == set(EVENT_TYPES)
     assert set(WIRE_NAMES.values()) == {
         "step-progress",
         "step-status",
@@ -526,3 +530,18 @@ async def test_every_event_type_maps_to_a_wire_name() -> None:
         "job-warning",
         "job-canceled",
     }
+
+
+def test_the_wire_check_names_an_event_type_without_a_wire_name_or_payload(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aura.http import wire
+
+    wire._check_wire()  # as at import: every type of the closed union is mapped
+    missing: type[Event] = JobFailed
+    for name in ("WIRE_NAMES", "_PAYLOADS"):
+        table: dict[type[Event], object] = getattr(wire, name)
+        with monkeypatch.context() as patch:
+            patch.delitem(table, missing)
+            with pytest.raises(TypeError, match="JobFailed"):
+                wire._check_wire()

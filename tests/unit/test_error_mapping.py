@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from aura.engine.config.settings import Settings
-from aura.engine.errors.mapping import REDACTED, map_exception, redact
+from aura.engine.errors.mapping import map_exception, redact
+from aura.engine.errors.redaction import REDACTED
 from aura.engine.errors.taxonomy import TAXONOMY, AuraError, base_code
 from aura.engine.files.atomic import EmptyOutput
 from aura.engine.tools.process import ProcessFailed, ProgramNotFound

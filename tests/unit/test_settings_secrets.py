@@ -124,9 +124,9 @@ def test_secrets_are_replaced_in_strings_only_and_the_line_stays_json() -> None:
     assert json.loads(out) == {
         "seq": 12345,
         "data": {
-            "title": "x[redacted]y",
-            "script": ["[redacted]", "n [redacted]"],
-            "brief": {"[redacted]": 12345},
+            "title": "x[REDACTED]y",
+            "script": ["[REDACTED]", "n [REDACTED]"],
+            "brief": {"[REDACTED]": 12345},
         },
     }
     assert KEY.encode() not in out and b"12345," in out  # the number is no secret's text
