@@ -2,8 +2,8 @@
 
 Every event is a past-tense fact about one job. The store wraps it in a `Recorded` envelope that
 holds its log position (`seq`, `version`) and the time it was appended (`ts`); the event itself
-holds only facts. Tags are the type names of DESIGN.md section 3 and are never reused or renamed:
-stored rows are decoded by them.
+holds only facts. Tags are the type names docs/architecture.md lists under "Events", and are never
+reused or renamed: stored rows are decoded by them.
 
 Evolution: new fields get defaults; a type or a tag never changes. Stored events are decoded
 without `forbid_unknown_fields`, so a rolled-back build can still read a newer log.
@@ -53,7 +53,12 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=Fals
 
 
 class ErrorInfo(Payload, frozen=True, kw_only=True):
-    """A failure as the user sees it: a taxonomy code, what happened and what to do."""
+    """A failure as the user sees it: a taxonomy code, what happened and what to do.
+
+    `attempt`: the job's attempt that failed (1, then +1 per retry). A job's `errors` always
+    carry it; it is null only in an event logged before errors carried it (the job's `errors`
+    then take the event's own attempt).
+    """
 
     code: str
     message: str
@@ -61,6 +66,7 @@ class ErrorInfo(Payload, frozen=True, kw_only=True):
     details: dict[str, Any] = {}
     correlation_id: str = ""
     step: str | None = None
+    attempt: int | None = None
 
 
 class Artifact(Payload, frozen=True, kw_only=True):

@@ -92,6 +92,7 @@ class JobState(State, frozen=True, kw_only=True):
     steps: tuple[StepState, ...]
     output: Output | None = None
     warnings: tuple[WarningState, ...] = ()
+    #: every attempt's failures in the order recorded, each with its `attempt`, each once
     errors: tuple[ErrorInfo, ...] = ()
     created_utc: datetime
     started_utc: datetime | None = None
@@ -181,6 +182,22 @@ def _retried(state: JobState, rec: Recorded, event: JobRetryRequested) -> JobSta
     )
 
 
+def _of_attempt(error: ErrorInfo, attempt: int) -> ErrorInfo:
+    """`error` as the job lists it: with the attempt of the event that recorded it (a log
+    written before errors carried their attempt left it out)."""
+    return error if error.attempt == attempt else replace(error, attempt=attempt)
+
+
+def _same_failure(listed: ErrorInfo, error: ErrorInfo) -> bool:
+    """Whether a JobFailed's `error` is the failure already `listed` from its StepFailed: the
+    same error in the same attempt, the JobFailed's naming the same step or none (a run that
+    failed outside its step records the step's error with the step and the job's without).
+    The job lists it once, as its StepFailed recorded it, with the step."""
+    if listed.attempt != error.attempt or error.step not in (None, listed.step):
+        return False
+    return replace(listed, step=None) == replace(error, step=None)
+
+
 def _ended(state: JobState, rec: Recorded, status: JobStatus, **changes: object) -> JobState:
     return replace(
         state, status=status, ended_utc=rec.ts, version=rec.version, last_seq=rec.seq, **changes
@@ -256,7 +273,7 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
             )
         case StepFailed(step=name):
             _require(state, rec, _RUNNING)
-            state = replace(state, errors=(*state.errors, event.error))
+            state = replace(state, errors=(*state.errors, _of_attempt(event.error, event.attempt)))
             step_status = STEP_STATUS_AFTER[StepFailed]
             return _with_step(
                 state, name, rec, status=step_status, eta_seconds=None, ended_utc=rec.ts
@@ -301,7 +318,9 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
             return _ended(state, rec, JOB_STATUS_AFTER[JobSucceeded], output=event.output)
         case JobFailed():
             _require(state, rec, ACTIVE_JOB_STATUSES)
-            errors = state.errors if event.error in state.errors else (*state.errors, event.error)
+            error = _of_attempt(event.error, event.attempt)
+            listed = any(_same_failure(e, error) for e in state.errors)
+            errors = state.errors if listed else (*state.errors, error)
             return _ended(state, rec, JOB_STATUS_AFTER[JobFailed], errors=errors)
         case _:
             assert_never(event)

@@ -39,7 +39,8 @@ TAXONOMY: dict[str, CodeSpec] = {
         title="A provider's API key is not configured",
         remediation="Save the key in the page's Settings (or set the environment variable named "
         "in the code, e.g. OPENAI_API_KEY, where the server runs and restart it), or choose a "
-        "provider that needs no key, then retry.",
+        'provider that needs no key (tts: "espeak"), then retry: a retry uses the key saved '
+        "before it.",
         http_status=400,
     ),
     "RequiresNvidiaGPU": CodeSpec(
@@ -111,7 +112,8 @@ TAXONOMY: dict[str, CodeSpec] = {
     "StepTimeout": CodeSpec(
         title="A step ran past its time limit",
         remediation="Retry the job (a retry keeps the job's options); if it keeps timing out, "
-        "submit it again with a larger options.timeouts for the step, or a lower quality.",
+        "submit it again with a larger options.timeouts for the step (seconds), or a lower "
+        "quality.",
         http_status=504,
     ),
     "TransientNetworkFailure": CodeSpec(
@@ -123,11 +125,6 @@ TAXONOMY: dict[str, CodeSpec] = {
         title="The engine stopped while the job was running",
         remediation="Retry the job: steps that finished are reused.",
         http_status=500,
-    ),
-    "Canceled": CodeSpec(
-        title="The job was canceled",
-        remediation="Retry the job to continue from the canceled step, or rerun it.",
-        http_status=409,
     ),
     "JobNotFound": CodeSpec(
         title="No such job",
@@ -148,8 +145,8 @@ TAXONOMY: dict[str, CodeSpec] = {
     "Forbidden": CodeSpec(
         title="The request was refused: it came from another site, or named another host",
         remediation="Call the server at its loopback address (http://127.0.0.1:PORT or "
-        "http://localhost:PORT) from a client that sends no Origin or this server's own origin; "
-        "to reach it under another name, set AURA_TOKEN.",
+        "http://localhost:PORT) from a client that sends no Origin (curl, aura) or this server's "
+        "own origin (a page served from it); to reach it under another name, set AURA_TOKEN.",
         http_status=403,
     ),
     "UnsupportedMediaType": CodeSpec(
@@ -186,8 +183,8 @@ TAXONOMY: dict[str, CodeSpec] = {
     ),
     "Internal": CodeSpec(
         title="An unexpected internal error",
-        remediation="Retry; if it happens again, download the job's diagnostics and report it "
-        "with the correlation id.",
+        remediation="Retry; if it happens again, download the job's diagnostics "
+        "(GET /api/jobs/{id}/diagnostics) and report it with the correlation id.",
         http_status=500,
     ),
 }
@@ -206,6 +203,7 @@ def make_error(
     details: dict[str, Any] | None = None,
     step: str | None = None,
     correlation_id: str = "",
+    attempt: int | None = None,
 ) -> ErrorInfo:
     """An ErrorInfo for `code`, with the taxonomy's remediation unless one is given."""
     spec = TAXONOMY.get(base_code(code))
@@ -218,6 +216,7 @@ def make_error(
         details=details or {},
         correlation_id=correlation_id,
         step=step,
+        attempt=attempt,
     )
 
 

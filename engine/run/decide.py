@@ -188,6 +188,7 @@ def decide_recovery(
                 + (f" (step {step})" if step else ""),
                 step=step,
                 correlation_id=correlation_id or state.correlation_id,
+                attempt=attempt,
             )
             events.append(JobFailed(error=error, attempt=attempt))
         return events

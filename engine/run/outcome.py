@@ -69,8 +69,8 @@ def timeout_error(step: str, limit: float | None, message: str) -> ErrorInfo:
 
 def step_failed(state: JobState, step: str, error: ErrorInfo) -> list[Event]:
     """`step` failed with `error`, and so did the job."""
-    error = replace(error, step=step, correlation_id=state.correlation_id)
     attempt = state.attempt
+    error = replace(error, step=step, correlation_id=state.correlation_id, attempt=attempt)
     return [
         StepFailed(step=step, attempt=attempt, error=error),
         JobFailed(error=error, attempt=attempt),
@@ -123,7 +123,10 @@ def decide_probe_timeout(state: JobState, limit: float, *, canceled: bool) -> li
     last = state.steps[-1].name
     message = f"probing the finished video took longer than {limit:g} s"
     error = replace(
-        timeout_error(last, limit, message), step=last, correlation_id=state.correlation_id
+        timeout_error(last, limit, message),
+        step=last,
+        correlation_id=state.correlation_id,
+        attempt=state.attempt,
     )
     return [JobFailed(error=error, attempt=state.attempt)]
 
@@ -135,8 +138,8 @@ def decide_run_failed(
     the log shows running, then `JobFailed`, with `exc`'s error. Nothing when the job ended."""
     if state.is_terminal:
         return []
-    error = map_step_error(exc, None, state.correlation_id, settings)
     attempt = state.attempt
+    error = replace(map_step_error(exc, None, state.correlation_id, settings), attempt=attempt)
     failed: list[Event] = [
         StepFailed(step=step.name, attempt=attempt, error=replace(error, step=step.name))
         for step in state.steps

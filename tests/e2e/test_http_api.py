@@ -12,7 +12,7 @@ from typing import Any
 from yarl import URL
 
 from aura.engine.config.settings import Settings
-from aura.http.app import ENGINE, MAX_BODY_BYTES
+from aura.http.keys import ENGINE, MAX_BODY_BYTES
 from aura.tests.e2e.helpers import (
     TINY_STEPS,
     VIDEO_BYTES,
@@ -441,5 +441,5 @@ async def test_diagnostics_bundle_events_state_and_system_without_secrets(
     assert bundle["system"]["settings"]["openai_base_url"] == "http://127.0.0.1:9/v1"
     assert "hunter2pass" not in text
     assert bundle["system"]["authRequired"] is False
-    assert "[redacted]" in bundle["events"][0]["data"]["brief"]["title"]
+    assert "[REDACTED]" in bundle["events"][0]["data"]["brief"]["title"]
     assert secret not in await (await client.get("/api/system-check")).text()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import platform
 import shutil
 import sqlite3
 from pathlib import Path
 
 import msgspec
+import pytest
 from render_helpers import DRAFT, SHORT_BRIEF, Recorder, make_ctx, settings_for
 
 from aura.engine.config.inputs import Brief, Options
@@ -63,10 +65,24 @@ async def test_every_failing_finding_carries_its_code_and_remediation(tmp_path: 
             assert finding.remediation == TAXONOMY[finding.code.split(":")[0]].remediation
 
 
-def test_an_unknown_operating_system_is_unsupported() -> None:
-    finding = check_os("Plan9")
-    assert (finding.status, finding.code) == ("error", "UnsupportedOS:Plan9")
-    assert check_os("Linux").status == "ok"
+@pytest.mark.parametrize("system", ["FreeBSD", "OpenBSD", "SunOS", "Windows"])
+def test_an_operating_system_other_than_linux_or_macos_is_unsupported(system: str) -> None:
+    finding = check_os(system)
+    assert (finding.status, finding.code) == ("error", f"UnsupportedOS:{system}")
+    assert finding.remediation == TAXONOMY["UnsupportedOS"].remediation
+    assert finding.details == {"system": system}
+    assert check_os("Linux").status == check_os("Darwin").status == "ok"
+
+
+async def test_the_real_checks_judge_the_platform_this_process_runs_on(tmp_path: Path) -> None:
+    # check_os decides for the name it is given; what aura doctor, GET /api/system-check and
+    # every job's preflight step show is its decision for platform.system(), this machine's
+    here = check_os(platform.system())
+    assert check_os() == here and here.details == {"system": platform.system()}
+    settings = settings_for(tmp_path)
+    assert [f for f in await system_check(settings) if f.check == "os"] == [here]
+    found = await job_findings(settings, SHORT_BRIEF, DRAFT, tmp_path)
+    assert [f for f in found if f.check == "os"] == [here]
 
 
 def test_gpu_findings_follow_the_encoder() -> None:

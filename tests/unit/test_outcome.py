@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
+from msgspec.structs import replace
 from strategies import job_events
 
 from aura.engine.config.inputs import STEP_NAMES, JobRequest
@@ -81,6 +82,7 @@ def test_a_timeout_fails_the_step_and_the_job_naming_its_limit() -> None:
         details={"limitSeconds": 2.5},
         step="broll",
         correlation_id="corr",
+        attempt=1,
     )
     assert events == [StepFailed(step="broll", attempt=1, error=error), JobFailed(error=error)]
 
@@ -122,7 +124,7 @@ def test_an_error_maps_to_its_code_with_step_correlation_id_and_secrets_redacted
     assert failed.error.code == "OutOfDiskSpace"
     assert (failed.error.step, failed.error.correlation_id) == ("narration", "corr")
     assert "sk-abcdefghijklmnop" not in str(failed.error.details)
-    assert failed.error == map_step_error(error, "narration", "corr")
+    assert failed.error == replace(map_step_error(error, "narration", "corr"), attempt=1)
 
 
 def test_a_taxonomy_error_keeps_its_code_and_takes_the_step() -> None:
@@ -153,6 +155,7 @@ def test_a_stalled_probe_fails_the_job_with_the_last_steps_timeout_and_no_step_f
         details={"limitSeconds": 2.0},
         step="mux",
         correlation_id="corr",
+        attempt=1,
     )
 
 
@@ -177,6 +180,7 @@ def test_a_failed_run_fails_the_running_step_and_the_job() -> None:
     assert failed.step == "broll" and failed.error.step == "broll"
     assert job_failed.error.step is None and job_failed.error.correlation_id == "corr"
     assert job_failed.error.code == "Internal"
+    assert failed.error.attempt == job_failed.error.attempt == 1
 
 
 def test_a_failed_run_of_an_ended_job_appends_nothing() -> None:
@@ -242,7 +246,9 @@ def test_every_step_outcome_is_a_valid_end_of_the_step(
     else:
         assert after.status is JobStatus.FAILED and status is StepStatus.FAILED
     new_errors = after.errors[len(state.errors) :]
+    assert len(new_errors) <= 1  # a failure is listed once
     assert all(e.step == step and e.correlation_id == "c" for e in new_errors)
+    assert all(e.attempt == state.attempt for e in new_errors)
     assert all(e.attempt == state.attempt for e in events)
 
 
@@ -259,3 +265,8 @@ def test_a_failed_run_ends_any_job_failed_with_no_step_left_running(
     else:
         assert after.status is JobStatus.FAILED
         assert all(s.status is not StepStatus.RUNNING for s in after.steps)
+        # the failure is listed once, with its attempt (and its step when one was running)
+        [error] = after.errors[len(state.errors) :]
+        assert (error.code, error.attempt) == ("Internal", state.attempt)
+        running_steps = [s.name for s in state.steps if s.status is StepStatus.RUNNING]
+        assert error.step == (running_steps[0] if running_steps else None)
