@@ -74,7 +74,8 @@ class Api:
     ) -> AsyncIterator[AsyncIterator[Message] | None]:
         """The job's SSE messages after the id `after` (all with None), over one connection;
         None when its stream is over for good (204). A busy server (503) raises
-        aiohttp.ClientResponseError, as a dropped connection raises aiohttp.ClientError."""
+        aiohttp.ClientResponseError (with the answer's headers: Retry-After), as a dropped
+        connection raises aiohttp.ClientError."""
         headers = {"Last-Event-ID": str(after)} if after is not None else {}
         url = f"{self.url}/api/jobs/{job_id}/events"
         async with self.session.get(url, headers=headers) as resp:
@@ -83,7 +84,11 @@ class Api:
                 return
             if resp.status == 503:  # ServerBusy (as many streams as it allows): try again later
                 raise aiohttp.ClientResponseError(
-                    resp.request_info, resp.history, status=503, message="the server is busy"
+                    resp.request_info,
+                    resp.history,
+                    status=503,
+                    message="the server is busy",
+                    headers=resp.headers,  # its Retry-After says when
                 )
             if resp.status >= 400:
                 raise ApiError(_problem_text(resp.status, await resp.read(), self.url))

@@ -1,7 +1,8 @@
 """`aura replay JOB_ID`: a job's timeline and its state at any seq, read from the log directly.
 
 Opens the database read-only, so it works on a copy of a user's data folder, and needs no
-server.
+server. Configured secrets (OPENAI_API_KEY, AURA_TOKEN, the key saved in the data folder's
+settings) and key-like text are redacted from what it prints, as the job's diagnostics are.
 """
 
 from __future__ import annotations
@@ -9,11 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from aura.cli.main import add_data_dir
+from aura.engine.config.saved_settings import read_saved, with_saved
+from aura.engine.config.settings import Settings
+from aura.engine.errors.mapping import redact
+from aura.engine.errors.taxonomy import AuraError
 from aura.projections.events import (
     JobFailed,
     JobRetryRequested,
@@ -42,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        # the key saved in the folder over the environment's (mapping.redact also reads
+        # OPENAI_API_KEY and AURA_TOKEN from the environment)
+        settings = with_saved(Settings.from_env(data_dir=args.data_dir), read_saved(args.data_dir))
+    except AuraError as e:  # a malformed AURA_* variable, a settings file that cannot be read
+        print(f"aura replay: {e} ({e.info.remediation})", file=sys.stderr)
+        return 1
+    try:
         records = asyncio.run(_read(args.data_dir, args.job_id))
         if not records:
             raise LookupError(f"no job {args.job_id!r} in {args.data_dir}")
@@ -55,13 +68,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     assert state is not None
     if args.json:
-        print(_as_json(records, state))
+        print(_as_json(records, state, settings))
     else:
-        print(_as_text(records, state))
+        print(redact(_as_text(records, state), settings))
     return 0
 
 
-async def _read(data_dir: str, job_id: str) -> list[Recorded]:
+async def _read(data_dir: Path, job_id: str) -> list[Recorded]:
     log = await EventLog.open(data_dir, readonly=True)
     try:
         return await log.read(job_id)
@@ -113,7 +126,7 @@ def _as_text(records: list[Recorded], state: JobState) -> str:
     return "\n".join(lines)
 
 
-def _as_json(records: list[Recorded], state: JobState) -> str:
+def _as_json(records: list[Recorded], state: JobState, settings: Settings) -> str:
     events: list[dict[str, Any]] = [
         {
             "seq": rec.seq,
@@ -126,4 +139,16 @@ def _as_json(records: list[Recorded], state: JobState) -> str:
         }
         for rec in records
     ]
-    return msgspec.json.encode({"events": events, "state": state}).decode()
+    shown = _redacted(msgspec.to_builtins({"events": events, "state": state}), settings)
+    return msgspec.json.encode(shown).decode()
+
+
+def _redacted(value: Any, settings: Settings) -> Any:
+    """`value` (JSON-like) with the secrets redacted from each string, member names included."""
+    if isinstance(value, str):
+        return redact(value, settings)
+    if isinstance(value, dict):
+        return {_redacted(k, settings): _redacted(v, settings) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v, settings) for v in value]
+    return value

@@ -3,13 +3,20 @@
 The job runs in this process through the Engine and is followed through the log's push
 subscription, so the bars show exactly what the events say. Progress goes to stderr (redrawn in
 place on a terminal, one line per step change otherwise); the last line on stdout is the path of
-the finished video. Ctrl-C cancels the job cleanly (its ffmpeg is stopped, no temp file is left).
+the finished video. Ctrl-C cancels the job cleanly (its ffmpeg is stopped, no temp file is left);
+a second Ctrl-C stops at once ("aura: interrupted"). Either exits 130.
+
+Ctrl-C is taken whatever this process inherited: started as a script's background job (`make
+test &`, where the shell ignores SIGINT) or with SIGINT blocked, the press would otherwise be
+lost (asyncio.run cancels the main task only over Python's default handler) and the render would
+go on to the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from typing import TextIO
 
@@ -44,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     request = JobRequest(options=Options(quality=args.quality, encoder=args.encoder))
+    _take_ctrl_c()
     try:
         settings = Settings.from_env(data_dir=args.data_dir)
         return asyncio.run(render(settings, request, sys.stderr, sys.stdout))
@@ -53,6 +61,14 @@ def run(args: argparse.Namespace) -> int:
     except StoreError as e:  # the folder is in use, or its log cannot be opened
         print(f"aura sample: {e}", file=sys.stderr)
         return 1
+
+
+def _take_ctrl_c() -> None:
+    """Let Ctrl-C reach asyncio.run (which cancels the render on the first press and raises
+    KeyboardInterrupt on the second), whatever SIGINT's disposition and mask were inherited.
+    Before asyncio.run: threads started later (the log's) inherit the unblocked mask."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 async def render(settings: Settings, request: JobRequest, err: TextIO, out: TextIO) -> int:

@@ -1,26 +1,33 @@
 """`aura watch`'s live view: one progress bar per step from the job's SSE stream.
 
 When the connection drops, `watch` reconnects by itself with the last event id it saw, so it
-misses and repeats nothing. On a terminal the bars are redrawn in place; otherwise each change
-is one line.
+misses and repeats nothing. A busy server's 503 says when to come back (Retry-After, at most
+RETRY_AFTER_CAP seconds are waited); otherwise the waits double (BACKOFF). On a terminal the
+bars are redrawn in place; otherwise each change is one line.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
 import aiohttp
 
 from aura.cli.api import Api, ApiError
 from aura.cli.bars import Screen, bar
+from aura.engine.tools.retry_after import retry_after
 from aura.projections.status import DONE_STEP_STATUSES
 
-__all__ = ["BACKOFF", "RECONNECT_FOR", "Progress", "watch"]
+__all__ = ["BACKOFF", "RECONNECT_FOR", "RETRY_AFTER_CAP", "Progress", "watch"]
 
 #: reconnect delays after a dropped stream, doubling up to the last; give up after RECONNECT_FOR
 BACKOFF = (0.25, 0.5, 1.0, 2.0, 4.0)
 RECONNECT_FOR = 120.0
+#: the longest wait a server's Retry-After gets (a silly or hostile value must not stall watch)
+RETRY_AFTER_CAP = 60.0
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class Progress:
@@ -82,8 +89,9 @@ def _note(event: str, data: dict[str, Any]) -> str:
     return f"error {error['code']}: {error['message']} -> {error['remediation']}"
 
 
-async def watch(api: Api, job_id: str, out: TextIO) -> int:
-    """Follow the job until its stream ends; exit 0 if it succeeded, 1 otherwise."""
+async def watch(api: Api, job_id: str, out: TextIO, *, sleep: Sleep = asyncio.sleep) -> int:
+    """Follow the job until its stream ends; exit 0 if it succeeded, 1 otherwise. `sleep`
+    waits between reconnects."""
     progress = Progress(await api.job("GET", f"/api/jobs/{job_id}"), out)
     progress.draw()
     failures = 0
@@ -101,9 +109,19 @@ async def watch(api: Api, job_id: str, out: TextIO) -> int:
                 if isinstance(e, aiohttp.ClientResponseError) and e.status == 503:
                     raise ApiError(f"{api.url} stayed busy (ServerBusy); try again later") from None
                 raise api.unreachable(e) from None
-            await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+            await sleep(_wait(e, failures))
             failures += 1
     return _outcome(await api.job("GET", f"/api/jobs/{job_id}"), out)
+
+
+def _wait(error: Exception, failures: int) -> float:
+    """Seconds to wait before reconnecting: what a busy server's Retry-After asks (capped),
+    else the backoff after `failures` failures in a row."""
+    if isinstance(error, aiohttp.ClientResponseError) and error.headers is not None:
+        asked = retry_after(error.headers.get("Retry-After"), RETRY_AFTER_CAP)
+        if asked is not None:
+            return asked
+    return BACKOFF[min(failures, len(BACKOFF) - 1)]
 
 
 async def _follow_once(api: Api, job_id: str, progress: Progress) -> bool:

@@ -59,6 +59,9 @@ class StepContext:
     artifacts: Mapping[str, Artifact]
     progress: ProgressCallback
     warn: WarnCallback
+    #: the event loop's time at which the step's time limit ends (None: no limit); a step that
+    #: would wait past it (a provider's Retry-After) can fail at once instead
+    deadline: float | None = None
 
 
 Step = Callable[[StepContext], Awaitable[list[Artifact]]]
@@ -106,9 +109,10 @@ def step_context(
     work_dir: Path,
     artifacts: Mapping[str, Artifact],
     queue: QueueEvents,
+    deadline: float | None = None,
 ) -> StepContext:
     """The context `step` of the job in `state` runs with; its progress and warnings are
-    queued with `queue`."""
+    queued with `queue`; `deadline`: when its time limit ends (the loop's time)."""
     attempt = state.attempt
 
     async def warn(code: str, message: str) -> None:
@@ -127,4 +131,5 @@ def step_context(
         artifacts=MappingProxyType(dict(artifacts)),
         progress=_Progress(queue, step, attempt),
         warn=warn,
+        deadline=deadline,
     )

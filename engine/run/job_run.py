@@ -328,6 +328,8 @@ class JobRun:
         if step is None:
             return step_failed(self.state, name, make_error("Internal", f"no step named {name!r}"))
         limit = request.options.timeouts.get(name, self._settings.step_timeouts.get(name))
+        # `_call` enters the step's scope, timing `limit` from now, before its next wait
+        now = asyncio.get_running_loop().time()
         context = step_context(
             self.state,
             name,
@@ -336,6 +338,7 @@ class JobRun:
             work_dir=self._job_dir,
             artifacts=artifacts,
             queue=self._append_nowait,
+            deadline=None if limit is None else now + limit,
         )
         end = await self._call(step, context, limit)
         outcome = decide_step_outcome(self.state, name, end, limit=limit, settings=self._settings)

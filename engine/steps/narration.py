@@ -50,7 +50,7 @@ async def _speak(ctx: StepContext, text: str, path: Path) -> None:
         # Imported here: aiohttp's client costs ~0.15 s of start-up that espeak renders never need.
         from aura.engine.tools.openai_tts import synthesize_to_file
 
-        await synthesize_to_file(text, ctx.brief.voice, path, ctx.settings)
+        await synthesize_to_file(text, ctx.brief.voice, path, ctx.settings, deadline=ctx.deadline)
         return
     async with atomic.produce(path) as temp:
         argv = [ctx.settings.espeak_path, "-v", ctx.brief.voice, "-w", str(temp), "--", text]

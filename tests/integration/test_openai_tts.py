@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import io
 import math
 import struct
 import wave
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +18,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from render_helpers import leftovers, make_ctx, settings_for
+from runner_support import pipeline
 
-from aura.engine.config.inputs import Brief
+from aura.engine.config.inputs import Brief, JobRequest, Options
 from aura.engine.config.settings import Settings
+from aura.engine.engine import Engine
 from aura.engine.errors.mapping import map_exception
 from aura.engine.errors.taxonomy import AuraError
 from aura.engine.steps.narration import narration
 from aura.engine.tools import openai_tts
 from aura.engine.tools.media import probe_duration
+from aura.projections.job import JobStatus
 
 KEY = "sk-test-0123456789abcdefXYZ"
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -42,19 +49,39 @@ def tone_wav(seconds: float = 0.4, rate: int = 24_000) -> bytes:
 
 
 class Speech:
-    """The fake endpoint: answers with the planned statuses in turn, then with audio."""
+    """The fake endpoint: answers with the planned statuses in turn (each maybe with a
+    Retry-After), then with audio."""
 
-    def __init__(self, plan: list[int] | None = None, body: bytes | None = None) -> None:
+    def __init__(
+        self, plan: list[int | tuple[int, str]] | None = None, body: bytes | None = None
+    ) -> None:
         self.plan = list(plan or [])
         self.body = tone_wav() if body is None else body
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        #: the loop's time of each request
+        self.times: list[float] = []
 
     async def handle(self, request: web.Request) -> web.Response:
+        self.times.append(asyncio.get_running_loop().time())
         self.requests.append((request.headers.get("Authorization", ""), await request.json()))
-        status = self.plan.pop(0) if self.plan else 200
+        planned = self.plan.pop(0) if self.plan else 200
+        status, retry_after = planned if isinstance(planned, tuple) else (planned, None)
         if status != 200:
-            return web.json_response({"error": {"message": "try later"}}, status=status)
+            headers = {} if retry_after is None else {"Retry-After": retry_after}
+            body = {"error": {"message": "try later"}}
+            return web.json_response(body, status=status, headers=headers)
         return web.Response(body=self.body, content_type="audio/wav")
+
+
+class Sleeps:
+    """The waits between attempts, recorded instead of slept (the server still answers)."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await asyncio.sleep(0)
 
 
 async def serve(aiohttp_server: ServerFactory, speech: Speech, tmp_path: Path) -> Settings:
@@ -99,9 +126,100 @@ async def test_busy_answers_are_retried_with_backoff(
 ) -> None:
     speech = Speech(plan=[503, 429])
     settings = await serve(aiohttp_server, speech, tmp_path)
-    audio = await openai_tts.request_speech("hi", "alloy", settings)
+    sleeps = Sleeps()
+    audio = await openai_tts.request_speech("hi", "alloy", settings, sleep=sleeps)
     assert audio == speech.body
     assert len(speech.requests) == 3
+    assert sleeps.waits == [openai_tts.BACKOFF_SECONDS, 2 * openai_tts.BACKOFF_SECONDS]
+
+
+def http_date(seconds_from_now: float) -> str:
+    return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds_from_now), usegmt=True)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "low", "high"),
+    [
+        ("1", 1.0, 1.0),
+        ("7", 7.0, 7.0),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0, 0.0),  # in the past: at once
+        ("86400", openai_tts.RETRY_AFTER_CAP, openai_tts.RETRY_AFTER_CAP),  # capped
+        ("9" * 5000, openai_tts.RETRY_AFTER_CAP, openai_tts.RETRY_AFTER_CAP),
+        ("soon", openai_tts.BACKOFF_SECONDS, openai_tts.BACKOFF_SECONDS),  # unreadable: backoff
+        ("-5", openai_tts.BACKOFF_SECONDS, openai_tts.BACKOFF_SECONDS),
+    ],
+)
+async def test_a_rate_limit_is_waited_out_as_its_retry_after_says(
+    aiohttp_server: ServerFactory,
+    tmp_path: Path,
+    retry_after: str,
+    low: float,
+    high: float,
+) -> None:
+    speech = Speech(plan=[(429, retry_after)])
+    settings = await serve(aiohttp_server, speech, tmp_path)
+    sleeps = Sleeps()
+    audio = await openai_tts.request_speech("hi", "alloy", settings, sleep=sleeps)
+    assert audio == speech.body and len(speech.requests) == 2
+    [wait] = sleeps.waits
+    assert low <= wait <= high
+
+
+async def test_a_retry_after_date_is_waited_until(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    speech = Speech(plan=[(503, http_date(5))])
+    settings = await serve(aiohttp_server, speech, tmp_path)
+    sleeps = Sleeps()
+    assert await openai_tts.request_speech("hi", "alloy", settings, sleep=sleeps) == speech.body
+    [wait] = sleeps.waits
+    assert 3.0 <= wait <= 5.0  # whole seconds, and a loaded machine's delay
+
+
+async def test_the_retry_after_is_slept_for_real(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    speech = Speech(plan=[(429, "1")])
+    settings = await serve(aiohttp_server, speech, tmp_path)
+    assert await openai_tts.request_speech("hi", "alloy", settings) == speech.body
+    # the backoff alone would have come back after 0.2 s
+    assert speech.times[1] - speech.times[0] >= 0.95
+
+
+async def test_a_retry_after_past_the_steps_time_left_fails_at_once(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    speech = Speech(plan=[(429, "30")])
+    settings = await serve(aiohttp_server, speech, tmp_path)
+    sleeps = Sleeps()
+    deadline = asyncio.get_running_loop().time() + 10
+    with pytest.raises(AuraError) as caught:
+        await openai_tts.request_speech("hi", "a", settings, deadline=deadline, sleep=sleeps)
+    assert caught.value.code == "TransientNetworkFailure"
+    assert "asked to wait 30 s" in caught.value.info.message
+    assert "HTTP 429" in caught.value.info.message
+    assert caught.value.info.details["retryAfterSeconds"] == 30.0
+    assert sleeps.waits == [] and len(speech.requests) == 1
+    # with time enough left it is waited out
+    speech.plan = [(429, "3")]
+    await openai_tts.request_speech("hi", "a", settings, deadline=deadline, sleep=sleeps)
+    assert sleeps.waits == [3.0]
+
+
+async def test_narration_gives_its_steps_time_left_to_the_speech_call(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    speech = Speech(plan=[(429, "600")])
+    settings = await serve(aiohttp_server, speech, tmp_path)
+    brief = Brief(title="t", script=("First.",), tts="openai", voice="nova")
+    ctx = make_ctx(settings, "narration", brief=brief)
+    ctx.work_dir.mkdir(parents=True)
+    deadline = asyncio.get_running_loop().time() + 300
+    with pytest.raises(AuraError) as caught:
+        await narration(dataclasses.replace(ctx, deadline=deadline))
+    assert caught.value.code == "TransientNetworkFailure"
+    assert "more than the step has left" in caught.value.info.message
+    assert leftovers(tmp_path) == []
 
 
 async def test_a_server_that_keeps_failing_is_transient_network_failure(
@@ -186,3 +304,20 @@ async def test_an_empty_answer_leaves_no_file(
     assert map_exception(caught.value, step="narration").code == "Internal"
     assert not target.exists()
     assert leftovers(tmp_path) == []
+
+
+async def test_a_job_fails_at_once_when_the_provider_asks_to_wait_past_the_steps_limit(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    speech = Speech(plan=[(429, "600")])
+    settings = await serve(aiohttp_server, speech, tmp_path)
+    brief = Brief(title="t", script=("First.",), tts="openai", voice="nova")
+    request = JobRequest(preset="default", brief=brief, options=Options(timeouts={"narration": 5}))
+    async with await Engine.open(settings, pipeline=pipeline(narration=narration)) as engine:
+        job_id = (await engine.submit(request)).job.job_id
+        await engine.run_until_idle()
+        state = await engine.get(job_id)
+    assert state.status is JobStatus.FAILED
+    [error] = state.errors
+    assert error.code == "TransientNetworkFailure", error  # not StepTimeout after 5 s
+    assert "more than the step has left" in error.message

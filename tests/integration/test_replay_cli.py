@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from aura.engine.config.saved_settings import SavedSettings, write_saved
 from aura.engine.errors.taxonomy import make_error
 from aura.projections.events import (
     JobCreated,
     JobFailed,
     JobStarted,
+    JobWarning,
     StepFailed,
     StepProgressed,
     StepStarted,
@@ -21,9 +24,13 @@ from aura.projections.events import (
 from aura.store import EventLog
 
 
-def aura(*args: str) -> subprocess.CompletedProcess[str]:
+def aura(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "aura.cli.main", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "aura.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
 
 
@@ -106,3 +113,67 @@ def test_a_reader_that_stops_early_ends_replay_quietly(tmp_path: Path) -> None:
             stderr = proc.stderr.read().decode()
             assert proc.wait(timeout=60) == 141, stderr
         assert stderr == ""  # no BrokenPipeError traceback
+
+
+#: none looks like a key (no `sk-`, no `token=`): only their values can find them
+ENV_KEY = "envkey0123456789abc"
+TOKEN = "servertoken0123456789"
+SAVED_KEY = "savedkey0123456789xyz"
+
+
+async def _make_job_quoting_secrets(data_dir: Path) -> None:
+    """A failed job whose events quote the configured secrets (recorded before they were
+    configured, so nothing redacted them then)."""
+    error = make_error(
+        "Internal",
+        f"the provider said: bad key {ENV_KEY}",
+        details={"body": f"{{'key': '{SAVED_KEY}'}}", SAVED_KEY: "as a member name"},
+        step="narration",
+    )
+    brief = {"title": f"about {SAVED_KEY}", "script": ["One."]}
+    async with await EventLog.open(data_dir) as log:
+        created = JobCreated(
+            preset="default", brief=brief, steps=("narration",), correlation_id="c"
+        )
+        await log.append("job1", [created], 0)
+        await log.append(
+            "job1",
+            [
+                JobStarted(),
+                StepStarted(step="narration"),
+                JobWarning(code="W", message=f"sent with {TOKEN}", step="narration"),
+                StepFailed(step="narration", error=error),
+                JobFailed(error=error),
+            ],
+            1,
+        )
+
+
+async def test_replay_redacts_the_configured_secrets(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    await _make_job_quoting_secrets(data)
+    write_saved(data, SavedSettings(openai_api_key=SAVED_KEY))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AURA_", "OPENAI_"))}
+    env |= {"OPENAI_API_KEY": ENV_KEY, "AURA_TOKEN": TOKEN}
+    for extra in (["--json"], []):
+        result = aura("replay", "job1", *extra, "--data-dir", str(data), env=env)
+        assert result.returncode == 0, result.stderr
+        for secret in (ENV_KEY, TOKEN, SAVED_KEY):
+            assert secret not in result.stdout, (extra, secret)
+        assert "[REDACTED]" in result.stdout
+    shown = json.loads(aura("replay", "job1", "--json", "--data-dir", str(data), env=env).stdout)
+    failed = shown["events"][-1]["data"]["error"]
+    assert failed["message"] == "the provider said: bad key [REDACTED]"
+    assert shown["events"][0]["data"]["brief"]["title"] == "about [REDACTED]"
+    assert shown["state"]["errors"][-1]["message"] == failed["message"]
+
+
+async def test_replay_refuses_a_settings_file_it_cannot_read(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    await make_failed_job(data)
+    (data / "settings.json").write_text("not json")
+    result = aura("replay", "job1", "--json", "--data-dir", str(data))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("aura replay: ") and "settings.json" in result.stderr
+    assert result.stderr.count("\n") == 1

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from render_helpers import leftovers
 
 from aura.store import EventLog
@@ -41,10 +42,24 @@ def test_sample_prints_step_bars_and_the_video_path_last(tmp_path: Path) -> None
     assert leftovers(data) == []
 
 
-def test_ctrl_c_cancels_the_render_cleanly(tmp_path: Path) -> None:
+#: runs `python ARGS...` with SIGINT as a parent left it (sys.argv[1]): at its default (a
+#: terminal's foreground job), ignored (a script's background job: `make test &`) or blocked
+_INHERITING = """
+import os, signal, sys
+how, args = sys.argv[1], sys.argv[2:]
+signal.signal(signal.SIGINT, signal.SIG_IGN if how == "ignored" else signal.SIG_DFL)
+mask = signal.SIG_BLOCK if how == "blocked" else signal.SIG_UNBLOCK
+signal.pthread_sigmask(mask, {signal.SIGINT})
+os.execv(sys.executable, [sys.executable, *args])
+"""
+
+
+@pytest.mark.parametrize("inherited", ["default", "ignored", "blocked"])
+def test_ctrl_c_cancels_the_render_cleanly(tmp_path: Path, inherited: str) -> None:
     data = tmp_path / "data"
+    argv = ["-m", "aura.cli.main", "sample", "--encoder", "x264", "--data-dir", str(data)]
     with subprocess.Popen(
-        [*AURA, "sample", "--encoder", "x264", "--data-dir", str(data)],
+        [sys.executable, "-c", _INHERITING, inherited, *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -52,7 +67,8 @@ def test_ctrl_c_cancels_the_render_cleanly(tmp_path: Path) -> None:
     ) as proc:
         assert proc.stderr is not None
         seen = ""
-        while "broll " not in seen:  # the b-roll's ffmpeg is starting or running
+        # the b-roll's ffmpeg is starting or running; Ctrl-C is taken before the job is submitted
+        while "broll " not in seen:
             line = proc.stderr.readline()
             assert line, f"aura sample ended early: {seen}"
             seen += line
