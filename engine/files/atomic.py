@@ -2,8 +2,8 @@
 
 Every write goes to a temp file in the destination's folder (same file system, so the rename is
 atomic), is fsynced, renamed with `os.replace` and the folder fsynced. On any failure, a
-cancellation included, the temp file is removed. A zero-byte result is refused: DESIGN.md
-principle 6 promises no zero-byte files.
+cancellation included, the temp file is removed. A zero-byte result is refused: nothing
+half-written and no zero-byte files is a principle of the design (docs/architecture.md).
 
 `produce(path, accept=...)` hands a temp path to a tool such as ffmpeg and renames it only
 after `accept` (e.g. an ffprobe check) has approved the file.
