@@ -2,14 +2,15 @@
 // model; the DOM is written once per animation frame, only where something changed. Elapsed
 // time and the job's ETA tick once a second; a past view (time travel) is drawn as of its
 // event's time, without ETAs. An action's failure is a line of its own under the job's error
-// card, which always shows the job's own error.
+// card, which always shows the job's own error (its current attempt's); a canceled job gets a
+// plain notice instead.
 
 import { copyLater } from "./clipboard.js";
 import { cardSlot } from "./error-card.js";
 import { byId, formatBytes, formatDuration, h, setHidden, setText } from "./dom.js";
 import { JobFollower } from "./follow.js";
 import { frameScheduler } from "./frame.js";
-import { elapsed, jobEta, parseTs, TERMINAL } from "./job-model.js";
+import { currentError, elapsed, jobEta, parseTs, TERMINAL } from "./job-model.js";
 import { cancelJob, getDiagnostics, Problem, rerunJob, retryJob } from "./jobs.js";
 import { liveTime, pastTime, StepList } from "./steps.js";
 import { TechDetails } from "./tech-details.js";
@@ -337,19 +338,19 @@ export class Drawer {
       retryJob: retryable ? () => this.retryAsNewJob() : undefined,
     };
     const hadFocus = this.el.errorHost.contains(document.activeElement);
-    const last = view.errors[view.errors.length - 1];
-    if (view.status === "Failed" && last) {
-      const key = `${view.jobId}|${view.attempt}|${last.code}|${retryable}`;
-      this.card.show({ ...last, title: "The render failed" }, actions, key);
+    const error = currentError(view);
+    if (view.status === "Failed" && error) {
+      const shown = `${error.attempt}|${error.code}|${error.message}`;
+      const key = `${view.jobId}|${view.attempt}|${shown}|${retryable}`;
+      this.card.show({ ...error, title: "The render failed" }, actions, key);
     } else if (view.status === "Canceled") {
+      // a cancel is no error (the server records none): a notice, not an alert
       const canceled = {
-        code: "Canceled",
-        title: "The render was canceled",
-        message: `Job ${view.jobId} was canceled.`,
+        title: "Canceled",
+        message: `The render of job ${view.jobId} was canceled.`,
         remediation: "Retry the step to continue where it stopped, or retry the whole job.",
-        correlationId: view.correlationId,
       };
-      this.card.show(canceled, actions, `${view.jobId}|${view.attempt}|Canceled|${retryable}`);
+      this.card.notice(canceled, actions, `${view.jobId}|${view.attempt}|${retryable}`);
     } else {
       this.card.show(null);
     }

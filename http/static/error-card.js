@@ -1,6 +1,7 @@
 // The error card: a `role="alert"` region named "Error" with the code, the message, what to do
 // and the correlation id, and the buttons that fit the code (Open Settings for a missing key,
-// Run System Check for a machine problem, Retry Step / Retry Job for a job that stopped).
+// Run System Check for a machine problem, Retry Step / Retry Job for a job that stopped). A job
+// that ended without an error (canceled) gets a plain notice with its retries instead.
 
 import { h } from "./dom.js";
 
@@ -11,6 +12,14 @@ import { h } from "./dom.js";
  * @property {string} [remediation]
  * @property {string} [correlationId]
  * @property {string} [title]
+ * @property {number | null} [attempt] the job's attempt that failed (shown when known)
+ */
+
+/**
+ * @typedef {object} Notice a job's end that is no error (a cancel)
+ * @property {string} title
+ * @property {string} message
+ * @property {string} [remediation]
  */
 
 /**
@@ -40,13 +49,13 @@ const MACHINE_CODES = new Set([
 export const baseCode = (code) => code.split(":", 1)[0];
 
 /**
- * Builds the card. Buttons appear only for the actions given that fit the code.
- * @param {ShownError} error
+ * The buttons that fit `code` among the actions given ("" for no error: the retries only).
+ * @param {string} code
  * @param {CardActions} actions
- * @returns {HTMLElement}
+ * @returns {HTMLButtonElement[]}
  */
-export function errorCard(error, actions) {
-  const base = baseCode(error.code);
+function actionButtons(code, actions) {
+  const base = baseCode(code);
   /** @type {HTMLButtonElement[]} */
   const buttons = [];
   /**
@@ -63,7 +72,7 @@ export function errorCard(error, actions) {
   };
   const { openSettings, runSystemCheck, retryStep, retryJob } = actions;
   if (base === "MissingApiKey" && openSettings) {
-    const key = error.code.slice(base.length + 1) || "OPENAI_API_KEY";
+    const key = code.slice(base.length + 1) || "OPENAI_API_KEY";
     button("Open Settings", () => openSettings(key), true);
   }
   if ((MACHINE_CODES.has(base) || base === "MissingApiKey") && runSystemCheck) {
@@ -71,12 +80,25 @@ export function errorCard(error, actions) {
   }
   if (retryStep) button("Retry Step", retryStep, buttons.length === 0, "job-action");
   if (retryJob) button("Retry Job", retryJob, false, "job-action");
+  return buttons;
+}
+
+/**
+ * Builds the card. Buttons appear only for the actions given that fit the code.
+ * @param {ShownError} error
+ * @param {CardActions} actions
+ * @returns {HTMLElement}
+ */
+export function errorCard(error, actions) {
+  const buttons = actionButtons(error.code, actions);
   const correlation = error.correlationId
     ? h("p", { class: "error-correlation" }, ["Correlation id: ", h("code", {}, [error.correlationId])])
     : null;
+  const attempt = typeof error.attempt === "number" ? error.attempt : null;
   return h("div", { class: "error-card", role: "alert", "aria-label": "Error" }, [
     h("p", { class: "error-title" }, [error.title || "Something went wrong"]),
     h("p", { class: "error-code" }, ["Code: ", h("code", {}, [error.code])]),
+    attempt === null ? null : h("p", { class: "error-attempt" }, [`Attempt ${attempt}`]),
     h("p", { class: "error-message" }, [error.message]),
     error.remediation
       ? h("p", { class: "error-remediation" }, [h("strong", {}, ["What to do: "]), error.remediation])
@@ -87,11 +109,36 @@ export function errorCard(error, actions) {
 }
 
 /**
- * A host that shows one card at a time (or none).
+ * A job's end that is no error (a cancel): a plain notice, no alert, with the retries given.
+ * @param {Notice} notice
+ * @param {CardActions} actions
+ * @returns {HTMLElement}
+ */
+export function noticeCard(notice, actions) {
+  const buttons = actionButtons("", actions);
+  return h("div", { class: "notice-card" }, [
+    h("p", { class: "notice-title", role: "status" }, [notice.title]),
+    h("p", { class: "notice-message" }, [notice.message]),
+    notice.remediation ? h("p", { class: "notice-remediation" }, [notice.remediation]) : null,
+    buttons.length ? h("div", { class: "button-row" }, buttons) : null,
+  ]);
+}
+
+/**
+ * A host that shows one card or notice at a time (or none).
  * @param {HTMLElement} host
  */
 export function cardSlot(host) {
   let shownKey = "";
+  /**
+   * @param {string} key the same key keeps what is shown (no re-announcement)
+   * @param {() => HTMLElement} build
+   */
+  const put = (key, build) => {
+    if (key === shownKey && host.firstChild) return;
+    shownKey = key;
+    host.replaceChildren(build());
+  };
   return {
     /**
      * @param {ShownError | null} error
@@ -104,10 +151,17 @@ export function cardSlot(host) {
         host.replaceChildren();
         return;
       }
-      const next = key || `${error.code}|${error.message}|${error.correlationId ?? ""}`;
-      if (next === shownKey && host.firstChild) return;
-      shownKey = next;
-      host.replaceChildren(errorCard(error, actions));
+      const attempt = error.attempt ?? "";
+      const next = key || `${error.code}|${error.message}|${error.correlationId ?? ""}|${attempt}`;
+      put(`error|${next}`, () => errorCard(error, actions));
+    },
+    /**
+     * @param {Notice} notice
+     * @param {CardActions} actions
+     * @param {string} key the same key keeps the notice as it is
+     */
+    notice(notice, actions, key) {
+      put(`notice|${key}`, () => noticeCard(notice, actions));
     },
   };
 }

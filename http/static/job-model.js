@@ -80,9 +80,70 @@ function stepOf(view, name) {
   return view.steps.find((s) => s.name === name);
 }
 
-/** @param {ErrorInfo[]} list @param {ErrorInfo} error */
-function addError(list, error) {
-  if (!list.some((e) => e.code === error.code && e.message === error.message)) list.push(error);
+/**
+ * Equal JSON values (an error's details: members in any order).
+ * @param {unknown} a
+ * @param {unknown} b
+ * @returns {boolean}
+ */
+function sameJson(a, b) {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const x = /** @type {Record<string, unknown>} */ (a);
+  const y = /** @type {Record<string, unknown>} */ (b);
+  const keys = Object.keys(x);
+  return keys.length === Object.keys(y).length && keys.every((k) => k in y && sameJson(x[k], y[k]));
+}
+
+/**
+ * The server's rule (projections/job.py `_same_failure`), so the live list is the one a reload
+ * shows: `error` is the failure already `listed` when it is the same error of the same attempt
+ * naming the same step or none (a JobFailed repeats its StepFailed's error, with or without the
+ * step). A retry failing again the same way is another attempt: listed again.
+ * @param {ErrorInfo} listed
+ * @param {ErrorInfo} error
+ */
+export function sameFailure(listed, error) {
+  const step = error.step ?? null;
+  return (
+    (step === null || step === (listed.step ?? null)) &&
+    listed.attempt === error.attempt &&
+    listed.code === error.code &&
+    listed.message === error.message &&
+    listed.remediation === error.remediation &&
+    (listed.correlationId ?? "") === (error.correlationId ?? "") &&
+    sameJson(listed.details ?? {}, error.details ?? {})
+  );
+}
+
+/**
+ * Adds an SSE message's error as the server's fold does: a step's failure always; a job's
+ * failure only when it is not the failure already listed from its step. An error stored
+ * before errors carried their attempt takes the message's.
+ * @param {ErrorInfo[]} list
+ * @param {ErrorInfo} raw
+ * @param {unknown} attempt
+ * @param {boolean} fromJob true for `job-failed`, false for `step-error`
+ */
+function addError(list, raw, attempt, fromJob) {
+  const error = { ...raw, attempt: raw.attempt ?? (typeof attempt === "number" ? attempt : null) };
+  if (fromJob && list.some((e) => sameFailure(e, error))) return;
+  list.push(error);
+}
+
+/**
+ * The error the card shows: the newest of the job's current attempt, else the newest of all
+ * (the job lists every attempt's failures, oldest first).
+ * @param {JobView} view
+ * @returns {ErrorInfo | undefined}
+ */
+export function currentError(view) {
+  const errors = view.errors;
+  for (let i = errors.length - 1; i >= 0; i -= 1) {
+    if (errors[i].attempt === view.attempt) return errors[i];
+  }
+  return errors[errors.length - 1];
 }
 
 /**
@@ -144,7 +205,7 @@ export function applyEvent(model, event) {
         step.etaSeconds = null;
         step.endedUtc = d.ts ?? null;
       }
-      if (d.error) addError(view.errors, d.error);
+      if (d.error) addError(view.errors, d.error, d.attempt, false);
       break;
     case "job-status":
       applyJobStatus(model, d);
@@ -161,7 +222,7 @@ export function applyEvent(model, event) {
       break;
     case "job-failed":
       endJob(model, "Failed", d.ts);
-      if (d.error) addError(view.errors, d.error);
+      if (d.error) addError(view.errors, d.error, d.attempt, true);
       break;
     case "job-canceled":
       endJob(model, "Canceled", d.ts);

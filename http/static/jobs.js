@@ -17,6 +17,8 @@ export { onUnauthorized, Problem } from "./api-core.js";
  * @property {Record<string, unknown>} [details]
  * @property {string} [correlationId]
  * @property {string | null} [step]
+ * @property {number | null} attempt the job's attempt that failed (null in an error logged
+ *   before errors carried it: the job view always has it, an SSE message's may not)
  */
 
 /**

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,11 @@ async def test_cancel_stops_the_render_and_diagnostics_then_retry_job_follows_a_
     assert (await server.get_json(f"/api/jobs/{job_id}"))["status"] == "Canceled"
     assert render_processes(server.data_dir) == []
     await expect(button(page, "Cancel")).to_have_count(0)
+    # a cancel is no error (the server records none): a plain notice, no "Error" alert
+    notice = drawer(page).get_by_role("status").filter(has_text=re.compile(r"^Canceled$"))
+    await expect(notice).to_be_visible()
+    await expect(error_card(page)).to_have_count(0)
+    await expect(drawer(page)).not_to_contain_text("Code:")
 
     diagnostics = await copied_diagnostics(page)
     assert diagnostics["jobId"] == job_id

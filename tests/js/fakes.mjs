@@ -201,6 +201,27 @@ export class FakeElement {
     this.attributes.set(name, String(value));
   }
 
+  getAttribute(name) {
+    return this.attributes.get(name) ?? null;
+  }
+
+  addEventListener(type, listener) {
+    this.listeners = { ...this.listeners, [type]: [...(this.listeners?.[type] ?? []), listener] };
+  }
+
+  click() {
+    for (const listener of this.listeners?.click ?? []) listener({});
+  }
+
+  /** every element below this one, depth first */
+  *descendants() {
+    for (const child of this.children) {
+      if (!(child instanceof FakeElement)) continue;
+      yield child;
+      yield* child.descendants();
+    }
+  }
+
   append(...nodes) {
     for (const node of nodes) this.children.push(typeof node === "string" ? new FakeText(node) : node);
   }
@@ -209,6 +230,10 @@ export class FakeElement {
     this.children = [];
     this.append(...nodes);
     this.replaced = (this.replaced ?? 0) + 1;
+  }
+
+  get firstChild() {
+    return this.children[0] ?? null;
   }
 
   get childElementCount() {
