@@ -47,7 +47,7 @@ async def narration(ctx: StepContext) -> list[Artifact]:
 async def _speak(ctx: StepContext, text: str, path: Path) -> None:
     """One line to a WAV file at `path`, atomically."""
     if ctx.brief.tts == "openai":
-        # Imported here: aiohttp's client costs ~0.15 s of start-up that espeak renders never need.
+        # Imported here: importing aiohttp's client slows the start-up espeak renders never need.
         from aura.engine.tools.openai_tts import synthesize_to_file
 
         await synthesize_to_file(text, ctx.brief.voice, path, ctx.settings, deadline=ctx.deadline)
