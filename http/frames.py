@@ -2,6 +2,7 @@
 
 A message is `id: <seq>`, `event: <wire name>`, `data: <one line of JSON>`, then a blank line
 (aiohttp-sse's `EventSourceResponse` framing). Each is encoded once, by the feed that fans it out.
+A stream's first message also carries the `retry:` field, written before it (`retry_field`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from aura.http.wire import (
 from aura.projections.events import Recorded
 from aura.projections.job_list import JobRow
 
-__all__ = ["PING", "Frame", "encode_change", "encode_frame", "retry_hint"]
+__all__ = ["PING", "Frame", "encode_change", "encode_frame", "retry_field"]
 
 #: the comment an idle stream gets (EventSource ignores it; proxies see traffic)
-PING = b": ping\n\n"
+PING = b": ping\n"
 
 
 class Frame(msgspec.Struct, frozen=True, gc=False):
@@ -47,6 +48,8 @@ def encode_change(seq: int, row: JobRow) -> Frame:
     return Frame(seq, b"id: %d\nevent: job-changed\ndata: %b\n\n" % (seq, data), False)
 
 
-def retry_hint(retry_ms: int) -> bytes:
-    """A stream's first message: the reconnection delay suggested to the client."""
-    return f"retry: {retry_ms}\n\n".encode()
+def retry_field(retry_ms: int) -> bytes:
+    """The reconnection delay suggested to the client: a field line that goes right before a
+    stream's first message, so it is part of that message. (Never a block of its own: the spec
+    dispatches nothing for it, but httpx-sse yields it as a message with empty data.)"""
+    return b"retry: %d\n" % retry_ms

@@ -1,16 +1,19 @@
 """Server-sent events of one job: exact resume after `Last-Event-ID`, pushed live.
 
 Modelled on aiohttp-sse's `EventSourceResponse`: `id:` is the event's seq, `event:` its wire
-name, `data:` one line of JSON; a `retry:` hint first, a `: ping` comment while idle,
-`X-Accel-Buffering: no`. Open streams sit in a WeakSet that the app's on_shutdown stops. The
-frames come from the job's feed (http/fanout.py), encoded once (http/frames.py).
+name, `data:` one line of JSON; the `retry:` hint in the first event's message (never a block of
+its own, which httpx-sse reads as an empty message), a `: ping` comment line while idle (with
+no blank line after it, for the same reason), `X-Accel-Buffering: no`. Open streams sit in a
+WeakSet that the app's on_shutdown stops. The frames come from the job's feed
+(http/fanout.py), encoded once (http/frames.py).
 
 INVARIANTS
 - A client joins the feed before it reads its backlog from the log, and skips any seq it already
   sent: every event after the client's `Last-Event-ID` is sent exactly once, in seq order.
   (The feed sees every append after the log's last seq when it was made; whatever was committed
   by then is in any later backlog read.)
-- Live frames go straight from the feed to the socket only while the handler is parked
+- Live frames go straight from the feed to the socket only while the handler is parked, and
+  once the stream's first event (with the retry hint) has gone through the response
   (`_Sender.write_now`, through the one raw write, http/transport_write.py); see fanout.py.
 - A stream ends after a terminal event (JobSucceeded, JobFailed, JobCanceled) when the log holds
   no JobRetryRequested after it; a reconnect at or after it gets 204 (EventSource stops).
@@ -26,7 +29,7 @@ from aiohttp import web
 
 from aura.engine.errors.taxonomy import AuraError
 from aura.http.fanout import DirectWrite, FanOut, JobFeed, Listener
-from aura.http.frames import PING, Frame, retry_hint
+from aura.http.frames import PING, Frame, retry_field
 from aura.http.transport_write import TransportWriter
 from aura.http.wire import TERMINAL_EVENT_TYPES
 from aura.projections.events import JobRetryRequested, Recorded
@@ -71,14 +74,26 @@ class EventStream(web.StreamResponse):
             },
         )
         self.listener = listener
+        #: the retry hint, until the stream's first event goes (`with_retry`)
+        self._retry = b""
 
     async def start(
         self, request: web.Request, streams: weakref.WeakSet[EventStream], retry_ms: int
     ) -> None:
-        """Send the headers and the retry hint; `streams` holds it while it lives."""
+        """Send the headers (aiohttp sends a StreamResponse's at once); `streams` holds it while
+        it lives. The retry hint goes with the first event (`with_retry`)."""
         await self.prepare(request)
         streams.add(self)
-        await self.write(retry_hint(retry_ms))
+        self._retry = retry_field(retry_ms)
+
+    def with_retry(self, messages: bytes) -> bytes:
+        """`messages` (whole events), the first carrying the retry hint if none has gone yet.
+        (Pings before it go bare: a comment with `retry:` is an empty message to httpx-sse.)"""
+        retry = self._retry
+        if not retry:
+            return messages
+        self._retry = b""
+        return retry + messages
 
     def stop(self) -> None:
         self.listener.close()
@@ -172,7 +187,10 @@ class _Sender:
         socket = TransportWriter.for_response(request, resp)
         #: the one raw write (None: this response takes none, so `write_now` is never given)
         self._write_raw = None if socket is None else socket.write
-        self.direct: DirectWrite | None = None if socket is None else self.write_now
+        #: given to the listener once the first event has gone through the response (with the
+        #: retry hint): until then none goes direct
+        self.direct: DirectWrite | None = None
+        self._first = True
 
     def write_now(self, frames: list[Frame]) -> int:
         """Write live frames straight to the client's socket in one call, from the feed, while
@@ -228,10 +246,17 @@ class _Sender:
             if frame.terminal and not await self._retried_after(frame.seq):
                 end = True
                 break
+        if not chunk:
+            return False
+        data = b"".join(chunk)
+        if self._first:  # the retry hint goes with it; live frames may go direct after it
+            self._first = False
+            data = self.resp.with_retry(data)
+            self.direct = None if self._write_raw is None else self.write_now
         if end:  # the last frames and the end of the body in one write
-            await self.resp.write_eof(b"".join(chunk))
-        elif chunk:
-            await self.resp.write(b"".join(chunk))
+            await self.resp.write_eof(data)
+        else:
+            await self.resp.write(data)
         return end
 
 

@@ -168,8 +168,8 @@ async def _pump(feed: JobListFeed, listener: Listener, resp: EventStream, last: 
             if frame.seq > last:
                 chunk.append(frame.data)
                 last = frame.seq
-        if chunk:
-            await resp.write(b"".join(chunk))
+        if chunk:  # the first carries the retry hint
+            await resp.write(resp.with_retry(b"".join(chunk)))
 
     while True:
         # Backlog from the log, page by page (rows as of `last`, folded afresh: the live frames

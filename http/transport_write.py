@@ -31,7 +31,7 @@ class TransportWriter:
       chunk to `transport.write` before it returns, buffering nothing of the body: bytes written
       here and through the response reach the client in the order of the calls;
     - the status line and headers are out once the response is prepared and has written once
-      (the caller writes the retry hint before any write here);
+      (the stream's first message, which carries the retry hint, goes through the response);
     - the body is framed only by chunked transfer encoding, which the response announces in
       its `Transfer-Encoding: chunked` header once prepared (HTTP/1.1 without Content-Length):
       then every write is one chunk, `<size in hex>\\r\\n<bytes>\\r\\n`, and a write here frames
