@@ -54,6 +54,7 @@ from aura.projections.events import Artifact, Event, JobCreated, Output
 from aura.projections.job import JobState, JobStatus, fold
 from aura.projections.job_list import JobRow
 from aura.store.errors import ConcurrencyError, StoreError
+from aura.store.jobs_table import JobPage, ListPosition
 from aura.store.log import EventLog
 
 __all__ = ["Engine", "Submitted"]
@@ -262,11 +263,18 @@ class Engine:
         return await self.projector.list_rows(status, limit, offset)
 
     async def list_page(
-        self, *, status: JobStatus | None = None, limit: int = 50, offset: int = 0
-    ) -> tuple[list[JobRow], int]:
-        """Like list_jobs, with the log's last seq the rows are consistent with: every change
-        after them is an event after it."""
-        return await self.projector.page(status, limit, offset)
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        after: ListPosition | None = None,
+    ) -> JobPage:
+        """Like list_jobs, after the position `after` if given (a seek, as fast deep in the list
+        as on its first page; UnknownPosition if it names no row), with the log's last seq the
+        rows are consistent with (every change after them is an event after it) and the
+        position the next page starts at (None on the last page)."""
+        return await self.projector.page(status, limit, offset, after)
 
     async def eta(self, state: JobState) -> float | None:
         """Seconds until the job is done, from its preset's recent Succeeded jobs; None when

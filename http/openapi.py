@@ -14,6 +14,7 @@ import msgspec
 from aura.engine.config.inputs import JobRequest
 from aura.engine.config.saved_settings import SettingsUpdate, SettingsView
 from aura.engine.tools.preflight import Finding
+from aura.http.openapi_rules import AT_PARAM, LIST_PARAMS, SEQ_PATTERN, SESSION_BODY, tighten
 from aura.http.problems import PROBLEM_CONTENT_TYPE, Problem
 from aura.http.security import COOKIE_NAME, OPEN_PATHS
 from aura.http.wire import JobChanged, JobList, JobView
@@ -46,25 +47,22 @@ _SSE_PARAMS = (
     {
         "name": "Last-Event-ID",
         "in": "header",
-        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "schema": {"type": "string", "pattern": SEQ_PATTERN},
         "description": "resume after this seq (sent by EventSource on reconnect)",
     },
     {
         "name": "lastEventId",
         "in": "query",
-        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "schema": {"type": "string", "pattern": SEQ_PATTERN},
         "description": "resume after this seq (for clients that cannot set headers)",
     },
 )
-_LIST_PARAMS = (
-    {
-        "name": "status",
-        "in": "query",
-        "schema": {"enum": ["Queued", "Running", "Succeeded", "Failed", "Canceled"]},
-    },
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
-    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-)
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "schema": {"$ref": _REF.format(name="IdempotencyKey")},
+    "description": "the same key with the same body answers the job the first request created",
+}
 _ACTION_BODY = {"required": False, "content": {"application/json": {"schema": _OBJECT}}}
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -77,7 +75,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "201": _json("created", _JOB),
             "200": _json("the job an earlier request with this Idempotency-Key created", _JOB),
         },
-        ({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},),
+        (_IDEMPOTENCY_KEY,),
         {
             "required": False,
             "content": {"application/json": {"schema": {"$ref": _REF.format(name="JobRequest")}}},
@@ -89,7 +87,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "listJobs",
         "List jobs, newest first, from the read model",
         {"200": _json("a page of jobs", {"$ref": _REF.format(name="JobList")})},
-        _LIST_PARAMS,
+        LIST_PARAMS,
     ),
     Operation(
         "get",
@@ -97,16 +95,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "getJob",
         "A job's state, now or as of a past event (?at=SEQ)",
         {"200": _json("the job", _JOB)},
-        (
-            _ID,
-            {
-                "name": "at",
-                "in": "query",
-                "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
-                "description": "the job as of this seq: its events up to it folded (etaSeconds "
-                "null); before the job's first event: 400 InvalidInput:at",
-            },
-        ),
+        (_ID, AT_PARAM),
     ),
     Operation(
         "get",
@@ -280,15 +269,7 @@ OPERATIONS: tuple[Operation, ...] = (
         (),
         {
             "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["token"],
-                        "properties": {"token": {"type": "string"}},
-                    }
-                }
-            },
+            "content": {"application/json": {"schema": SESSION_BODY}},
         },
     ),
     Operation(
@@ -348,10 +329,7 @@ def openapi_document() -> dict[str, Any]:
         [JobView, JobList, JobChanged, JobRequest, Problem, Finding, SettingsView, SettingsUpdate],
         ref_template=_REF,
     )
-    # what validate_request adds to the structs: a brief given must have its script
-    brief = components["Brief"]
-    brief["required"] = sorted({*brief.get("required", ()), "script"})
-    brief["properties"]["script"].pop("default", None)
+    tighten(components)  # what the server checks beyond the structs
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         operation: dict[str, Any] = {

@@ -24,12 +24,14 @@ from aura.engine.files.job_files import located
 from aura.engine.run.decide import request_of
 from aura.http.diagnostics import LineRedactor, diagnostics, secrets_of
 from aura.http.keys import CONFIG, ENGINE, FANOUT, JOB_LIST_FEED, STREAMS
+from aura.http.list_query import MAX_DIGITS, encode_cursor, invalid_cursor, list_query
 from aura.http.ranges import Ranged, decide_range
 from aura.http.sse import given_last_event_id, parse_last_event_id, serve_job_stream
 from aura.http.sse_jobs import serve_list_stream
 from aura.http.wire import ENCODER, job_list, job_view, json_response, log_line
 from aura.projections.events import JobCreated, Recorded
-from aura.projections.job import JobState, JobStatus, fold
+from aura.projections.job import JobState, fold
+from aura.store.jobs_table import UnknownPosition
 
 __all__ = ["routes"]
 
@@ -39,10 +41,6 @@ NDJSON = "application/x-ndjson"
 VIDEO = "video/mp4"
 #: events per page when streaming a job's log
 LOG_PAGE = 500
-MAX_LIST_LIMIT = 500
-#: digits a number in a query may have: a seq is a SQLite integer, and int() refuses more
-#: than 4,300 digits (a 500) or spends time on them
-_MAX_DIGITS = 18
 
 
 async def _job(
@@ -58,31 +56,6 @@ async def _job(
 
 def _invalid(field: str, message: str) -> AuraError:
     return AuraError.of(f"InvalidInput:{field}", message, details={"field": field})
-
-
-def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if (
-        not raw.isascii()
-        or not raw.isdigit()
-        or len(raw) > _MAX_DIGITS
-        or not low <= int(raw) <= high
-    ):
-        raise _invalid(name, f"{name} must be an integer from {low} to {high}")
-    return int(raw)
-
-
-def _status_query(request: web.Request) -> JobStatus | None:
-    raw = request.query.get("status")
-    if raw is None:
-        return None
-    try:
-        return JobStatus(raw)
-    except ValueError:
-        names = ", ".join(s.value for s in JobStatus)
-        raise _invalid("status", f"status must be one of {names}") from None
 
 
 async def _optional_body(request: web.Request) -> None:
@@ -123,13 +96,15 @@ async def create_job(request: web.Request) -> web.Response:
 
 @routes.get("/api/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
-    status = _status_query(request)
-    limit = _int_query(request, "limit", 50, 1, MAX_LIST_LIMIT)
-    offset = _int_query(request, "offset", 0, 0, 10**9)
-    # one row more than the page: whether a next page exists, without counting
-    engine = request.app[ENGINE]
-    rows, last_seq = await engine.list_page(status=status, limit=limit + 1, offset=offset)
-    return json_response(job_list(rows, limit, offset, last_seq))
+    query = list_query(request)
+    try:
+        page = await request.app[ENGINE].list_page(
+            status=query.status, limit=query.limit, offset=query.offset or 0, after=query.after
+        )
+    except UnknownPosition:
+        raise invalid_cursor("it names no job of this list") from None
+    following = None if page.next is None else encode_cursor(page.next, query.status)
+    return json_response(job_list(page.rows, query.limit, query.offset, following, page.last_seq))
 
 
 @routes.get("/api/jobs/{id}")
@@ -145,7 +120,7 @@ def _seq_query(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > _MAX_DIGITS:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_DIGITS:
         raise _invalid(name, f"{name} must be an event seq (an integer >= 0), got {raw[:40]!r}")
     return int(raw)
 

@@ -149,9 +149,13 @@ class JobSummary(Wire, frozen=True, kw_only=True):
 class JobList(Wire, frozen=True, kw_only=True):
     jobs: tuple[JobSummary, ...]
     limit: int
-    offset: int
-    #: the offset of the next page, or null on the last page
+    #: the rows skipped, as asked; null for a page that starts at a cursor
+    offset: int | None
+    #: the offset of the next page; null on the last page, and when paging by cursor
     next_offset: int | None
+    #: where the next page starts (`?cursor=`), or null on the last page: preferred to
+    #: nextOffset, as fast deep in the list as on its first page
+    next_cursor: str | None
     #: the log's seq the rows are consistent with: GET /api/events resumes after it
     last_seq: int
 
@@ -233,13 +237,17 @@ def job_summary(row: JobRow) -> JobSummary:
     )
 
 
-def job_list(rows: list[JobRow], limit: int, offset: int, last_seq: int) -> JobList:
-    """A page of `limit` jobs; `rows` may hold one more, which says another page exists."""
+def job_list(
+    rows: list[JobRow], limit: int, offset: int | None, next_cursor: str | None, last_seq: int
+) -> JobList:
+    """A page of at most `limit` jobs; `next_cursor` is None on the last page."""
+    more = next_cursor is not None
     return JobList(
         jobs=tuple(job_summary(r) for r in rows[:limit]),
         limit=limit,
         offset=offset,
-        next_offset=offset + limit if len(rows) > limit else None,
+        next_offset=offset + limit if more and offset is not None else None,
+        next_cursor=next_cursor,
         last_seq=last_seq,
     )
 

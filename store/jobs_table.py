@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import sqlite3
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from aura.projections.events import JobCreated, Recorded
 from aura.projections.job import TERMINAL_JOB_STATUSES, JobStatus
@@ -19,7 +19,14 @@ from aura.projections.job_list import ROW_EVENTS, JobRow, apply_row
 from aura.store.log import EventLog
 from aura.store.rows import SELECT, decode_rows, format_optional_ts, format_ts
 
-__all__ = ["JOB_LIST", "JobListProjection", "JobsTable"]
+__all__ = [
+    "JOB_LIST",
+    "JobListProjection",
+    "JobPage",
+    "JobsTable",
+    "ListPosition",
+    "UnknownPosition",
+]
 
 #: the job-list projection's name in `projector_positions`
 JOB_LIST = "job_list"
@@ -160,15 +167,64 @@ _SAVE_POSITION = (
 )
 
 
-def _list_query(status: JobStatus | None, limit: int, offset: int) -> tuple[str, tuple[Any, ...]]:
-    where, params = ("WHERE status = ?", (status.value,)) if status else ("", ())
-    sql = (
-        f"SELECT {_COLUMNS} FROM jobs {where} "
-        # rowid: rows are inserted as jobs are created, so it orders the jobs created in
-        # one group commit (which share created_utc)
-        "ORDER BY created_utc DESC, rowid DESC LIMIT ? OFFSET ?"
-    )
+class ListPosition(NamedTuple):
+    """A place in the list's order: right after the row of `job_id`, whose `created_utc` is as
+    stored (ISO 8601 text). A page that starts there holds the rows that come after that row,
+    wherever rows have been added above it since; `created_utc` never changes once a job is
+    created, so a position stays where it is."""
+
+    created_utc: str
+    job_id: str
+
+
+class UnknownPosition(LookupError):
+    """A ListPosition that names no row of the table (no such job, or another created time)."""
+
+
+class JobPage(NamedTuple):
+    """A page of the list, newest first, read in one snapshot with `last_seq`."""
+
+    rows: builtins.list[JobRow]
+    #: the log's last seq: the rows are exactly what the events up to it made
+    last_seq: int
+    #: where the next page starts (after this page's last row); None on the last page
+    next: ListPosition | None
+
+
+#: the list's order. rowid: rows are inserted as jobs are created, so it orders the jobs created
+#: in one group commit (which share created_utc). Every index holds the rowid as its last
+#: column, so `jobs_by_created (created_utc)` and `jobs_by_status (status, created_utc)` are in
+#: this order: a page, and a seek to a position, are read from the index, not sorted.
+_ORDER = "ORDER BY created_utc DESC, rowid DESC"
+#: the rowid and created time of a position's row (its job id is the table's primary key)
+_ANCHOR = "SELECT rowid, created_utc FROM jobs WHERE job_id = ?"
+
+
+def _list_query(
+    status: JobStatus | None, limit: int, offset: int, after: tuple[str, int] | None = None
+) -> tuple[str, tuple[Any, ...]]:
+    """The rows newest first: the `limit` rows past `offset` rows, after the row whose
+    (created_utc, rowid) is `after` if given (a keyset seek in the index: as fast deep in the
+    list as on its first page, where an offset walks the index up to it)."""
+    where: builtins.list[str] = []
+    params: builtins.list[Any] = []
+    if status is not None:
+        where.append("status = ?")
+        params.append(status.value)
+    if after is not None:
+        where.append("(created_utc, rowid) < (?, ?)")
+        params.extend(after)
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    sql = f"SELECT {_COLUMNS} FROM jobs {clause}{_ORDER} LIMIT ? OFFSET ?"
     return sql, (*params, limit, offset)
+
+
+def _anchor(conn: sqlite3.Connection, position: ListPosition) -> tuple[str, int]:
+    """The (created_utc, rowid) of the position's row; UnknownPosition if no row is there."""
+    found = conn.execute(_ANCHOR, (position.job_id,)).fetchone()
+    if found is None or found[1] != position.created_utc:
+        raise UnknownPosition(position)
+    return position.created_utc, int(found[0])
 
 
 class JobsTable:
@@ -212,21 +268,29 @@ class JobsTable:
         return await self._log.run_on_reader(read)
 
     async def page(
-        self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
-    ) -> tuple[builtins.list[JobRow], int]:
-        """Newest first, with the log's last seq read in the same snapshot: the rows are exactly
-        what the events up to that seq made (the rows are written in the events' transactions),
-        so the events after it are every change since."""
-        sql, params = _list_query(status, limit, offset)
+        self,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        after: ListPosition | None = None,
+    ) -> JobPage:
+        """Newest first: `limit` rows, past `offset` rows and after `after` (UnknownPosition if
+        it names no row), with the log's last seq read in the same snapshot: the rows are
+        exactly what the events up to that seq made (the rows are written in the events'
+        transactions), so the events after it are every change since."""
 
-        def read(conn: sqlite3.Connection) -> tuple[builtins.list[JobRow], int]:
-            conn.execute("BEGIN")  # one read transaction: both queries see one snapshot
+        def read(conn: sqlite3.Connection) -> JobPage:
+            conn.execute("BEGIN")  # one read transaction: every query sees one snapshot
             try:
-                rows = [_to_row(r) for r in conn.execute(sql, params)]
+                anchor = None if after is None else _anchor(conn, after)
+                sql, params = _list_query(status, limit + 1, offset, anchor)
+                found = conn.execute(sql, params).fetchall()  # one more: is there a next page
                 last = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             finally:
                 conn.execute("COMMIT")
-            return rows, int(last)
+            more = 0 < limit < len(found)
+            following = ListPosition(found[limit - 1][4], found[limit - 1][0]) if more else None
+            return JobPage([_to_row(r) for r in found[:limit]], int(last), following)
 
         return await self._log.run_on_reader(read)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aura.projections.job import JobStatus
 from aura.projections.job_list import JobRow
-from aura.store.jobs_table import JobListProjection, JobsTable
+from aura.store.jobs_table import JobListProjection, JobPage, JobsTable, ListPosition
 from aura.store.log import EventLog
 
 __all__ = ["Projector"]
@@ -49,10 +49,16 @@ class Projector:
         return await self.table.list(status, limit, offset)
 
     async def page(
-        self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
-    ) -> tuple[list[JobRow], int]:
-        """Newest first, with the log's last seq the rows are consistent with."""
-        return await self.table.page(status, limit, offset)
+        self,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        after: ListPosition | None = None,
+    ) -> JobPage:
+        """Newest first, past `offset` rows and after the position `after` (UnknownPosition if
+        it names no row), with the log's last seq the rows are consistent with and where the
+        next page starts."""
+        return await self.table.page(status, limit, offset, after)
 
     def success_mark(self, preset: str) -> tuple[int, int]:
         """Changes whenever a job of the preset succeeds (see JobListProjection.mark)."""

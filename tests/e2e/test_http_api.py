@@ -255,7 +255,7 @@ async def test_list_filters_by_status_and_pages(client: Any, tiny: TinyPipeline)
     running = await submit(client)
     await gate.entered.wait()
     page = await (await client.get("/api/jobs?limit=2")).json()
-    assert set(page) == {"jobs", "limit", "offset", "nextOffset", "lastSeq"}
+    assert set(page) == {"jobs", "limit", "offset", "nextOffset", "nextCursor", "lastSeq"}
     assert [j["jobId"] for j in page["jobs"]] == [running["jobId"], done[2]["jobId"]]
     assert page["nextOffset"] == 2
     page2 = await (await client.get("/api/jobs?limit=2&offset=2")).json()

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import msgspec
+import pytest
 
+from aura.engine.config.inputs import STEP_NAMES
 from aura.engine.config.settings import Settings
 from aura.http.keys import CONFIG
 from aura.http.openapi import openapi_document
 from aura.http.security import COOKIE_NAME, is_loopback
 from aura.tests.e2e.helpers import finished_job, submit
+from aura.tests.e2e.openapi_check import MISSING, request_errors
+from aura.tests.e2e.openapi_check import errors as checked
 from aura.tests.e2e.sse_client import read_events
 from aura.tests.e2e.test_http_api import JOB_KEYS, problem
 
@@ -236,3 +240,138 @@ async def test_create_app_takes_no_secret_from_the_environment(
     client = await make_client()  # the token is the caller's (aura serve reads AURA_TOKEN)
     assert client.app[CONFIG].token is None
     assert (await client.get("/api/jobs")).status == 200  # no Authorization needed
+
+
+# ---- the document is as strict as the server ---------------------------------------------
+
+
+class Req(NamedTuple):
+    method: str
+    path: str  # `{job}`: a job of the server
+    query: dict[str, str] = {}
+    headers: dict[str, str] = {}
+    body: Any = MISSING
+
+
+def _job(body: Any = MISSING, **headers: str) -> Req:
+    return Req("post", "/api/jobs", {}, headers, body)
+
+
+def _brief(**members: Any) -> Req:
+    return _job({"brief": {"script": ["A line."], **members}})
+
+
+def _list(**query: str) -> Req:
+    return Req("get", "/api/jobs", query)
+
+
+def _settings(body: Any = MISSING) -> Req:
+    return Req("put", "/api/settings", body=body)
+
+
+def _url(url: str) -> Req:
+    return _settings({"openaiApiKey": "sk-test-0123", "openaiBaseUrl": url})
+
+
+_JOB_BODIES: tuple[Any, ...] = ({"preset": "default"}, {"x": 1}, [], {"options": None}, 5, "{}")
+_SESSION_BODIES: tuple[Any, ...] = ({"token": "t", "x": 1}, {}, {"token": 5}, [])
+#: requests the server refuses (400) for what a schema can say: the document must refuse each
+#: (a refusal that depends on the server's state, such as a cursor's job, is not among them)
+REFUSED = (
+    *(_job({"preset": p, "brief": None}) for p in ("default", "other")),
+    *(_job(body) for body in _JOB_BODIES),
+    _job({"brief": {"title": "No script"}}),
+    *(
+        _brief(script=s)
+        for s in ([], ["x" * 301], ["ok"] * 21, ["a\u0001b"], ["a\nb"], ["\u200b\u3000 "])
+    ),
+    *(_brief(title=t) for t in ("", "x" * 121, "  ", "a\tb", "\u00ad\ufeff")),
+    _brief(voice="en us"),
+    _brief(aspect="4:3"),
+    _brief(tts="say"),
+    _brief(colour="red"),
+    *(_job({"options": {"timeouts": t}}) for t in ({"render": 5}, {"mux": 0}, {"mux": -1})),
+    *(_job({"options": {"timeouts": {"mux": t}}}) for t in (86_400.5, "60", None)),
+    _job({"options": {"quality": "ultra"}}),
+    _job({"options": {"speed": 2}}),
+    _job({}, **{"Idempotency-Key": "k" * 201}),
+    _job({}, **{"Idempotency-Key": "a\tb"}),
+    *(_list(limit=v) for v in ("0", "501", "x", "1.5", "")),
+    *(_list(offset=v) for v in ("-1", str(10**9 + 1), "1e3", "9" * 5000)),
+    *(_list(status=v) for v in ("Done", "queued", "")),
+    *(_list(cursor=v) for v in ("", "a b", "a+b", "abc=", "A" * 513)),
+    *(Req("get", "/api/jobs/{job}", {"at": v}) for v in ("-1", "1e3", "9" * 19, "", "x")),
+    *(Req("get", "/api/jobs/{job}/events", headers={"Last-Event-ID": v}) for v in ("x", "9" * 19)),
+    *(Req("get", "/api/events", {"lastEventId": v}) for v in ("-1", "9" * 19)),
+    *(Req("post", f"/api/jobs/{{job}}/{a}", body=[1]) for a in ("cancel", "retry", "rerun")),
+    _settings(),
+    *(_settings({"openaiApiKey": k}) for k in ("abc", "k" * 513, "has space", "tab\tkey", 5)),
+    _settings({"openaiBaseUrl": "https://api.example/v1"}),
+    _settings({"openaiBaseUrl": "https://api.example/v1", "openaiApiKey": None}),
+    _settings({"other": 1}),
+    _settings([]),
+    *(_url(u) for u in ("ftp://h/v1", "https://u:p@h/v1", "https://h/v1?x=1", "https://h/v1#f")),
+    *(_url(u) for u in ("https://h:70000/", "http://[1]/", "/v1", "https://h/" + "a" * 2049)),
+    *(Req("post", "/api/session", body=body) for body in _SESSION_BODIES),
+    Req("post", "/api/session"),
+)
+
+
+def _accepted(cursor: str) -> tuple[Req, ...]:
+    """Requests the server answers with a success: the document must allow each."""
+    timeouts = dict.fromkeys(STEP_NAMES, 86_400) | {"mux": 0.001}
+    return (
+        _job(),
+        _job({}, **{"Idempotency-Key": "a key with spaces, ünïcödé and " + "k" * 150}),
+        _job({"preset": "default", "brief": {"title": "Été ☀", "script": ["Ça va? 🙂", " x "]}}),
+        _job({"options": {"timeouts": timeouts, "quality": "high"}}),
+        _list(limit="500", offset=str(10**9), status="Queued"),
+        _list(cursor=cursor, limit="1"),
+        Req("get", "/api/jobs/{job}", {"at": "9" * 18}),
+        Req("post", "/api/jobs/{job}/rerun", body={}),
+        _url("http://[::1]:8080/v1"),
+        _url("HTTPS://api.example.com:65535/v1/"),
+        _settings({"openaiApiKey": None}),
+        _settings({}),
+        Req("post", "/api/session", body={"token": "anything"}),
+    )
+
+
+async def _sent(client: Any, doc: Any, req: Req, job_id: str) -> tuple[Any, list[str]]:
+    """The server's answer to `req`, and why the document refuses it (empty: it allows it)."""
+    path = req.path.replace("{job}", job_id)
+    kwargs: dict[str, Any] = {"params": req.query, "headers": req.headers}
+    if req.body is not MISSING:
+        kwargs["json"] = req.body
+    resp = await client.request(req.method, path, **kwargs)
+    await resp.read()
+    refused = request_errors(
+        doc, req.method, path, query=req.query, headers=req.headers, body=req.body
+    )
+    return resp, refused
+
+
+async def test_the_document_refuses_what_the_server_refuses(client: Any) -> None:
+    doc = await (await client.get("/api/openapi.json")).json()
+    job = await finished_job(client)
+    await finished_job(client)  # two jobs: a list of one of them has a next page
+    for req in REFUSED:
+        resp, refused = await _sent(client, doc, req, job["jobId"])
+        body = await resp.json()
+        assert resp.status == 400 and body["code"].startswith("InvalidInput"), (req, body)
+        assert refused, f"the document allows {req!r:.300}, refused: {body['detail']}"
+    listed = await (await client.get("/api/jobs?limit=1")).json()
+    for req in _accepted(listed["nextCursor"]):
+        resp, refused = await _sent(client, doc, req, job["jobId"])
+        assert resp.status < 300, (req, await resp.text())
+        assert not refused, (req, refused)  # and not stricter than the server
+    schemas = doc["components"]["schemas"]
+    assert not checked(schemas["JobList"], listed, doc) and listed["nextCursor"]
+    shown = await (await client.get(f"/api/jobs/{job['jobId']}")).json()
+    assert not checked(schemas["JobView"], shown, doc)
+
+
+def test_the_checker_refuses_a_keyword_it_does_not_know() -> None:
+    with pytest.raises(AssertionError, match="propertyNames"):
+        checked({"propertyNames": {"maxLength": 1}}, {"ab": 1}, {})
+    assert checked({"pattern": "^a$"}, "a\n", {})  # `$` ends the input, as in ECMA-262

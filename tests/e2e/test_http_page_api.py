@@ -261,9 +261,12 @@ def row_as_of(lines: list[dict[str, Any]], job_id: str, seq: int) -> dict[str, A
     return rows[-1] if rows else None
 
 
-async def test_the_lists_rows_are_those_of_the_events_up_to_its_last_seq(client: Any) -> None:
+async def test_the_lists_rows_are_those_of_the_events_up_to_its_last_seq(
+    client: Any, tiny: TinyPipeline
+) -> None:
     """Listings taken while jobs are created and run: each is the rows as of its lastSeq,
     exactly (no row ahead of it, none behind)."""
+    gate = tiny.gate("render")
 
     async def run_jobs() -> list[dict[str, Any]]:
         jobs = await asyncio.gather(*(submit(client) for _ in range(6)))
@@ -272,7 +275,11 @@ async def test_the_lists_rows_are_those_of_the_events_up_to_its_last_seq(client:
         return jobs
 
     running = asyncio.create_task(run_jobs())
-    pages = []
+    pages = [await (await client.get("/api/jobs?limit=100")).json()]
+    # one listing surely mid-run (a loaded machine may run all six between two listings)
+    await gate.entered.wait()
+    pages.append(await (await client.get("/api/jobs?limit=100")).json())
+    gate.open()
     while not running.done():  # each listing is an HTTP round trip: no busy loop
         pages.append(await (await client.get("/api/jobs?limit=100")).json())
     jobs = await running

@@ -35,6 +35,7 @@ from aura.projections.job import JobStatus, fold
 from aura.projections.job_list import JobRow
 from aura.store import EventLog, jobs_table
 from aura.store.log import DB_FILE_NAME
+from aura.store.schema import migrate
 
 _OUTPUT = Output(video_path="v.mp4", size_bytes=1, duration_seconds=8.0, sha256="a")
 
@@ -265,3 +266,101 @@ async def test_rows_stay_true_when_another_connection_writes_the_same_job(tmp_pa
         assert (await first.list_rows())[0].status is JobStatus.RUNNING
         await first.stop()
         await second.stop()
+
+
+def _raw_rows(n: int, *, tie: int = 3) -> list[tuple[str, str, str, int, str]]:
+    """`n` rows as the projector writes them, oldest first; each `tie` in a row share a created
+    time (jobs created in one group commit do)."""
+    statuses = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.QUEUED]
+    return [
+        (f"job{i:03d}", "p", statuses[i % 3].value, 1, f"2026-01-01T00:{i // tie:02d}:00.000000Z")
+        for i in range(n)
+    ]
+
+
+def _insert(path: Path, rows: list[tuple[str, str, str, int, str]]) -> None:
+    with contextlib.closing(sqlite3.connect(path / DB_FILE_NAME, isolation_level=None)) as raw:
+        sql = "INSERT INTO jobs (job_id, preset, status, attempt, created_utc) VALUES (?,?,?,?,?)"
+        raw.executemany(sql, rows)
+
+
+async def _walk(
+    table: jobs_table.JobsTable, status: JobStatus | None, limit: int
+) -> list[list[str]]:
+    """Every page's job ids, each page after the position the one before it gave."""
+    walked: list[list[str]] = []
+    after = None
+    while True:
+        page = await table.page(status, limit, after=after)
+        walked.append([r.job_id for r in page.rows])
+        if page.next is None:
+            return walked
+        assert page.next.job_id == page.rows[-1].job_id
+        after = page.next
+
+
+async def test_pages_after_a_position_walk_the_list_once_ties_included(tmp_path: Path) -> None:
+    async with await EventLog.open(tmp_path) as log:
+        table = jobs_table.JobsTable(log)
+        rows = _raw_rows(20)
+        _insert(tmp_path, rows)
+        everything = [r.job_id for r in await table.list(limit=100)]
+        assert everything == [r[0] for r in reversed(rows)]  # ties: the later created first
+        for limit in (1, 3, 4, 7, 20, 21):
+            walked = await _walk(table, None, limit)
+            assert [i for page in walked for i in page] == everything, limit
+            assert all(len(page) == limit for page in walked[:-1]) and walked[-1]
+        for status in JobStatus:
+            listed = [r.job_id for r in await table.list(status, limit=100)]
+            assert [i for page in await _walk(table, status, 2) for i in page] == listed
+        # rows added above a position (newer jobs) do not move it: the walk goes on as it was
+        first = await table.page(None, 5)
+        assert first.next is not None
+        _insert(
+            tmp_path,
+            [(f"new{i}", "p", "Queued", 1, "2027-01-01T00:00:00.000000Z") for i in range(4)],
+        )
+        rest = await table.page(None, 100, after=first.next)
+        assert [r.job_id for r in rest.rows] == everything[5:] and rest.next is None
+        # the row a position names may change its status: the position stays where it was
+        failed = await table.page(JobStatus.FAILED, 2)
+        assert failed.next is not None
+        with contextlib.closing(sqlite3.connect(tmp_path / DB_FILE_NAME)) as raw, raw:
+            raw.execute("UPDATE jobs SET status = 'Queued' WHERE job_id = ?", (failed.next.job_id,))
+        failed_ids = [r.job_id for r in await table.list(JobStatus.FAILED, limit=100)]
+        after = await table.page(JobStatus.FAILED, 100, after=failed.next)
+        assert [r.job_id for r in after.rows] == failed_ids[1:]  # those after the changed row
+        gone = jobs_table.ListPosition(first.next.created_utc, "nosuchjob")
+        moved = jobs_table.ListPosition("2001-01-01T00:00:00.000000Z", first.next.job_id)
+        for position in (gone, moved):
+            with pytest.raises(jobs_table.UnknownPosition):
+                await table.page(None, 5, after=position)
+
+
+async def test_a_page_reads_its_rows_and_last_seq_in_one_snapshot(tmp_path: Path) -> None:
+    jobs = {f"job{i}": events for i, events in enumerate(_sample_jobs(4))}
+    async with await EventLog.open(tmp_path) as log:
+        projector = Projector(log)
+        await projector.start()
+        for job_id, events in jobs.items():
+            await log.append(job_id, events, 0)
+        first = await projector.page(limit=2)
+        assert first.last_seq == log.last_seq and first.next is not None
+        later = await projector.page(limit=2, after=first.next)
+        assert [r.job_id for r in later.rows] == ["job1", "job0"] and later.next is None
+        assert later.last_seq == log.last_seq
+        await projector.stop()
+
+
+def test_a_page_at_any_depth_is_a_seek_in_an_index_not_a_sort() -> None:
+    with contextlib.closing(sqlite3.connect(":memory:", isolation_level=None)) as conn:
+        migrate(conn)
+        for status in (None, JobStatus.FAILED):
+            for after in (None, ("2026-01-01T00:00:00.000000Z", 7)):
+                sql, params = jobs_table._list_query(status, 51, 0, after)
+                plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+                assert len(plan) == 1 and "TEMP B-TREE" not in plan[0], plan
+                index = "jobs_by_status" if status else "jobs_by_created"
+                assert plan[0].startswith(("SEARCH", "SCAN")) and index in plan[0], plan
+                if after is not None:  # a seek, not a walk from the top
+                    assert plan[0].startswith("SEARCH") and "created_utc<" in plan[0], plan
