@@ -79,8 +79,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def openai_base_url_shown(self) -> str:
         """The speech API's base URL without a user, password, query or fragment in it: safe
         to show (a value that is no http(s) URL is not shown at all)."""
-        url = URL(self.openai_base_url)
-        if url.scheme not in ("http", "https") or not url.host:
+        url = _parsed_url(self.openai_base_url)
+        if url is None or url.scheme not in ("http", "https") or not url.host:
             return "(not an http or https URL)"
         return str(url.with_user(None).with_query(None).with_fragment(None))
 
@@ -95,9 +95,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 def base_url_fault(value: str) -> str | None:
     """What is wrong with a speech API base URL, never quoting it (it may hold a password);
     None if it is fine."""
-    try:
-        url = URL(value)
-    except ValueError:
+    url = _parsed_url(value)
+    if url is None:
         return "it is not a URL"
     if url.scheme not in ("http", "https") or not url.host:
         return "it must be an absolute http or https URL, such as https://api.openai.com/v1"
@@ -106,6 +105,18 @@ def base_url_fault(value: str) -> str | None:
     if "?" in value or "#" in value:  # even an empty one: the request path is appended
         return "it must have no query or fragment (the key comes from OPENAI_API_KEY)"
     return None
+
+
+def _parsed_url(value: str) -> URL | None:
+    """`value` as a URL whose parts can all be read, or None: yarl raises IndexError on some
+    malformed authorities ('https://][@') and UnicodeError on a bad IDNA host ('http://xn--'),
+    the latter only when the host is read."""
+    try:
+        url = URL(value)
+        _ = (url.host, url.port, url.user, url.password)
+    except (ValueError, IndexError):
+        return None
+    return url
 
 
 def bad_base_url(fault: str) -> AuraError:

@@ -170,6 +170,8 @@ async def test_a_server_started_again_uses_the_saved_settings(
         ({"openaiBaseUrl": f"http://me:{SAVED_KEY}@127.0.0.1/v1"}, "InvalidInput:openaiBaseUrl"),
         ({"openaiBaseUrl": f"http://127.0.0.1/v1?key={SAVED_KEY}"}, "InvalidInput:openaiBaseUrl"),
         ({"openaiBaseUrl": "127.0.0.1/v1"}, "InvalidInput:openaiBaseUrl"),
+        ({"openaiApiKey": OTHER_KEY, "openaiBaseUrl": "https://][@"}, "InvalidInput:openaiBaseUrl"),
+        ({"openaiApiKey": OTHER_KEY, "openaiBaseUrl": "http://xn--"}, "InvalidInput:openaiBaseUrl"),
         ({"openaiBaseUrl": "http://h/" + "p" * 2048}, "InvalidInput:openaiBaseUrl"),
         ({"openaiBaseUrl": ["http://127.0.0.1/v1"]}, "InvalidInput:openaiBaseUrl"),
         ({"openaiApiKey": SAVED_KEY, "apiKey": SAVED_KEY}, "InvalidInput:body"),

@@ -269,6 +269,8 @@ async def test_a_base_url_with_a_password_is_refused_without_showing_it(tmp_path
         "https://api.example.invalid/v1?key=pwSECRETPW",
         "https://api.example.invalid/v1?",  # an empty query would take the request's path
         "https://api.example.invalid/v1#",
+        "https://][@",  # yarl raises IndexError on this authority
+        "http://xn--",  # and UnicodeError reading this host
     ],
 )
 async def test_a_base_url_that_is_no_plain_http_url_is_refused_without_showing_it(
