@@ -51,6 +51,10 @@ class Request(
     """Base of request structs: camelCase, unknown fields refused."""
 
 
+#: Python's `$` also matches before a final newline: validate_request checks the whole name
+_VOICE = r"^[A-Za-z0-9+\-]{1,32}$"
+
+
 class Brief(Request, frozen=True, kw_only=True):
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=120)] = "Hello from Aura"
     #: required (validate_request): nothing is narrated that was not given
@@ -63,7 +67,7 @@ class Brief(Request, frozen=True, kw_only=True):
     ] = ()
     aspect: Literal["16:9", "9:16"] = "16:9"
     #: an espeak-ng voice name (e.g. en-us, en-gb, de); letters, digits, '-', '+' only
-    voice: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9+\-]{1,32}$")] = "en-us"
+    voice: Annotated[str, msgspec.Meta(pattern=_VOICE)] = "en-us"
     #: narration provider: espeak (offline, no key) or openai (OpenAI-compatible speech API)
     tts: Literal["espeak", "openai"] = "espeak"
 
@@ -246,6 +250,12 @@ def validate_request(request: JobRequest) -> JobRequest:
         )
     if request.brief is not None:
         _check_texts(request.brief)
+        if re.fullmatch(_VOICE[1:-1], request.brief.voice) is None:
+            raise AuraError.of(
+                "InvalidInput:brief.voice",
+                "brief.voice must be 1 to 32 letters, digits, '-' or '+' (e.g. en-us)",
+                details={"field": "brief.voice"},
+            )
     for step in request.options.timeouts:
         if step not in STEP_NAMES:
             field = f"options.timeouts.{_field_code(step)}"

@@ -163,6 +163,7 @@ async def test_blank_or_control_text_and_a_brief_without_script_are_400s(client:
         ({"title": "Fine", "script": ["ok", "bell\u0001"]}, "brief.script[1]"),
         ({"title": "Fine", "script": ["two\nlines"]}, "brief.script[0]"),
         ({"title": "\ufeff\u2060", "script": ["ok"]}, "brief.title"),
+        ({"title": "Fine", "script": ["ok"], "voice": "en-us\n"}, "brief.voice"),
         ({"title": " \n", "script": ["ok"]}, "brief.title"),
         ({"title": "Only a title"}, "brief.script"),
     ):
