@@ -1,9 +1,11 @@
 """`aura serve`: run the HTTP server (API, live streams) over the data folder.
 
 Binds 127.0.0.1:8765 by default (`--host`/`--port`, or AURA_HOST/AURA_PORT). Binding any other
-address needs AURA_TOKEN, which every request must then carry. Prints the URL once listening
-(the real port when `--port 0`), and stops cleanly on SIGINT or SIGTERM: open streams end, the
-runner stops, and jobs still running are resumed by the next start.
+address needs AURA_TOKEN, which every request must then carry. `--backlog` (AURA_BACKLOG) is the
+listen queue and `--head-timeout` (AURA_HEAD_TIMEOUT) the seconds a client has to send a
+request's line and headers (see aura.http.protocol). Prints the URL once listening (the real
+port when `--port 0`), and stops cleanly on SIGINT or SIGTERM: open streams end, the runner
+stops, and jobs still running are resumed by the next start.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import os
 import resource
 import signal
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple, TypeVar
 
 from aiohttp import web
 
@@ -21,11 +26,20 @@ from aura.cli.main import add_data_dir
 from aura.engine.config.settings import Settings
 from aura.engine.errors.taxonomy import AuraError
 from aura.http.app import create_app
+from aura.http.protocol import DEFAULT_BACKLOG, DEFAULT_HEAD_TIMEOUT, listen
 from aura.http.security import is_loopback, weak_token
 from aura.http.sse import StreamConfig
 from aura.store.errors import StoreError
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "add_arguments", "run", "serve"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "Listening",
+    "add_arguments",
+    "backlog_cap",
+    "run",
+    "serve",
+]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -35,6 +49,9 @@ SHUTDOWN_TIMEOUT = 5.0
 KEEPALIVE_SECONDS = 75.0
 #: open files kept for the log, renders and requests other than streams
 RESERVED_FILES = 256
+#: Linux's cap on any listen backlog
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
+_N = TypeVar("_N", int, float)
 
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
@@ -51,6 +68,20 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
         default=os.environ.get("AURA_PORT", str(DEFAULT_PORT)),  # argparse applies `type`
         help=f"port (default: $AURA_PORT or {DEFAULT_PORT}; 0 picks a free one)",
     )
+    parser.add_argument(
+        "--backlog",
+        type=_number(int, "--backlog or AURA_BACKLOG", 1, 1 << 20),
+        default=os.environ.get("AURA_BACKLOG", str(DEFAULT_BACKLOG)),
+        help=f"connections the kernel queues until the server accepts them (default: "
+        f"$AURA_BACKLOG or {DEFAULT_BACKLOG}; Linux caps it at net.core.somaxconn)",
+    )
+    parser.add_argument(
+        "--head-timeout",
+        type=_number(float, "--head-timeout or AURA_HEAD_TIMEOUT", 0.001, 3600),
+        default=os.environ.get("AURA_HEAD_TIMEOUT", f"{DEFAULT_HEAD_TIMEOUT:g}"),
+        help=f"seconds a client has to send a request's line and headers (default: "
+        f"$AURA_HEAD_TIMEOUT or {DEFAULT_HEAD_TIMEOUT:g})",
+    )
 
 
 def _port(text: str) -> int:
@@ -64,6 +95,23 @@ def _port(text: str) -> int:
             f"{text!r} (from --port or AURA_PORT) is not a port number, 0 to 65535"
         )
     return port
+
+
+def _number(kind: type[_N], source: str, low: _N, high: _N) -> Callable[[str], _N]:
+    """An argparse `type`: `kind` from `low` to `high`, its error naming `source`."""
+
+    def parse(text: str) -> _N:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:  # NaN too
+            raise argparse.ArgumentTypeError(
+                f"{text!r} (from {source}) is not a number from {low} to {high}"
+            )
+        return value
+
+    return parse
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         settings = Settings.from_env(data_dir=args.data_dir)
-        asyncio.run(serve(settings, args.host, args.port, token))
+        listening = Listening(args.backlog, args.head_timeout)
+        asyncio.run(serve(settings, args.host, args.port, token, listening))
     except AuraError as e:  # a malformed AURA_* variable, a data folder that cannot be created
         print(f"aura serve: {e} ({e.info.remediation})", file=sys.stderr)
         return 1
@@ -120,35 +169,70 @@ def stream_limit(open_files: int) -> int:
     return max(16, min(StreamConfig().max_streams, open_files - RESERVED_FILES))
 
 
-async def serve(settings: Settings, host: str, port: int, token: str | None) -> None:
+class Listening(NamedTuple):
+    """How `aura serve` listens, besides where."""
+
+    #: connections the kernel queues until the server accepts them
+    backlog: int = DEFAULT_BACKLOG
+    #: seconds a client has to send a request's line and headers
+    head_timeout: float = DEFAULT_HEAD_TIMEOUT
+
+
+def backlog_cap() -> int | None:
+    """The kernel's cap on a listen backlog (Linux: net.core.somaxconn), if it can be read."""
+    try:
+        return int(SOMAXCONN.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+async def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    token: str | None,
+    listening: Listening | None = None,
+) -> None:
     """Serve until SIGINT or SIGTERM."""
+    listening = listening or Listening()
+    cap = backlog_cap()
+    if cap is not None and listening.backlog > cap:
+        print(
+            f"aura serve: the kernel caps the backlog at {cap} (net.core.somaxconn), "
+            f"not {listening.backlog}",
+            file=sys.stderr,
+        )
     streams = StreamConfig(max_streams=stream_limit(raise_open_files_limit()))
     app = create_app(settings, token=token, stream=streams)
     # handler_cancellation: a vanished SSE client's handler is canceled at once, freeing its
     # subscription (engine appends are shielded, so a canceled request loses no event).
-    runner = web.AppRunner(
-        app,
-        handler_cancellation=True,
-        shutdown_timeout=SHUTDOWN_TIMEOUT,
-        keepalive_timeout=KEEPALIVE_SECONDS,
-    )
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
+    server: asyncio.Server | None = None
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        server = await listen(
+            runner,
+            host,
+            port,
+            backlog=listening.backlog,
+            head_timeout=listening.head_timeout,
+            keepalive_timeout=KEEPALIVE_SECONDS,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):  # before saying so: a stop may come at once
             loop.add_signal_handler(sig, stop.set)
-        url = _url(runner, host)
+        url = _url(server, host)
         print(f"Aura is listening on {url}  (data in {settings.data_dir})", flush=True)
         await stop.wait()
         print("Aura: stopping", flush=True)
     finally:
+        if server is not None:
+            server.close()  # no new connection; the runner then ends those open
         await runner.cleanup()
 
 
-def _url(runner: web.AppRunner, host: str) -> str:
-    port = runner.addresses[0][1]  # the real port, when --port 0 asked the OS for one
+def _url(server: asyncio.Server, host: str) -> str:
+    port = server.sockets[0].getsockname()[1]  # the real port, when --port 0 asked for one
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"

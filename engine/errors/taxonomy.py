@@ -169,6 +169,26 @@ TAXONOMY: dict[str, CodeSpec] = {
         remediation="Send a smaller request body.",
         http_status=413,
     ),
+    "BadRequest": CodeSpec(
+        title="The request is not valid HTTP/1.1",
+        remediation="Send a well-formed HTTP/1.1 request, as an HTTP library, curl or aura does "
+        "(the detail names what could not be parsed); a client that speaks HTTPS must call "
+        "this server with 'http://' or through a TLS proxy.",
+        http_status=400,
+    ),
+    "HeadersTooLarge": CodeSpec(
+        title="The request line or the headers are too large",
+        remediation="Send a request line and headers of at most 8,190 bytes each, and at most "
+        "128 headers (look for a very long URL or an oversized cookie).",
+        http_status=431,
+    ),
+    "RequestTimeout": CodeSpec(
+        title="The request line and headers did not arrive in time",
+        remediation="Send the request line and headers at once: the server waits "
+        "AURA_HEAD_TIMEOUT seconds (10 by default) for them from the connection's start, or "
+        "from the first byte of a further request; check the network to the server.",
+        http_status=408,
+    ),
     "RangeNotSatisfiable": CodeSpec(
         title="The requested range holds no byte of the file",
         remediation="Ask for one byte range inside the file (its size is in Content-Range), or "
