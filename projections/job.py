@@ -127,10 +127,15 @@ def _held_progress(step: StepState, attempt: int) -> float:
     return step.progress_pct if step.attempt == attempt else 0.0
 
 
-def _with_step(state: JobState, name: str, rec: Recorded, **changes: object) -> JobState:
+def _with_step(
+    state: JobState, name: str, rec: Recorded, at_least: float | None = None, **changes: object
+) -> JobState:
+    """The state with step `name` changed; `at_least`: its progress, unless it got further."""
     steps = list(state.steps)
     for i, step in enumerate(steps):
         if step.name == name:
+            if at_least is not None:
+                changes["progress_pct"] = max(step.progress_pct, at_least)
             steps[i] = replace(step, **changes)
             return replace(state, steps=tuple(steps), version=rec.version, last_seq=rec.seq)
     raise InvalidTransition(rec.seq, rec.job_id, f"unknown step {name!r}")
@@ -222,8 +227,7 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
             _require(state, rec, _RUNNING)
             # the furthest the step got in this attempt: a step resumed after a restart runs
             # again from its start, and its bar holds until the new run passes it
-            pct = max(_step_of(state, name, rec).progress_pct, event.pct)
-            return _with_step(state, name, rec, progress_pct=pct, eta_seconds=event.eta_seconds)
+            return _with_step(state, name, rec, at_least=event.pct, eta_seconds=event.eta_seconds)
         case JobCreated():
             raise InvalidTransition(rec.seq, rec.job_id, "JobCreated twice")
         case JobStarted():
