@@ -1,19 +1,14 @@
 """SSE fan-out: Aura's `GET /api/jobs/{id}/events` against a bare aiohttp floor, same load.
 
-Cases (events appended through the store at a fixed schedule, clients in other processes on
-127.0.0.1):
-  (a) 100 subscribers to one job, 500 events/s;
-  (b) 1,000 subscribers to one job, 50 events/s;
-  (c) 1,000 jobs with one subscriber each, 1 event/s per job.
-The floor is a bare aiohttp SSE fan-out of pre-encoded frames at the same rates and counts (one
-encode per event, each subscriber's pending frames written in one call). Reported per case,
-median of REPEATS runs: p50/p99 latency from append (the event's `ts`) to receipt, p50/p99 from
-the moment the event was scheduled (an overloaded server slows its appender and hides its own
-lateness in the first figure), events/s delivered, events lost (must be 0). Target: median p99
-at most 1.5x the floor's in every case.
-
-`python -m bench sse`; AURA_BENCH_SSE_SECONDS sets each run's length (default 4), and
-AURA_BENCH_SSE_CASES picks cases (e.g. `a,c`).
+Cases, events appended through the store on a schedule, clients in other processes on
+127.0.0.1: (a) 100 subscribers to one job, 500 events/s; (b) 1,000 subscribers to one job, 50
+events/s; (c) 1,000 jobs with one subscriber each, 1 event/s per job. The floor is a bare
+aiohttp SSE fan-out of pre-encoded frames at the same rates and counts. Reported per case,
+median of REPEATS runs: p50/p99 from append (the event's `ts`) to receipt and from the moment
+the event was scheduled (an overloaded server slows its appender and hides its own lateness in
+the first), events/s delivered, events lost (must be 0). Target: median p99 at most 1.5x the
+floor's in every case. `python -m bench sse`; AURA_BENCH_SSE_SECONDS sets each run's length
+(default 4), AURA_BENCH_SSE_CASES picks cases (e.g. `a,c`).
 """
 
 from __future__ import annotations
