@@ -146,9 +146,8 @@ async def run_aura(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]]
     last: dict[int, QueuedAppend] = {}
 
     async def emit(j: int, when: float) -> None:
-        # Queued, not awaited, as a job's run appends (engine/run/job_run.py): the appender keeps
-        # its schedule and the store group-commits what is waiting, in queue order, each append
-        # chained after the job's previous one. Like the run, it keeps only its last append.
+        # Queued, not awaited, as a job's run appends (engine/run/job_run.py), each chained after
+        # the job's previous one; like the run, it keeps only its last append.
         queued = log.append_nowait(jobs[j], [_progress(when)], versions[j], after=last.get(j))
         last[j] = queued
         versions[j] += 1
