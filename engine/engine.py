@@ -260,7 +260,7 @@ class Engine:
         self, *, status: JobStatus | None = None, limit: int = 50, offset: int = 0
     ) -> list[JobRow]:
         """Jobs newest first, from the job-list read model (written with every append)."""
-        return await self.projector.list_rows(status, limit, offset)
+        return (await self.list_page(status=status, limit=limit, offset=offset)).rows
 
     async def list_page(
         self,

@@ -256,17 +256,6 @@ class JobsTable:
 
         return await self._log.run_on_reader(read)
 
-    async def list(
-        self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
-    ) -> list[JobRow]:
-        """Newest first."""
-        sql, params = _list_query(status, limit, offset)
-
-        def read(conn: sqlite3.Connection) -> list[JobRow]:
-            return [_to_row(r) for r in conn.execute(sql, params)]
-
-        return await self._log.run_on_reader(read)
-
     async def page(
         self,
         status: JobStatus | None = None,

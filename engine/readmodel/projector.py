@@ -45,8 +45,8 @@ class Projector:
     async def list_rows(
         self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
     ) -> list[JobRow]:
-        """Newest first."""
-        return await self.table.list(status, limit, offset)
+        """Newest first (a page without its position)."""
+        return (await self.table.page(status, limit, offset)).rows
 
     async def page(
         self,

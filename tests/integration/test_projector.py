@@ -304,14 +304,14 @@ async def test_pages_after_a_position_walk_the_list_once_ties_included(tmp_path:
         table = jobs_table.JobsTable(log)
         rows = _raw_rows(20)
         _insert(tmp_path, rows)
-        everything = [r.job_id for r in await table.list(limit=100)]
+        everything = [r.job_id for r in (await table.page(limit=100)).rows]
         assert everything == [r[0] for r in reversed(rows)]  # ties: the later created first
         for limit in (1, 3, 4, 7, 20, 21):
             walked = await _walk(table, None, limit)
             assert [i for page in walked for i in page] == everything, limit
             assert all(len(page) == limit for page in walked[:-1]) and walked[-1]
         for status in JobStatus:
-            listed = [r.job_id for r in await table.list(status, limit=100)]
+            listed = [r.job_id for r in (await table.page(status, limit=100)).rows]
             assert [i for page in await _walk(table, status, 2) for i in page] == listed
         # rows added above a position (newer jobs) do not move it: the walk goes on as it was
         first = await table.page(None, 5)
@@ -327,7 +327,7 @@ async def test_pages_after_a_position_walk_the_list_once_ties_included(tmp_path:
         assert failed.next is not None
         with contextlib.closing(sqlite3.connect(tmp_path / DB_FILE_NAME)) as raw, raw:
             raw.execute("UPDATE jobs SET status = 'Queued' WHERE job_id = ?", (failed.next.job_id,))
-        failed_ids = [r.job_id for r in await table.list(JobStatus.FAILED, limit=100)]
+        failed_ids = [r.job_id for r in (await table.page(JobStatus.FAILED, limit=100)).rows]
         after = await table.page(JobStatus.FAILED, 100, after=failed.next)
         assert [r.job_id for r in after.rows] == failed_ids[1:]  # those after the changed row
         gone = jobs_table.ListPosition(first.next.created_utc, "nosuchjob")
