@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
+from weakref import WeakKeyDictionary
 
 AURA = [sys.executable, "-m", "aura.cli.main"]
 #: seconds a test waits for an answer it expects
@@ -76,9 +77,13 @@ def connect(port: int) -> socket.socket:
     return sock
 
 
+#: bytes read from a socket past the answer asked for: pipelined answers can arrive in one read
+_unread: WeakKeyDictionary[socket.socket, bytes] = WeakKeyDictionary()
+
+
 def read_head(sock: socket.socket) -> Answer:
     """A response's head from `sock`, with what came of its body so far."""
-    data = b""
+    data = _unread.pop(sock, b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
@@ -102,7 +107,10 @@ def read_answer(sock: socket.socket) -> Answer:
         if not chunk:
             break
         body += chunk
-    return Answer(status, headers, body if length < 0 else body[:length])
+    if length < 0:
+        return Answer(status, headers, body)
+    _unread[sock] = body[length:]
+    return Answer(status, headers, body[:length])
 
 
 def exchange(port: int, request: bytes) -> Answer:
