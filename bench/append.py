@@ -34,20 +34,31 @@ from aura.store.connections import run_with_connection
 from aura.store.log import DB_FILE_NAME, Durability, EventLog
 from aura.store.schema import migrate
 
-from ._common import INSERT, REPEATS, STEPS, Row, fresh_dir, job_created, median, report, runs
+from ._common import (
+    INSERT,
+    REPEATS,
+    STEPS,
+    Row,
+    fresh_dir,
+    job_created,
+    median,
+    report,
+    runs,
+    sized,
+)
 
 __all__ = ["main"]
 
 #: concurrent appenders in case (a)
-APPENDERS = 50
+APPENDERS = sized(50, 5)
 #: rounds of APPENDERS appends per run of case (a)
-ROUNDS = 200
+ROUNDS = sized(200, 10)
 #: events per run of case (b)
-SINGLE_EVENTS = 2_000
+SINGLE_EVENTS = sized(2_000, 50)
 #: saves per run of case (c)
-PEER_SAVES = 1_000
+PEER_SAVES = sized(1_000, 20)
 #: times a run alternates between ours and its baseline
-CHUNKS = 10
+CHUNKS = sized(10, 2)
 
 _SELECT_ROWS = (
     "SELECT seq, job_id, version, type, step, attempt, ts, data FROM events "

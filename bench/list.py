@@ -1,5 +1,7 @@
-"""The job list's pages: the first page against a page deep in a JOBS-job list, by offset and by
-cursor (a position: `GET /api/jobs?cursor=`), as `JobsTable.page` reads them for the handler.
+"""The job list at JOBS jobs: its pages, and a server's start-up when the list must be rebuilt.
+
+Pages: the first page against a page deep in the list, by offset and by cursor (a position:
+`GET /api/jobs?cursor=`), as `JobsTable.page` reads them for the handler.
 
 An offset walks the index up to the page, so its cost grows with the depth; a position is a seek
 in the same index, so a deep page costs what the first one does. Unfiltered, and filtered by
@@ -9,6 +11,11 @@ REPEATS runs of the median of CALLS calls, the cases interleaved within each run
 The table is written directly with sqlite3, as the projector lays out its rows (one row per job,
 each TIE jobs sharing a created time as jobs created in one group commit do), in a fresh
 database under bench/out/.
+
+Start-up with a stale list (bench/_list_startup.py): a log of JOBS complete jobs whose list has
+no rows and no position (as a migration that drops it leaves it); `aura serve` is started and
+timed to its first answer of GET /api/health, to the end of the rebuild, and the same again
+with the list up to date (the floor).
 """
 
 from __future__ import annotations
@@ -26,16 +33,18 @@ from aura.store.log import DB_FILE_NAME, EventLog
 from aura.store.rows import format_ts
 from aura.store.schema import migrate
 
-from ._common import REPEATS, fresh_dir, median
+from ._common import REPEATS, fresh_dir, median, sized
+from ._list_startup import startup_lines
+from ._table import figure
 
 __all__ = ["main"]
 
-JOBS = 100_000
+JOBS = sized(100_000, 2_000)
 #: jobs sharing one created time
 TIE = 4
 LIMIT = 50
 #: calls of each case per run
-CALLS = 40
+CALLS = sized(40, 3)
 _STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
 _ORDER = "ORDER BY created_utc DESC, rowid DESC"
 
@@ -127,6 +136,19 @@ def _report(label: str, times: dict[str, list[float]]) -> list[str]:
     ]
     for line in lines:
         print(line, flush=True)
+    figure(
+        f"{label}: last page by cursor",
+        f"{deep * 1e3:.2f} ms",
+        f"first page {first * 1e3:.2f} ms",
+        deep / first,
+        at_most=1.5,  # flat at any depth
+    )
+    figure(
+        f"{label}: last page by offset (info)",
+        f"{offset_deep * 1e3:.2f} ms",
+        f"first page {offset_first * 1e3:.2f} ms",
+        offset_deep / offset_first,
+    )
     return lines
 
 
@@ -143,7 +165,7 @@ def main() -> list[str]:
     lines: list[str] = []
     for label, status in (("all jobs", None), ("status=Failed", JobStatus.FAILED)):
         lines += _report(label, asyncio.run(_measure(folder, status)))
-    return lines
+    return lines + startup_lines(JOBS)
 
 
 if __name__ == "__main__":

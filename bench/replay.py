@@ -34,17 +34,17 @@ from aura.projections.job import JobState, apply, fold
 from aura.store.log import DB_FILE_NAME, PAGE_SIZE, EventLog
 from aura.store.schema import MIGRATIONS, migrate
 
-from ._common import INSERT, OUT, REPEATS, Row, job_events, report, rows_of, runs
+from ._common import INSERT, OUT, REPEATS, Row, job_events, report, rows_of, runs, sized
 
 __all__ = ["main"]
 
-JOB_EVENTS = 100_000
-LOG_EVENTS = 1_000_000
-LOG_JOBS = 2_000
+JOB_EVENTS = sized(100_000, 1_000)
+LOG_EVENTS = sized(1_000_000, 5_000)
+LOG_JOBS = sized(2_000, 100)
 #: jobs running at once while the log was written: their events interleave
 LOG_WAVE = 50
 #: events read by ours, then by raw, in turn, in the log case
-CHUNK = 100_000
+CHUNK = sized(100_000, 1_000)
 #: bump when the fixtures' content changes, so cached ones are rebuilt
 FIXTURE_VERSION = 2
 
@@ -53,7 +53,7 @@ _SELECT = "SELECT seq, job_id, version, ts, data FROM events"
 
 
 def _fixtures() -> Path:
-    return OUT / f"replay-v{FIXTURE_VERSION}-schema{len(MIGRATIONS)}"
+    return OUT / f"replay-v{FIXTURE_VERSION}-schema{len(MIGRATIONS)}-{JOB_EVENTS}-{LOG_EVENTS}"
 
 
 def _build(path: Path, rows: Iterator[Row]) -> None:

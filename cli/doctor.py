@@ -1,4 +1,4 @@
-"""`aura doctor`: check this machine (ffmpeg, espeak-ng, disk, output folder, GPU, keys).
+"""`aura doctor`: check this machine (ffmpeg, espeak-ng, disk, output folder, log, GPU, keys).
 
 Prints one line per finding, with its code and remediation when it is not ok. Exits 1 if any
 check fails (a render would fail), 0 otherwise; warnings (no GPU for `auto`, no OpenAI key)

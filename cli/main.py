@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cancel": ("aura.cli.client", "cancel a queued or running job"),
     "replay": ("aura.cli.replay", "print a job's timeline and state from the log"),
     "doctor": ("aura.cli.doctor", "check this machine: tools, output folder, log, disk, GPU, keys"),
+    "backup": ("aura.cli.backup", "copy the log consistently, even while a server runs"),
+    "compact": ("aura.cli.compact", "shrink the log of old jobs' progress ticks (server stopped)"),
 }
 
 

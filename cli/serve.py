@@ -6,12 +6,19 @@ listen queue and `--head-timeout` (AURA_HEAD_TIMEOUT) the seconds a client has t
 request's line and headers (see aura.http.protocol). Prints the URL once listening (the real
 port when `--port 0`), and stops cleanly on SIGINT or SIGTERM: open streams end, the runner
 stops, and jobs still running are resumed by the next start.
+
+Logs (aura.engine.config.logs) go to stderr, one JSON object a line or text on a terminal
+(`--log-format`/AURA_LOG_FORMAT), from `--log-level`/AURA_LOG_LEVEL up, and with
+`--log-file`/AURA_LOG_FILE also to a rotating file in the data folder; the access log is the
+logger `aura.access` (aura.http.access_log).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import logging
 import os
 import resource
 import signal
@@ -23,9 +30,21 @@ from typing import NamedTuple, TypeVar
 from aiohttp import web
 
 from aura.cli.main import add_data_dir
+from aura.engine.config.logs import (
+    DEFAULT_FILE_BYTES,
+    DEFAULT_FILE_COUNT,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    Logs,
+    LogSettings,
+    configure_logging,
+    log_file_in,
+)
 from aura.engine.config.settings import Settings
 from aura.engine.errors.taxonomy import AuraError
 from aura.http.app import create_app
+from aura.http.diagnostics import secrets_of
+from aura.http.keys import CONFIG, ENGINE
 from aura.http.protocol import DEFAULT_BACKLOG, DEFAULT_HEAD_TIMEOUT, listen
 from aura.http.security import is_loopback, weak_token
 from aura.http.sse import StreamConfig
@@ -39,6 +58,7 @@ __all__ = [
     "backlog_cap",
     "run",
     "serve",
+    "start_logging",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -52,6 +72,7 @@ RESERVED_FILES = 256
 #: Linux's cap on any listen backlog
 SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
 _N = TypeVar("_N", int, float)
+_log = logging.getLogger("aura.serve")
 
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
@@ -81,6 +102,46 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
         default=os.environ.get("AURA_HEAD_TIMEOUT", f"{DEFAULT_HEAD_TIMEOUT:g}"),
         help=f"seconds a client has to send a request's line and headers (default: "
         f"$AURA_HEAD_TIMEOUT or {DEFAULT_HEAD_TIMEOUT:g})",
+    )
+    _add_log_arguments(parser)
+
+
+def _add_log_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ
+    parser.add_argument(
+        "--log-format",
+        type=str.lower,
+        choices=LOG_FORMATS,
+        default=env.get("AURA_LOG_FORMAT", "auto"),
+        help="stderr's log lines: json, text, or auto: text on a terminal, else JSON "
+        "(default: $AURA_LOG_FORMAT or auto)",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=env.get("AURA_LOG_LEVEL", "INFO"),
+        help="the least level logged (default: $AURA_LOG_LEVEL or INFO; the access log is INFO)",
+    )
+    parser.add_argument(
+        "--log-file",
+        default=env.get("AURA_LOG_FILE") or None,
+        help="also log, as JSON, to this file inside the data folder (a relative name is in "
+        "it; default: $AURA_LOG_FILE or none)",
+    )
+    parser.add_argument(
+        "--log-file-bytes",
+        type=_number(int, "--log-file-bytes or AURA_LOG_FILE_BYTES", 1024, 1 << 40),
+        default=env.get("AURA_LOG_FILE_BYTES", str(DEFAULT_FILE_BYTES)),
+        help=f"the log file is rotated before it passes this size (default: "
+        f"$AURA_LOG_FILE_BYTES or {DEFAULT_FILE_BYTES})",
+    )
+    parser.add_argument(
+        "--log-file-count",
+        type=_number(int, "--log-file-count or AURA_LOG_FILE_COUNT", 1, 1000),
+        default=env.get("AURA_LOG_FILE_COUNT", str(DEFAULT_FILE_COUNT)),
+        help=f"rotated log files kept besides the current one, the oldest deleted (default: "
+        f"$AURA_LOG_FILE_COUNT or {DEFAULT_FILE_COUNT})",
     )
 
 
@@ -127,10 +188,12 @@ def run(args: argparse.Namespace) -> int:
     if weakness:
         print(f"aura serve: AURA_TOKEN is not usable: {weakness}", file=sys.stderr)
         return 2
+    logs: Logs | None = None
     try:
         settings = Settings.from_env(data_dir=args.data_dir)
         listening = Listening(args.backlog, args.head_timeout)
-        asyncio.run(serve(settings, args.host, args.port, token, listening))
+        logs = start_logging(args, settings.data_dir)
+        asyncio.run(serve(settings, args.host, args.port, token, listening, logs))
     except AuraError as e:  # a malformed AURA_* variable, a data folder that cannot be created
         print(f"aura serve: {e} ({e.info.remediation})", file=sys.stderr)
         return 1
@@ -142,7 +205,29 @@ def run(args: argparse.Namespace) -> int:
             f"aura serve: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr
         )
         return 1
+    finally:
+        if logs is not None:
+            logs.close()
     return 0
+
+
+def start_logging(args: argparse.Namespace, data_dir: Path) -> Logs:
+    """Configure the process's logging from the --log-* options. Raises AuraError
+    (InvalidInput:AURA_LOG_FILE) for a file outside the data folder or one it cannot open."""
+    file = None if args.log_file is None else log_file_in(data_dir, args.log_file)
+    settings = LogSettings(
+        args.log_format, args.log_level, file, args.log_file_bytes, args.log_file_count
+    )
+    try:
+        return configure_logging(settings)
+    except OSError as e:
+        raise AuraError.of(
+            "InvalidInput:AURA_LOG_FILE",
+            f"cannot open the log file {file}: {e.strerror}",
+            remediation="Name a file Aura can create and write inside the data folder, or "
+            "unset AURA_LOG_FILE / --log-file.",
+            details={"field": "AURA_LOG_FILE"},
+        ) from None
 
 
 def raise_open_files_limit() -> int:
@@ -192,18 +277,21 @@ async def serve(
     port: int,
     token: str | None,
     listening: Listening | None = None,
+    logs: Logs | None = None,
 ) -> None:
-    """Serve until SIGINT or SIGTERM."""
+    """Serve until SIGINT or SIGTERM; `logs`, if given, redact the app's secrets."""
     listening = listening or Listening()
     cap = backlog_cap()
     if cap is not None and listening.backlog > cap:
-        print(
-            f"aura serve: the kernel caps the backlog at {cap} (net.core.somaxconn), "
-            f"not {listening.backlog}",
-            file=sys.stderr,
+        _log.warning(
+            "the kernel caps the backlog at %d (net.core.somaxconn), not %d",
+            cap,
+            listening.backlog,
         )
     streams = StreamConfig(max_streams=stream_limit(raise_open_files_limit()))
     app = create_app(settings, token=token, stream=streams)
+    if logs is not None:
+        logs.use_secrets(functools.partial(_app_secrets, app))
     # handler_cancellation: a vanished SSE client's handler is canceled at once, freeing its
     # subscription (engine appends are shielded, so a canceled request loses no event).
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT)
@@ -224,12 +312,23 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
         url = _url(server, host)
         print(f"Aura is listening on {url}  (data in {settings.data_dir})", flush=True)
+        _log.info("listening on %s (data in %s)", url, settings.data_dir)
         await stop.wait()
         print("Aura: stopping", flush=True)
+        _log.info("stopping")
     finally:
         if server is not None:
             server.close()  # no new connection; the runner then ends those open
         await runner.cleanup()
+
+
+def _app_secrets(app: web.Application) -> tuple[str, ...]:
+    """What the log redacts: the token and the API keys, those saved from the page included
+    once the engine is open (aura.http.diagnostics.secrets_of)."""
+    config, engine = app[CONFIG], app.get(ENGINE)
+    if engine is None:
+        return tuple(v for v in (config.token, config.settings.openai_api_key) if v)
+    return secrets_of(config, engine)
 
 
 def _url(server: asyncio.Server, host: str) -> str:

@@ -9,6 +9,9 @@ expected versions: a command that loses a race reads again and decides again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,7 +53,8 @@ from aura.engine.run.pipeline import OUTPUT_ARTIFACT, PIPELINE
 from aura.engine.run.runner import Runner
 from aura.engine.run.transact import append_decided, read_job, transact
 from aura.engine.tools.media import probe_output
-from aura.projections.events import Artifact, Event, JobCreated, Output
+from aura.engine.tools.preflight import check_output_dir
+from aura.projections.events import Artifact, ErrorInfo, Event, JobCreated, Output
 from aura.projections.job import JobState, JobStatus, fold
 from aura.projections.job_list import JobRow
 from aura.store.errors import ConcurrencyError, StoreError
@@ -58,6 +62,8 @@ from aura.store.jobs_table import JobPage, ListPosition
 from aura.store.log import EventLog
 
 __all__ = ["Engine", "Submitted"]
+
+logger = logging.getLogger(__name__)
 
 #: times a request re-reads and decides again after losing a race with another writer
 _RACE_RETRIES = 20
@@ -109,6 +115,8 @@ class Engine:
         self.runner = runner
         self.estimates = StepEstimates(projector.table, projector.success_mark)
         self.recovered: list[str] = []
+        #: recovery waiting for the job list to be rebuilt (it names the active jobs)
+        self._recovery: asyncio.Task[None] | None = None
         self._lock: FolderLock | None = None
 
     @classmethod
@@ -123,7 +131,11 @@ class Engine:
         """Open the log in settings.data_dir, start the job-list projector, recover the jobs
         the log shows as queued or running (unless `recover` is False: then they are left
         alone), and start the runner. The data folder's saved provider settings are applied
-        over `settings` (a file that cannot be read raises SettingsUnreadable)."""
+        over `settings` (a file that cannot be read raises SettingsUnreadable).
+
+        A job list far behind the log is rebuilt in the background (`projector.rebuilding`):
+        this returns at once, jobs can be submitted and read meanwhile, and recovery follows
+        the rebuild (`wait_recovered`)."""
         pipeline = PIPELINE if pipeline is None else pipeline
         base, saved = settings, read_saved(settings.data_dir)
         settings = with_saved(base, saved)
@@ -138,7 +150,11 @@ class Engine:
             engine = cls(settings, log, projector, runner)
             engine.base_settings, engine.saved_settings = base, saved
             engine._lock = lock
-            if recover:
+            if recover and projector.rebuilding:
+                engine._recovery = asyncio.create_task(
+                    engine._recover_once_listed(), name="recovery after the job-list rebuild"
+                )
+            elif recover:
                 engine.recovered = await recovery.recover(log, projector, settings, runner)
         except BaseException:
             await log.close()
@@ -149,6 +165,10 @@ class Engine:
     async def close(self) -> None:
         """Stop the runner (running jobs stay as the log says; the next start resumes them),
         the projector and the log."""
+        if self._recovery is not None:
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
         await self.runner.stop()
         await self.projector.stop()
         await self.log.close()
@@ -204,7 +224,11 @@ class Engine:
 
     async def retry(self, job_id: str) -> JobState:
         """A new attempt of a Failed or Canceled job, from its failed step: JobRetryRequested
-        is appended (status Queued, attempt N+1) before this returns."""
+        is appended (status Queued, attempt N+1) before this returns. LogUnwritable while its
+        failure waits to be recorded (the log says Running)."""
+        refused = self.unrecorded(job_id)
+        if refused is not None:
+            raise AuraError(refused)
         for _ in range(_RACE_RETRIES):
             try:
                 # Shielded with the enqueue: a caller that goes away (a dropped HTTP request)
@@ -256,6 +280,14 @@ class Engine:
             raise JobNotFound(job_id)
         return state
 
+    def unrecorded(self, job_id: str) -> ErrorInfo | None:
+        """`LogUnwritable` while the job's failure waits for a log that refuses writes."""
+        return self.runner.unrecorded.job_error(job_id)
+
+    def log_refusal(self) -> ErrorInfo | None:
+        """`LogUnwritable` while the log refuses to record a decision about any job."""
+        return self.runner.unrecorded.log_error()
+
     async def list_jobs(
         self, *, status: JobStatus | None = None, limit: int = 50, offset: int = 0
     ) -> list[JobRow]:
@@ -281,11 +313,28 @@ class Engine:
         unknown or when the job is not Queued or Running."""
         return await self.estimates.eta(state)
 
+    async def wait_recovered(self) -> None:
+        """Return once start-up's recovery is done (it waits for a job-list rebuild)."""
+        if self._recovery is not None:
+            await asyncio.shield(self._recovery)
+
     async def run_until_idle(self) -> None:
-        """Return once no job is queued or running in this engine (for tests and `aura sample`)."""
+        """Return once no job is queued or running in this engine (for tests and `aura sample`),
+        start-up's recovery done first."""
+        await self.wait_recovered()
         await self.runner.wait_idle()
 
     # ---- helpers ------------------------------------------------------------------------
+
+    async def _recover_once_listed(self) -> None:
+        """Recovery, once the job list is rebuilt (a failure is logged: the server goes on)."""
+        try:
+            await self.projector.wait_rebuilt()
+            if not self.projector.rebuilding:  # else stopped meanwhile
+                settings, runner = self.settings, self.runner
+                self.recovered = await recovery.recover(self.log, self.projector, settings, runner)
+        except Exception:  # a task nobody awaits: say why, or nobody ever learns it
+            logger.exception("recovery after the job-list rebuild failed")
 
     async def _create(
         self, request: JobRequest, key: str | None, rerun_of: str | None
@@ -334,9 +383,19 @@ class Engine:
 async def _open_log(settings: Settings) -> EventLog:
     """The log in the data folder; a folder that cannot be created (a path under a regular
     file, no permission, no space) is its taxonomy error, e.g. OutputDirectoryNotWritable."""
+    _refuse_unwritable(settings.data_dir)
     try:
         return await EventLog.open(settings.data_dir, durability=settings.durability)
     except StoreError as e:
         if isinstance(e.__cause__, OSError):
             raise AuraError(map_exception(e.__cause__, step=None, settings=settings)) from e
         raise
+
+
+def _refuse_unwritable(data_dir: Path) -> None:
+    """A data folder refusing writes (a read-only mount stops root too) ends the start with its
+    code, before SQLite says only "unable to open database file"."""
+    if data_dir.is_dir() and not os.access(data_dir, os.W_OK):
+        finding = check_output_dir(data_dir, create=False)
+        if finding.failed and finding.code is not None:
+            raise AuraError.of(finding.code, finding.message, details=finding.details)

@@ -15,6 +15,7 @@ from aiohttp import web
 from aura.engine.config.settings import Settings
 from aura.engine.engine import Engine
 from aura.engine.run.context import Step
+from aura.http.access_log import access_log_middleware, remember_status
 from aura.http.fanout import FanOut
 from aura.http.keys import (
     CONFIG,
@@ -25,6 +26,8 @@ from aura.http.keys import (
     STREAMS,
     HttpConfig,
 )
+from aura.http.metrics import METRICS, Metrics
+from aura.http.metrics import routes as metrics_routes
 from aura.http.problems import add_correlation_header, problem_middleware
 from aura.http.routes_jobs import routes as job_routes
 from aura.http.routes_page import add_page_routes
@@ -47,7 +50,12 @@ def create_app(
 ) -> web.Application:
     """The Aura HTTP app. `pipeline` replaces the default steps (tests use tiny real ones)."""
     app = web.Application(
-        middlewares=[problem_middleware, make_guard_middleware(token), make_auth_middleware(token)],
+        middlewares=[
+            access_log_middleware,
+            problem_middleware,
+            make_guard_middleware(token),
+            make_auth_middleware(token),
+        ],
         client_max_size=max_body_bytes,
     )
     app[CONFIG] = HttpConfig(settings, token, stream or StreamConfig(), max_body_bytes)
@@ -55,6 +63,7 @@ def create_app(
     app.add_routes(job_routes)
     app.add_routes(system_routes)
     app.add_routes(settings_routes)
+    app.add_routes(metrics_routes)  # GET /metrics, behind the token like the API
     add_page_routes(app)  # the web page: GET / and /static/{name}, no token needed
 
     async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -64,7 +73,9 @@ def create_app(
         app[JOB_LIST_FEED] = JobListFeed(
             engine.log, engine.projector.table, app[CONFIG].stream.ping_interval
         )
+        app[METRICS] = Metrics(engine, app[FANOUT], app[JOB_LIST_FEED])
         yield
+        app[METRICS].close()
         app[FANOUT].close()
         app[JOB_LIST_FEED].close()
         await engine.close()
@@ -75,4 +86,5 @@ def create_app(
     app.cleanup_ctx.append(engine_ctx)
     app.on_shutdown.append(on_shutdown)
     app.on_response_prepare.append(add_correlation_header)
+    app.on_response_prepare.append(remember_status)
     return app

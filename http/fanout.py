@@ -222,6 +222,8 @@ class FanOut:
         self.feeds: dict[str, JobFeed] = {}
         #: listeners of every feed
         self.listener_count = 0
+        #: messages written to these listeners' clients, ever (http/metrics.py reads it)
+        self.delivered = 0
         self._pinger: asyncio.Task[None] | None = None
 
     def join(self, job_id: str) -> tuple[JobFeed, Listener]:

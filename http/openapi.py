@@ -19,9 +19,11 @@ from aura.http.problems import PROBLEM_CONTENT_TYPE, Problem
 from aura.http.security import COOKIE_NAME, OPEN_PATHS
 from aura.http.wire import JobChanged, JobList, JobView
 
-__all__ = ["OPERATIONS", "Operation", "openapi_document"]
+__all__ = ["METRICS_MEDIA_TYPE", "OPERATIONS", "Operation", "openapi_document"]
 
 _REF = "#/components/schemas/{name}"
+#: what GET /metrics answers (it adds `charset=utf-8`)
+METRICS_MEDIA_TYPE = "text/plain; version=0.0.4"
 _JOB = {"$ref": _REF.format(name="JobView")}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -48,13 +50,17 @@ _SSE_PARAMS = (
         "name": "Last-Event-ID",
         "in": "header",
         "schema": {"type": "string", "pattern": SEQ_PATTERN},
-        "description": "resume after this seq (sent by EventSource on reconnect)",
+        "description": "resume after this seq (sent by EventSource on reconnect); a seq "
+        "past the log's newest event is 400 InvalidInput:Last-Event-ID (for a job: while it "
+        "runs; one that ended answers 204)",
     },
     {
         "name": "lastEventId",
         "in": "query",
         "schema": {"type": "string", "pattern": SEQ_PATTERN},
-        "description": "resume after this seq (for clients that cannot set headers)",
+        "description": "resume after this seq (for clients that cannot set headers); "
+        "ignored when the Last-Event-ID header is given (a browser reconnecting to the URL it "
+        "opened sends the newer seq there)",
     },
 )
 _IDEMPOTENCY_KEY = {
@@ -62,6 +68,32 @@ _IDEMPOTENCY_KEY = {
     "in": "header",
     "schema": {"$ref": _REF.format(name="IdempotencyKey")},
     "description": "the same key with the same body answers the job the first request created",
+}
+#: GET /api/health; other members may be added
+_HEALTH: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "lastSeq", "jobList", "problems"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "degraded"]},
+        "lastSeq": {"type": "integer", "minimum": 0},
+        "jobList": {
+            "type": "object",
+            "description": "whether GET /api/jobs is being rebuilt from the log (its rows are "
+            "then those of the events up to appliedSeq; the list says `rebuilding` too)",
+            "required": ["rebuilding", "appliedSeq", "progress"],
+            "properties": {
+                "rebuilding": {"type": "boolean"},
+                "appliedSeq": {"type": "integer", "minimum": 0},
+                "progress": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+        },
+        "problems": {
+            "type": "array",
+            "description": "why the server is degraded (503): LogUnwritable while the log "
+            "refuses writes; empty when ok",
+            "items": {"$ref": _REF.format(name="ErrorInfo")},
+        },
+    },
 }
 _ACTION_BODY = {"required": False, "content": {"application/json": {"schema": _OBJECT}}}
 
@@ -201,7 +233,7 @@ OPERATIONS: tuple[Operation, ...] = (
                 "in": "header",
                 "schema": {"type": "string"},
                 "description": "the ETag (or date) of the copy the client has: Range applies only "
-                "to that same file",
+                "to that same file (a value that is neither gets the whole video)",
             },
         ),
     ),
@@ -251,7 +283,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "get", "/api/errors", "errorTaxonomy", "The error codes", {"200": _json("codes", _OBJECT)}
     ),
     Operation(
-        "get", "/api/health", "health", "Liveness (no token needed)", {"200": _json("ok", _OBJECT)}
+        "get",
+        "/api/health",
+        "health",
+        "Liveness (no token needed)",
+        {"200": _json("ok", _HEALTH), "503": _json("degraded: see problems", _HEALTH)},
     ),
     Operation(
         "get",
@@ -278,6 +314,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "closeSession",
         "Clear the cookie",
         {"204": ("cleared", None, None)},
+    ),
+    Operation(
+        "get",
+        "/metrics",
+        "metrics",
+        "Metrics in the Prometheus text format: jobs by status, step durations, append latency, "
+        "group-commit sizes, SSE streams open and messages delivered, queue depth",
+        {"200": ("the metrics", METRICS_MEDIA_TYPE, {"type": "string"})},
     ),
 )
 

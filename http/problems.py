@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.typedefs import Handler
 
+from aura.engine.config.logs import bind_correlation
 from aura.engine.errors.mapping import map_exception
 from aura.engine.errors.taxonomy import TAXONOMY, AuraError, base_code, make_error
 from aura.http.wire import ENCODER, json_response
@@ -70,7 +71,7 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     correlation_id: str
 
 
-def correlation_id(request: web.Request) -> str:
+def correlation_id(request: web.BaseRequest) -> str:
     """This request's correlation id (an incoming X-Correlation-Id, or a new one)."""
     found = request.get(_CORRELATION)
     if found is None:
@@ -153,7 +154,7 @@ def _fault(exc: HttpProcessingError) -> str:
 def log_refusal(peer: object, status: int, info: ErrorInfo, correlation: str) -> None:
     """One line for a request refused as malformed (or too slow); no traceback."""
     line = f"{status} {info.code} from {peer}: {info.message} (correlation id {correlation})"
-    _log.warning("%s", line)
+    _log.warning("%s", line, extra={"correlation_id": correlation})
 
 
 def _unreadable_body(error: Exception, peer: object, correlation: str) -> web.Response:
@@ -178,8 +179,10 @@ def _from_http(error: web.HTTPException) -> ErrorInfo:
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer every failure as problem+json; successes and redirects pass through."""
+    """Answer every failure as problem+json; successes and redirects pass through. What is
+    logged while the request is handled names its correlation id."""
     correlation = correlation_id(request)
+    bind_correlation(correlation)
     try:
         response = await handler(request)
     except AuraError as e:

@@ -46,7 +46,14 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 
 from aura.engine.errors.taxonomy import make_error
-from aura.http.problems import log_refusal, malformed_request, problem_message, problem_response
+from aura.http.access_log import ACCESS_LOGGER, AccessLog, mark_refused
+from aura.http.problems import (
+    correlation_id,
+    log_refusal,
+    malformed_request,
+    problem_message,
+    problem_response,
+)
 
 __all__ = ["DEFAULT_BACKLOG", "DEFAULT_HEAD_TIMEOUT", "AuraRequestHandler", "listen"]
 
@@ -114,12 +121,16 @@ class AuraRequestHandler(web.RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        correlation = uuid.uuid4().hex
+        correlation = correlation_id(request)  # the access log names it too
         if isinstance(exc, HttpProcessingError):  # the parser refused the request: no traceback
             info, status = malformed_request(exc, self.max_headers)
             log_refusal(request.remote, status, info, correlation)
+            mark_refused(request)
         else:  # an error past the app's middleware: a bug, worth its traceback
-            _log.error("unhandled error (correlation id %s)", correlation, exc_info=exc)
+            _log.error(
+                "unhandled error (correlation id %s)", correlation, exc_info=exc,
+                extra={"correlation_id": correlation},
+            )  # fmt: skip
             info, status = make_error("Internal", "the server failed unexpectedly"), 500
         if request.writer.output_size > 0:  # part of an answer is out: no other can follow
             raise ConnectionError("a response is under way: the error cannot be answered")
@@ -178,10 +189,12 @@ async def listen(
     **handler_args: Any,
 ) -> asyncio.Server:
     """Serve `runner`'s app on host:port, each connection an `AuraRequestHandler` made with
-    `handler_args` (e.g. `keepalive_timeout`). Close the server before `runner.cleanup()`."""
+    `handler_args` (e.g. `keepalive_timeout`) that log their requests to Aura's access log
+    (aura.http.access_log). Close the server before `runner.cleanup()`."""
     manager = runner.server
     if manager is None:
         raise RuntimeError("call runner.setup() before listen()")
+    handler_args = {"access_log_class": AccessLog, "access_log": ACCESS_LOGGER} | handler_args
     loop = asyncio.get_running_loop()
 
     def connection() -> AuraRequestHandler:

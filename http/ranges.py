@@ -7,8 +7,9 @@ single ranges it handles right:
 
 - no Range, a unit other than bytes, or several ranges (which a server may ignore): the whole
   file, 200;
-- an `If-Range` entity tag that is not the file's current one: the whole file (the client's
-  earlier bytes are of another file; splicing them would corrupt the download);
+- an `If-Range` entity tag that is not the file's current one, or a value that is neither a
+  tag nor a date: the whole file (the client's earlier bytes may be of another file; splicing
+  them would corrupt the download; FileResponse reads an unreadable date as no condition);
 - one range a client may ask of this file: 206, by FileResponse;
 - a range whose last position (or suffix length) has more digits than any size: the whole file
   (a server may ignore Range; FileResponse's own parsing would fail on it);
@@ -17,6 +18,7 @@ single ranges it handles right:
 
 from __future__ import annotations
 
+import email.utils
 import enum
 import re
 
@@ -42,8 +44,11 @@ def decide_range(range_header: str | None, if_range: str | None, etag: str, size
     if range_header is None:
         return Ranged.WHOLE
     condition = (if_range or "").strip()
-    if condition.startswith(("W/", '"')) and condition != f'"{etag}"':
-        return Ranged.WHOLE  # another file's tag, or a weak one (never a match for ranges)
+    if condition.startswith(("W/", '"')):
+        if condition != f'"{etag}"':
+            return Ranged.WHOLE  # another file's tag, or a weak one (never a match for ranges)
+    elif condition and email.utils.parsedate(condition) is None:  # as aiohttp parses a date
+        return Ranged.WHOLE  # no validator at all: it matches no file
     unit, _, ranges = range_header.partition("=")
     if unit.strip().lower() != "bytes" or "," in ranges:
         return Ranged.WHOLE

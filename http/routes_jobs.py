@@ -36,6 +36,10 @@ from aura.store.jobs_table import UnknownPosition
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
+#: whether the event streams answer HEAD: no (405 MethodNotAllowed). A stream's events go
+#: straight to the socket, after the head of a HEAD too, and a live one never ends: the
+#: connection would never serve its next request
+_STREAMS_ANSWER_HEAD = False
 
 NDJSON = "application/x-ndjson"
 VIDEO = "video/mp4"
@@ -49,9 +53,10 @@ async def _job(
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    """The job as it is now, with its ETA."""
+    """The job as it is now, with its ETA (and what the log refuses to record about it)."""
     eta = await request.app[ENGINE].eta(state)
-    return json_response(job_view(state, eta), status, headers)
+    unrecorded = request.app[ENGINE].unrecorded(state.job_id)
+    return json_response(job_view(state, eta, unrecorded), status, headers)
 
 
 def _invalid(field: str, message: str) -> AuraError:
@@ -104,7 +109,10 @@ async def list_jobs(request: web.Request) -> web.Response:
     except UnknownPosition:
         raise invalid_cursor("it names no job of this list") from None
     following = None if page.next is None else encode_cursor(page.next, query.status)
-    return json_response(job_list(page.rows, query.limit, query.offset, following, page.last_seq))
+    body = job_list(
+        page.rows, query.limit, query.offset, following, page.last_seq, rebuilding=page.rebuilding
+    )
+    return json_response(body)
 
 
 @routes.get("/api/jobs/{id}")
@@ -176,7 +184,7 @@ def _refuse_if_busy(request: web.Request) -> None:
         )
 
 
-@routes.get("/api/jobs/{id}/events")
+@routes.get("/api/jobs/{id}/events", allow_head=_STREAMS_ANSWER_HEAD)
 async def job_events(request: web.Request) -> web.StreamResponse:
     state = await request.app[ENGINE].get(request.match_info["id"])
     # a job that ended answers 204 to any id at or after its end (the browser then stops)
@@ -194,7 +202,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     )
 
 
-@routes.get("/api/events")
+@routes.get("/api/events", allow_head=_STREAMS_ANSWER_HEAD)
 async def job_list_events(request: web.Request) -> web.StreamResponse:
     feed = request.app[JOB_LIST_FEED]
     if given_last_event_id(request) is not None:
@@ -248,11 +256,19 @@ async def job_log(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": NDJSON})
     await resp.prepare(request)
     after = 0
-    while page := await engine.log.read_job_after_seq(job_id, after, LOG_PAGE):
+    while _has_content(request) and (
+        page := await engine.log.read_job_after_seq(job_id, after, LOG_PAGE)
+    ):
         await resp.write(_ndjson(page, redacted))
         after = page[-1].seq
     await resp.write_eof()
     return resp
+
+
+def _has_content(request: web.Request) -> bool:
+    """Whether the answer carries content: not for a HEAD, whose answer ends with its head
+    (a StreamResponse sends whatever is written, for a HEAD too)."""
+    return request.method != "HEAD"
 
 
 def _ndjson(page: list[Recorded], redacted: LineRedactor | None) -> bytes:
@@ -312,7 +328,9 @@ async def _send_whole(request: web.Request, path: Path) -> web.StreamResponse:
         resp.last_modified = st.st_mtime
         with contextlib.suppress(ConnectionResetError):  # the client went away
             await resp.prepare(request)
-            while chunk := await loop.run_in_executor(None, video.read, 256 * 1024):
+            while _has_content(request) and (
+                chunk := await loop.run_in_executor(None, video.read, 256 * 1024)
+            ):
                 await resp.write(chunk)
             await resp.write_eof()
     return resp

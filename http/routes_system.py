@@ -6,6 +6,7 @@ import msgspec
 from aiohttp import web
 
 from aura.engine.config.inputs import DecodeFailure, decode_body
+from aura.engine.engine import Engine
 from aura.engine.errors.taxonomy import TAXONOMY, AuraError
 from aura.engine.tools.preflight import system_check
 from aura.http.diagnostics import redact, secrets_of
@@ -28,7 +29,22 @@ _SESSION = msgspec.json.Decoder(SessionRequest)
 
 @routes.get("/api/health")
 async def health(request: web.Request) -> web.Response:
-    return json_response({"status": "ok", "lastSeq": request.app[ENGINE].log.last_seq})
+    engine = request.app[ENGINE]
+    refusal = engine.log_refusal()  # the log refuses writes: what happens is not recorded
+    body = {
+        "status": "ok" if refusal is None else "degraded",
+        "lastSeq": engine.log.last_seq,
+        "jobList": _job_list_health(engine),
+        "problems": [] if refusal is None else [refusal],
+    }
+    return json_response(body, 200 if refusal is None else 503)
+
+
+def _job_list_health(engine: Engine) -> dict[str, object]:
+    """Whether the job list is being rebuilt from the log, and how far it got (health stays
+    200 meanwhile: jobs are submitted, run and read as usual)."""
+    rebuilding, applied_seq, progress = engine.projector.progress()
+    return {"rebuilding": rebuilding, "appliedSeq": applied_seq, "progress": round(progress, 4)}
 
 
 @routes.get("/api/errors")
@@ -51,7 +67,8 @@ async def errors(request: web.Request) -> web.Response:
 @routes.get("/api/system-check")
 async def system_check_route(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    findings = await system_check(engine.settings)  # with the saved provider settings
+    # with the saved provider settings, and whether the log takes this server's writes
+    findings = await system_check(engine.settings, engine.log_refusal())
     secrets = secrets_of(request.app[CONFIG], engine)
     body = {"ok": not any(f.failed for f in findings), "findings": findings}
     return json_response(redact(msgspec.to_builtins(body), secrets))

@@ -177,13 +177,15 @@ class _Sender:
         self,
         feed: JobFeed,
         listener: Listener,
-        log: EventLog,
+        fanout: FanOut,
         request: web.Request,
         resp: EventStream,
         last: int,
     ) -> None:
-        self.feed, self.log, self.job_id, self.resp, self.last = feed, log, feed.job_id, resp, last
+        self.feed, self.job_id, self.resp, self.last = feed, feed.job_id, resp, last
+        self.log = fanout.log
         self._listener = listener
+        self._fanout = fanout  # counts the messages delivered
         socket = TransportWriter.for_response(request, resp)
         #: the one raw write (None: this response takes none, so `write_now` is never given)
         self._write_raw = None if socket is None else socket.write
@@ -226,6 +228,7 @@ class _Sender:
             if self._write_raw is None or not self._write_raw(b"".join(chunk)):
                 return 0
             self.last = last
+            self._fanout.delivered += len(chunk)
         if ended:
             self._listener.end()
         return count
@@ -257,6 +260,7 @@ class _Sender:
             await self.resp.write_eof(data)
         else:
             await self.resp.write(data)
+        self._fanout.delivered += len(chunk)
         return end
 
 
@@ -280,7 +284,8 @@ async def serve_job_stream(
         resp = EventStream(listener)
         with contextlib.suppress(ConnectionResetError):  # the client went away
             await resp.start(request, streams, config.retry_ms)
-            await _pump(feed, listener, _Sender(feed, listener, log, request, resp, after), page)
+            sender = _Sender(feed, listener, fanout, request, resp, after)
+            await _pump(feed, listener, sender, page)
         return resp
     finally:
         fanout.leave(feed, listener)

@@ -83,6 +83,8 @@ class JobListFeed:
         self.table = table
         self.ping_interval = ping_interval
         self.listeners: set[Listener] = set()
+        #: messages written to these listeners' clients, ever (http/metrics.py reads it)
+        self.delivered = 0
         self._tasks: tuple[asyncio.Task[None], ...] = ()
 
     @property
@@ -170,6 +172,7 @@ async def _pump(feed: JobListFeed, listener: Listener, resp: EventStream, last: 
                 last = frame.seq
         if chunk:  # the first carries the retry hint
             await resp.write(resp.with_retry(b"".join(chunk)))
+            feed.delivered += len(chunk)
 
     while True:
         # Backlog from the log, page by page (rows as of `last`, folded afresh: the live frames

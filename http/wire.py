@@ -28,6 +28,7 @@ from aura.projections.events import (
     JobSucceeded,
     JobWarning,
     Output,
+    OutputsPruned,
     Recorded,
     StepCanceled,
     StepFailed,
@@ -82,6 +83,7 @@ WIRE_NAMES: dict[type[Event], str] = {
     JobFailed: "job-failed",
     JobWarning: "job-warning",
     JobCanceled: "job-canceled",
+    OutputsPruned: "job-output-pruned",
 }
 
 #: events that end a job's attempt: a stream ends after one unless a retry follows it
@@ -127,11 +129,17 @@ class JobView(Wire, frozen=True, kw_only=True):
     started_utc: str | None
     ended_utc: str | None
     correlation_id: str
+    #: when `aura compact --prune-outputs` deleted the job's files (output and artifacts);
+    #: null while they are kept
+    output_pruned_utc: str | None
     #: the seq of the last event folded into this view
     last_seq: int
     #: seconds until the job is done (see projections.eta); null when unknown, when the job is
     #: not Queued or Running, and in a view of a past seq
     eta_seconds: float | None
+    #: LogUnwritable while the server knows more than the log says: the job's failure waits to
+    #: be recorded because the log refuses writes (status and errors are then behind); else null
+    unrecorded: ErrorInfo | None
 
 
 class JobSummary(Wire, frozen=True, kw_only=True):
@@ -158,6 +166,10 @@ class JobList(Wire, frozen=True, kw_only=True):
     next_cursor: str | None
     #: the log's seq the rows are consistent with: GET /api/events resumes after it
     last_seq: int
+    #: the list is being rebuilt from the log (after an upgrade or a lost position): the rows
+    #: are those of the events up to last_seq, so jobs whose events all come later are missing
+    #: for now; GET /api/events after last_seq brings every change since
+    rebuilding: bool = False
 
 
 class JobChanged(Wire, frozen=True, kw_only=True):
@@ -192,7 +204,9 @@ def json_response(
     )
 
 
-def job_view(state: JobState, eta_seconds: float | None = None) -> JobView:
+def job_view(
+    state: JobState, eta_seconds: float | None = None, unrecorded: ErrorInfo | None = None
+) -> JobView:
     return JobView(
         job_id=state.job_id,
         preset=state.preset,
@@ -220,8 +234,10 @@ def job_view(state: JobState, eta_seconds: float | None = None) -> JobView:
         started_utc=format_optional_ts(state.started_utc),
         ended_utc=format_optional_ts(state.ended_utc),
         correlation_id=state.correlation_id,
+        output_pruned_utc=format_optional_ts(state.output_pruned_utc),
         last_seq=state.last_seq,
         eta_seconds=eta_seconds,
+        unrecorded=unrecorded,
     )
 
 
@@ -238,7 +254,13 @@ def job_summary(row: JobRow) -> JobSummary:
 
 
 def job_list(
-    rows: list[JobRow], limit: int, offset: int | None, next_cursor: str | None, last_seq: int
+    rows: list[JobRow],
+    limit: int,
+    offset: int | None,
+    next_cursor: str | None,
+    last_seq: int,
+    *,
+    rebuilding: bool = False,
 ) -> JobList:
     """A page of at most `limit` jobs; `next_cursor` is None on the last page."""
     more = next_cursor is not None
@@ -249,6 +271,7 @@ def job_list(
         next_offset=offset + limit if more and offset is not None else None,
         next_cursor=next_cursor,
         last_seq=last_seq,
+        rebuilding=rebuilding,
     )
 
 
@@ -318,6 +341,10 @@ def _job_failed(e: JobFailed) -> dict[str, Any]:
     return _job_status(e) | {"error": e.error}
 
 
+def _outputs_pruned(e: OutputsPruned) -> dict[str, Any]:
+    return {"files": e.files, "sizeBytes": e.size_bytes, "attempt": e.attempt}
+
+
 def _warning(e: JobWarning) -> dict[str, Any]:
     return {"code": e.code, "message": e.message, "step": e.step, "attempt": e.attempt}
 
@@ -339,6 +366,7 @@ _PAYLOADS: dict[type[Event], Callable[[Any], dict[str, Any]]] = {
     JobFailed: _job_failed,
     JobCanceled: _job_status,
     JobWarning: _warning,
+    OutputsPruned: _outputs_pruned,
 }
 
 

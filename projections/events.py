@@ -33,6 +33,7 @@ __all__ = [
     "JobSucceeded",
     "JobWarning",
     "Output",
+    "OutputsPruned",
     "Recorded",
     "StepCanceled",
     "StepFailed",
@@ -192,6 +193,14 @@ class JobFailed(Event, tag="JobFailed", frozen=True, kw_only=True):
     error: ErrorInfo
 
 
+class OutputsPruned(Event, tag="OutputsPruned", frozen=True, kw_only=True):
+    """The ended job's folder (its artifacts and output) was deleted by
+    `aura compact --prune-outputs`: `files` files of `size_bytes` bytes in all."""
+
+    files: int = 0
+    size_bytes: int = 0
+
+
 AnyEvent = (
     JobCreated
     | JobStarted
@@ -208,6 +217,7 @@ AnyEvent = (
     | JobInterrupted
     | JobSucceeded
     | JobFailed
+    | OutputsPruned
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__

@@ -21,6 +21,7 @@ from aura.projections.events import (
     JobSucceeded,
     JobWarning,
     Output,
+    OutputsPruned,
     Recorded,
     StepCanceled,
     StepFailed,
@@ -99,6 +100,9 @@ class JobState(State, frozen=True, kw_only=True):
     ended_utc: datetime | None = None
     correlation_id: str = ""
     cancel_requested: bool = False
+    #: when `aura compact --prune-outputs` deleted the job's files (output and artifacts);
+    #: None while they are kept, and again once a retry makes new ones
+    output_pruned_utc: datetime | None = None
     #: the job's version (events applied) and the seq of the last one
     version: int = 0
     last_seq: int = 0
@@ -182,6 +186,7 @@ def _retried(state: JobState, rec: Recorded, event: JobRetryRequested) -> JobSta
         output=None,
         ended_utc=None,
         cancel_requested=False,
+        output_pruned_utc=None,
         version=rec.version,
         last_seq=rec.seq,
     )
@@ -326,6 +331,9 @@ def apply(state: JobState | None, rec: Recorded) -> JobState:  # noqa: C901 - on
             listed = any(_same_failure(e, error) for e in state.errors)
             errors = state.errors if listed else (*state.errors, error)
             return _ended(state, rec, JOB_STATUS_AFTER[JobFailed], errors=errors)
+        case OutputsPruned():
+            _require(state, rec, TERMINAL_JOB_STATUSES)
+            return replace(state, output_pruned_utc=rec.ts, version=rec.version, last_seq=rec.seq)
         case _:
             assert_never(event)
 

@@ -30,6 +30,7 @@ __all__ = [
     "InlineProjection",
     "QueuedAppend",
     "Results",
+    "catch_up_page",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,30 @@ def _left_out(error: CorruptEvent, row: Row) -> None:
     """A row the read models leave out: one bad row (or an event type of a newer build) must
     not stop those of every other job."""
     logger.error("%s (job %s); left out of the read models", error, row[1])
+
+
+def catch_up_page(
+    conn: sqlite3.Connection, projection: InlineProjection, after: int, limit: int
+) -> int | None:
+    """Apply the log's next `limit` events after seq `after` to `projection`, in one
+    transaction; the last seq applied, or None when the log has none after `after`."""
+    page = conn.execute(SELECT + " WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+    if not page:
+        return None
+    records = decode_rows_skipping(page, _left_out)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if records:  # every row of the page may be one the read models leave out
+            projection.apply(conn, records)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        projection.forget()
+        raise
+    projection.committed()
+    last: int = page[-1][0]
+    return last
 
 
 class BatchWriter:
@@ -237,24 +262,9 @@ class BatchWriter:
         """Bring `projection` up to date with the log, then apply it in every batch (run on the
         writer's thread, between two batches)."""
         conn = self._conn
-        position = projection.position(conn)
-        while True:
-            page = conn.execute(
-                SELECT + " WHERE seq > ? ORDER BY seq LIMIT ?", (position, CATCH_UP_PAGE)
-            ).fetchall()
-            if not page:
-                break
-            records = decode_rows_skipping(page, _left_out)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                projection.apply(conn, records)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                projection.forget()
-                raise
-            projection.committed()
-            position = page[-1][0]
+        position: int | None = projection.position(conn)
+        while position is not None:
+            position = catch_up_page(conn, projection, position, CATCH_UP_PAGE)
         self._projections.append(projection)
 
     def detach(self, projection: InlineProjection) -> None:

@@ -106,6 +106,9 @@ class JobListProjection:
         self._saving: int | None = None  # the position written in the open transaction
         self._successes: dict[str, int] = {}  # preset -> jobs seen to succeed
         self._epoch = 0  # counts `forget`s: another writer may have changed anything
+        #: save the position with every commit, not every POSITION_LAG events: while the rows
+        #: are rebuilt, a page of the list is consistent with the position saved beside it
+        self.save_every_commit = False
 
     def mark(self, preset: str) -> tuple[int, int]:
         """Changes whenever a job of the preset succeeds (or the table may have changed)."""
@@ -137,7 +140,7 @@ class JobListProjection:
         if pending:
             conn.executemany(_UPSERT, [_params(r) for r in pending.values()])
         last = records[-1].seq
-        if last - self._saved >= POSITION_LAG:
+        if self.save_every_commit or last - self._saved >= POSITION_LAG:
             conn.execute(_SAVE_POSITION, (self.name, last))
             self._saving = last
 
@@ -161,6 +164,7 @@ class JobListProjection:
         self._epoch += 1
 
 
+_POSITIONS = "projector_positions WHERE name = ?"
 _SAVE_POSITION = (
     "INSERT INTO projector_positions (name, last_seq) VALUES (?, ?) "
     "ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq"
@@ -189,6 +193,9 @@ class JobPage(NamedTuple):
     last_seq: int
     #: where the next page starts (after this page's last row); None on the last page
     next: ListPosition | None
+    #: the rows are being rebuilt from the log: `last_seq` is how far the rebuild got, and the
+    #: jobs whose events all come after it are missing yet
+    rebuilding: bool = False
 
 
 #: the list's order. rowid: rows are inserted as jobs are created, so it orders the jobs created
@@ -262,11 +269,18 @@ class JobsTable:
         limit: int = 50,
         offset: int = 0,
         after: ListPosition | None = None,
+        *,
+        rebuilding: bool = False,
     ) -> JobPage:
         """Newest first: `limit` rows, past `offset` rows and after `after` (UnknownPosition if
         it names no row), with the log's last seq read in the same snapshot: the rows are
         exactly what the events up to that seq made (the rows are written in the events'
-        transactions), so the events after it are every change since."""
+        transactions), so the events after it are every change since. While the rows are
+        `rebuilding`, that seq is the position saved with them instead (the projection saves it
+        with every commit then)."""
+        last_seq: tuple[str, tuple[str, ...]] = ("SELECT coalesce(max(seq), 0) FROM events", ())
+        if rebuilding:
+            last_seq = (f"SELECT coalesce(max(last_seq), 0) FROM {_POSITIONS}", (self._name,))
 
         def read(conn: sqlite3.Connection) -> JobPage:
             conn.execute("BEGIN")  # one read transaction: every query sees one snapshot
@@ -274,12 +288,12 @@ class JobsTable:
                 anchor = None if after is None else _anchor(conn, after)
                 sql, params = _list_query(status, limit + 1, offset, anchor)
                 found = conn.execute(sql, params).fetchall()  # one more: is there a next page
-                last = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+                last = conn.execute(*last_seq).fetchone()[0]
             finally:
                 conn.execute("COMMIT")
             more = 0 < limit < len(found)
             following = ListPosition(found[limit - 1][4], found[limit - 1][0]) if more else None
-            return JobPage([_to_row(r) for r in found[:limit]], int(last), following)
+            return JobPage([_to_row(r) for r in found[:limit]], int(last), following, rebuilding)
 
         return await self._log.run_on_reader(read)
 

@@ -18,6 +18,7 @@ from aura.projections.events import (
     JobSucceeded,
     JobWarning,
     Output,
+    OutputsPruned,
     StepCanceled,
     StepFailed,
     StepProgressed,
@@ -53,6 +54,13 @@ def _run_step(draw: st.DrawFn, step: str, attempt: int) -> tuple[list[Event], st
     return events, outcome
 
 
+def _maybe_pruned(draw: st.DrawFn, events: list[Event], attempt: int) -> list[Event]:
+    """An ended job's events, maybe followed by `aura compact --prune-outputs`'s record."""
+    if draw(st.booleans()):
+        events.append(OutputsPruned(files=3, size_bytes=1000, attempt=attempt))
+    return events
+
+
 @st.composite
 def job_events(draw: st.DrawFn) -> list[Event]:
     """JobCreated, then attempts (each may fail, cancel or be interrupted and go on)."""
@@ -74,11 +82,11 @@ def job_events(draw: st.DrawFn) -> list[Event]:
             done.add(step)
         if ended == "succeeded":
             events.append(JobSucceeded(output=_OUTPUT, attempt=attempt))
-            return events
+            return _maybe_pruned(draw, events, attempt)
         if ended == "interrupted":
             continue  # resumed by recovery in the same attempt
         if not draw(st.booleans()):
-            return events
+            return _maybe_pruned(draw, events, attempt)
         attempt += 1
         events.append(JobRetryRequested(attempt=attempt))
     return events

@@ -29,6 +29,9 @@ _KEY_LIKE = (
     re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]{8,}"),
     re.compile(r"(?i)\b(api[_-]?key|token|authorization)([\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{4,}"),
 )
+#: what each of _KEY_LIKE needs to match: text without any is left as it is at once (the server's
+#: log runs every line and field through here)
+_KEY_HINT = re.compile(r"sk-|(?i:bearer|api|token|authorization)")
 
 
 def redact_secrets(text: str, secrets: Iterable[str]) -> str:
@@ -41,6 +44,8 @@ def redact_secrets(text: str, secrets: Iterable[str]) -> str:
 
 def redact_key_like(text: str) -> str:
     """`text` with what looks like a key or a bearer token replaced, whoever's it is."""
+    if _KEY_HINT.search(text) is None:
+        return text
     text = _KEY_LIKE[0].sub(REDACTED, text)
     text = _KEY_LIKE[1].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     return _KEY_LIKE[2].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)

@@ -97,6 +97,14 @@ TAXONOMY: dict[str, CodeSpec] = {
         "--data-dir at another folder; a log from a newer Aura needs that newer Aura.",
         http_status=500,
     ),
+    "LogUnwritable": CodeSpec(
+        title="The data folder's event log refuses writes",
+        remediation="Free disk space in the file system holding the data folder's aura.db, or "
+        "make it writable again (a read-only mount, its permissions); a running server tries "
+        "again by itself and records what waits as soon as the log takes writes (GET "
+        "/api/health answers 200 again): nothing needs resubmitting.",
+        http_status=503,
+    ),
     "SettingsUnreadable": CodeSpec(
         title="The data folder's saved settings cannot be read",
         remediation="Fix or delete the settings.json named in the message (deleting it goes back "

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Mapping
 
 from aura.engine.config.inputs import JobRequest
+from aura.engine.config.logs import bind_job
 from aura.engine.config.settings import Settings
 from aura.engine.errors.taxonomy import make_error
 from aura.engine.files.job_files import rebased, remove_temp_files, verify_artifacts
@@ -46,7 +47,7 @@ from aura.engine.run.outcome import (
     step_canceled,
     step_failed,
 )
-from aura.engine.run.transact import transact_until_recorded
+from aura.engine.run.transact import Unrecorded, transact_until_recorded
 from aura.projections.events import (
     Artifact,
     Event,
@@ -82,6 +83,7 @@ class JobRun:
         settings: Settings,
         pipeline: Mapping[str, Step],
         output_probe: OutputProbe,
+        unrecorded: Unrecorded | None = None,
     ) -> None:
         self.job_id = job_id
         self._handed_log = records  # the job's events, when the enqueuer had them (see Runner)
@@ -89,6 +91,7 @@ class JobRun:
         self._settings = settings
         self._pipeline = pipeline
         self._output_probe = output_probe
+        self._unrecorded = unrecorded
         self._job_dir = settings.job_dir(job_id)
         self._loaded = asyncio.Event()
         self._last_append: QueuedAppend | None = None
@@ -192,6 +195,7 @@ class JobRun:
     # ---- executing ----------------------------------------------------------------------
 
     async def execute(self) -> None:
+        bind_job(self.job_id)  # the run's own task: its records name the job
         try:
             await self._execute()
         except ConcurrencyError as e:
@@ -211,6 +215,7 @@ class JobRun:
             return  # canceled, finished or taken by someone else since it was queued
         created = records[0].event
         assert isinstance(created, JobCreated)
+        bind_job(self.job_id, created.correlation_id)
         self._state = state
         self._loaded.set()
         if state.cancel_requested:
@@ -237,7 +242,12 @@ class JobRun:
             await asyncio.wait({self._last_append.future})
         decide = functools.partial(decide_run_failed, exc=exc, settings=self._settings)
         await transact_until_recorded(
-            self._log, self.job_id, decide, self._append_after, what="its failure"
+            self._log,
+            self.job_id,
+            decide,
+            self._append_after,
+            what="its failure",
+            unrecorded=self._unrecorded,
         )
 
     async def _append_after(self, state: JobState, events: list[Event]) -> JobState:

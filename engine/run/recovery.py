@@ -33,11 +33,14 @@ logger = logging.getLogger(__name__)
 async def recover(
     log: EventLog, projector: Projector, settings: Settings, runner: Runner
 ) -> list[str]:
-    """Recover every active job, queueing the resumable ones in submission order.
+    """Recover every active job, queueing the resumable ones in submission order. A job this
+    runner already holds (submitted while the job list was being rebuilt) is not recovered.
 
     Returns the ids of the jobs queued again.
     """
-    job_ids = await projector.active_job_ids()
+    active = await projector.active_job_ids()
+    held = set(runner.queued_job_ids)
+    job_ids = [j for j in active if j not in held and runner.run_for(j) is None]
     states = await asyncio.gather(*(recover_job(log, settings, job_id) for job_id in job_ids))
     queued = [s.job_id for s in states if s is not None and s.status is JobStatus.QUEUED]
     for job_id in queued:

@@ -11,6 +11,9 @@ INVARIANTS
   ConcurrencyError, which stops the run (and its first step, at its first wait) unwritten.
 - Stopping the runner cancels each run, which stops its step's processes and appends nothing:
   the log keeps saying Running, and the next start's recovery resumes the job.
+- With a step observer (`observe_steps`), each run's job is watched on the log (a
+  store.Watcher) from before its task starts until it ends: each step that succeeds in a run
+  here is told once (in a run already going when the observer came, from then on).
 """
 
 from __future__ import annotations
@@ -18,16 +21,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aura.engine.config.settings import Settings
 from aura.engine.files.job_files import output_of
 from aura.engine.run.context import OutputProbe, Step
 from aura.engine.run.job_run import JobRun
-from aura.projections.events import Recorded
+from aura.engine.run.transact import Unrecorded
+from aura.projections.events import Recorded, StepSucceeded
 from aura.store.log import EventLog
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "StepObserver"]
+
+#: told of each step that succeeds in a run here: (step, its duration in seconds)
+StepObserver = Callable[[str, float], None]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +60,10 @@ class Runner:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
+        self._step_observer: StepObserver | None = None  # aura.engine.metrics sets one
+        self._watches: dict[str, _StepWatch] = {}
+        #: what runs here decided and the log refuses to record yet (their failures)
+        self.unrecorded = Unrecorded()
 
     def enqueue(self, job_id: str, log: list[Recorded] | None = None) -> None:
         """Queue the job; `log`: all its events, when the caller has just written them."""
@@ -73,6 +84,20 @@ class Runner:
     def queued_job_ids(self) -> list[str]:
         """The jobs waiting here for a slot, in the order they will start."""
         return list(self._waiting)
+
+    @property
+    def queue_depth(self) -> int:
+        """How many jobs wait here for a slot."""
+        return len(self._waiting)
+
+    def observe_steps(self, observer: StepObserver | None) -> None:
+        """Tell `observer` of each step that succeeds in a run here from now on (None: stop)."""
+        for job_id, watch in self._watches.items():
+            self.log.unwatch(job_id, watch)
+        self._watches.clear()
+        self._step_observer = observer
+        for job_id in self._running:
+            self._watch(job_id)
 
     async def wait_idle(self) -> None:
         """Return once no job is queued or running here."""
@@ -103,8 +128,10 @@ class Runner:
                 settings=self.settings,
                 pipeline=self.pipeline,
                 output_probe=self.output_probe,
+                unrecorded=self.unrecorded,
             )
             self._running[job_id] = run
+            self._watch(job_id)
             run.task = asyncio.create_task(run.execute(), name=f"job {job_id}")
             run.task.add_done_callback(functools.partial(self._finished, job_id))
         self._update_idle()
@@ -113,12 +140,41 @@ class Runner:
         run = self._running.pop(job_id, None)
         if run is not None:
             run.finished()
+        watch = self._watches.pop(job_id, None)
+        if watch is not None:
+            self.log.unwatch(job_id, watch)
         if not task.cancelled() and task.exception() is not None:
             logger.error("job %s: run ended with %r", job_id, task.exception())
         self._dispatch()
+
+    def _watch(self, job_id: str) -> None:
+        if self._step_observer is not None and not self.log.closing:
+            watch = self._watches[job_id] = _StepWatch(self._step_observer)
+            self.log.watch(job_id, watch)
 
     def _update_idle(self) -> None:
         if (self._waiting and not self._stopping) or self._running:
             self._idle.clear()
         else:
             self._idle.set()
+
+
+class _StepWatch:
+    """A store.Watcher of one run's job: tells the observer of each StepSucceeded committed."""
+
+    __slots__ = ("observer",)
+
+    def __init__(self, observer: StepObserver) -> None:
+        self.observer = observer
+
+    def on_events(self, recorded: list[Recorded]) -> None:
+        for rec in recorded:
+            event = rec.event
+            if type(event) is StepSucceeded:
+                self.observer(event.step, event.duration_seconds)
+
+    def on_commit(self) -> None:
+        pass
+
+    def on_end(self) -> None:
+        pass

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aura.engine.config.settings import Settings
-from aura.engine.tools.process import ProcessResult, run_process
+from aura.engine.tools.process import ProcessFailed, ProcessResult, run_process
 
 __all__ = [
     "Progress",
@@ -27,6 +27,8 @@ __all__ = [
 #: (percent 0-100, eta seconds or None)
 ProgressSink = Callable[[float, float | None], Awaitable[None]]
 
+#: ffmpeg's words for an output it could not finish, whatever its exit status
+_UNFINISHED_OUTPUT = ("Error writing trailer of ", "Error closing file ")
 _GLOBAL_ARGS = ("-hide_banner", "-nostdin", "-loglevel", "error", "-progress", "pipe:1", "-nostats")
 
 
@@ -117,4 +119,9 @@ async def run_ffmpeg(
         if tick is not None and on_progress is not None:
             await on_progress(tick.pct, tick.eta_seconds)
 
-    return await run_process(argv, settings, on_stdout_line=on_line, cwd=cwd)
+    result = await run_process(argv, settings, on_stdout_line=on_line, cwd=cwd)
+    if any(line.startswith(_UNFINISHED_OUTPUT) for line in result.stderr_tail.splitlines()):
+        # ffmpeg 5.1 exits 0 when it cannot write its output's end (a full disk): the file is
+        # cut short, and its error ("No space left on device") is what the step failed on
+        raise ProcessFailed(argv, result.returncode, result.stderr_tail)
+    return result

@@ -8,7 +8,9 @@ size); the preflight step raises the first error among them and turns warnings i
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
+import os
 import platform
 import sqlite3
 from pathlib import Path
@@ -24,6 +26,7 @@ from aura.engine.errors.taxonomy import make_error
 from aura.engine.files import atomic
 from aura.engine.tools import gpu
 from aura.engine.tools.process import ProcessFailed, ProgramNotFound, run_process
+from aura.projections.events import ErrorInfo
 from aura.store.errors import StoreError
 from aura.store.log import DB_FILE_NAME, EventLog
 from aura.store.schema import MIGRATIONS
@@ -158,25 +161,35 @@ def check_output_dir(folder: Path, *, create: bool = True) -> Finding:
     """`folder` can be created and written (a probe file, written atomically, then removed).
     Without `create` (the system check: a mistyped --data-dir must not leave folders behind) a
     missing folder is judged by its nearest existing parent, which is probed instead."""
+    probed = folder
     try:
-        probed = folder
         if create:
             folder.mkdir(parents=True, exist_ok=True)
         else:
             while not probed.exists() and probed.parent != probed:
                 probed = probed.parent
-        probe = atomic.write_bytes(probed / ".aura-write-check", b"ok")
-        probe.unlink()
     except OSError as e:
         info = map_exception(e, step=None)
         return _bad("output", info.code, info.message, {"path": str(folder)})
+    refused = _write_refusal(probed)
+    if refused is not None:
+        info = map_exception(refused, step=None)
+        message = f"{probed} cannot be written: {_reason(refused)}"
+        return _bad("output", info.code, message, {"path": str(folder)})
     return _ok("output", f"{folder} is writable", {"path": str(folder)})
 
 
-async def check_log(data_dir: Path) -> Finding:
-    """The data folder's event log opens, read-only, with a schema this build reads (a folder
-    without one is fine: it is created on first use). Its rows are not all decoded here."""
+async def check_log(data_dir: Path, refusal: ErrorInfo | None = None) -> Finding:
+    """The data folder takes writes (a probe file: SQLite grows the log there), its event log
+    opens, read-only, with a schema this build reads, and `refusal` (a running server's
+    LogUnwritable while its log refuses writes) is None. A writable folder without a log is
+    fine: one is created on first use. The log's rows are not all decoded here."""
     path = data_dir / DB_FILE_NAME
+    if refusal is not None:
+        return _bad("log", refusal.code, refusal.message, {"path": str(path)} | refusal.details)
+    refused = await asyncio.to_thread(_folder_refusal, data_dir)
+    if refused is not None:  # a full disk, a read-only mount (a WAL log cannot even be read)
+        return _unwritable(path, refused)
     if not path.exists():
         return _ok("log", f"no log yet at {path}; it is created on first use")
     try:
@@ -188,7 +201,33 @@ async def check_log(data_dir: Path) -> Finding:
     if version > len(MIGRATIONS):
         message = f"{path} has schema {version}, newer than this build's {len(MIGRATIONS)}"
         return _bad("log", "LogUnreadable", message, {"path": str(path)})
-    return _ok("log", f"{path} reads ({last} events)", {"path": str(path)})
+    return _ok("log", f"{path} reads ({last} events) and takes writes", {"path": str(path)})
+
+
+def _write_refusal(folder: Path) -> OSError | None:
+    """Why `folder` refuses a new file (ENOSPC, EROFS, EACCES, ENOTDIR), or None when it takes
+    one."""
+    try:
+        probe = atomic.write_bytes(folder / ".aura-write-check", b"ok")
+        probe.unlink(missing_ok=True)  # a check running beside this one may have taken it
+    except OSError as e:
+        return e
+    return None
+
+
+def _folder_refusal(folder: Path) -> OSError | None:
+    """`_write_refusal` of an existing folder (the output check judges any other path)."""
+    return _write_refusal(folder) if folder.is_dir() else None
+
+
+def _reason(error: OSError) -> str:
+    return os.strerror(error.errno) if error.errno else str(error)
+
+
+def _unwritable(path: Path, error: OSError) -> Finding:
+    details = {"path": str(path), "errno": errno.errorcode.get(error.errno or 0, "")}
+    message = f"{path} cannot be written: its folder refuses new data ({_reason(error)})"
+    return _bad("log", "LogUnwritable", message, details)
 
 
 def _schema_version(conn: sqlite3.Connection) -> int:
@@ -223,8 +262,9 @@ def check_key(name: str, value: str | None, *, required: bool) -> Finding:
     return _bad(check, f"MissingApiKey:{name}", message, status=status)
 
 
-async def system_check(settings: Settings) -> list[Finding]:
-    """Every check, for the machine as it is now (a missing GPU or key is only a warning)."""
+async def system_check(settings: Settings, log_refusal: ErrorInfo | None = None) -> list[Finding]:
+    """Every check, for the machine as it is now (a missing GPU or key is only a warning);
+    `log_refusal`: a running server's LogUnwritable while its log refuses writes."""
     return [
         check_os(),
         await check_program("ffmpeg", settings.ffmpeg_path, settings),
@@ -233,7 +273,7 @@ async def system_check(settings: Settings) -> list[Finding]:
         await asyncio.to_thread(
             functools.partial(check_output_dir, create=False), settings.jobs_dir
         ),
-        await check_log(settings.data_dir),
+        await check_log(settings.data_dir, log_refusal),
         check_disk(settings.data_dir, settings, estimate_bytes(None)),
         check_gpu("auto", await asyncio.to_thread(gpu.detect)),
         check_key("OPENAI_API_KEY", settings.openai_api_key, required=False),

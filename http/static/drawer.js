@@ -366,11 +366,20 @@ export class Drawer {
   /** @param {JobView} view */
   renderSuccess(view) {
     const output = view.status === "Succeeded" ? view.output : null;
-    const key = output ? `${view.jobId}|${output.sha256}` : "";
+    const pruned = view.outputPrunedUtc ?? null;
+    const key = output ? `${view.jobId}|${output.sha256}|${pruned}` : "";
     if (key === this.successKey) return;
     this.successKey = key;
     if (!output) {
       this.el.success.replaceChildren();
+      return;
+    }
+    if (pruned) {
+      // its folder was deleted by `aura compact --prune-outputs`: nothing left to play
+      this.el.success.replaceChildren(
+        h("h3", {}, ["The video was made, then deleted"]),
+        h("p", { class: "video-facts" }, [`The server pruned this old job's files (${pruned}).`]),
+      );
       return;
     }
     const src = `/api/jobs/${encodeURIComponent(view.jobId)}/output`;

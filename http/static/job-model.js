@@ -227,6 +227,9 @@ export function applyEvent(model, event) {
     case "job-canceled":
       endJob(model, "Canceled", d.ts);
       break;
+    case "job-output-pruned":
+      view.outputPrunedUtc = d.ts ?? null;
+      break;
   }
   return true;
 }
@@ -247,6 +250,7 @@ function applyJobStatus(model, d) {
       view.attempt = d.attempt;
       view.output = null;
       view.endedUtc = null;
+      view.outputPrunedUtc = null;
       model.canceling = false;
       for (const s of view.steps) {
         if (!DONE_STEP.has(s.status)) Object.assign(s, { status: "Pending", progressPct: 0 });

@@ -65,6 +65,8 @@ export { onUnauthorized, Problem } from "./api-core.js";
  * @property {number} lastSeq seq of the last event folded into this view
  * @property {number | null} etaSeconds job-level ETA (null when unknown or not active)
  * @property {string} correlationId
+ * @property {string | null} [outputPrunedUtc] when the job's files were deleted (`aura compact
+ *   --prune-outputs`); null while they are kept
  */
 
 /**

@@ -58,19 +58,22 @@ def server(
         soft, hard = open_files
         script = f'ulimit -Sn {soft} && ulimit -Hn {hard} && exec "$@"'
         argv = ["sh", "-c", script, "sh", *argv]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env()
-    )
+    # its log (stderr) to a file: a pipe nobody drains would fill and stall the server
+    log = data_dir.parent / f"{data_dir.name}-stderr.log"
+    with log.open("a") as err:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=err, text=True, env=clean_env()
+        )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert "listening on http://127.0.0.1:" in line, line
+        assert "listening on http://127.0.0.1:" in line, (line, log.read_text())
         yield proc, line.split("listening on ", 1)[1].split()[0]
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=30)  # also closes the pipe
-        assert proc.returncode == 0, rest
+        assert proc.returncode == 0, (rest, log.read_text())
 
 
 def aura(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -36,6 +36,8 @@ JOB_KEYS = {
     "startedUtc",
     "endedUtc",
     "correlationId",
+    "outputPrunedUtc",
+    "unrecorded",
     "lastSeq",
     "etaSeconds",
 }
@@ -256,7 +258,8 @@ async def test_list_filters_by_status_and_pages(client: Any, tiny: TinyPipeline)
     running = await submit(client)
     await gate.entered.wait()
     page = await (await client.get("/api/jobs?limit=2")).json()
-    assert set(page) == {"jobs", "limit", "offset", "nextOffset", "nextCursor", "lastSeq"}
+    keys = {"jobs", "limit", "offset", "nextOffset", "nextCursor", "lastSeq", "rebuilding"}
+    assert set(page) == keys and page["rebuilding"] is False
     assert [j["jobId"] for j in page["jobs"]] == [running["jobId"], done[2]["jobId"]]
     assert page["nextOffset"] == 2
     page2 = await (await client.get("/api/jobs?limit=2&offset=2")).json()
@@ -321,6 +324,7 @@ async def test_output_ranges_it_cannot_serve_are_ignored_or_a_416_problem(client
         {"Range": "items=0-9"},
         {"Range": "bytes=0-1,5-6"},
         {"Range": "bytes=0-9", "If-Range": '"another-file"'},  # the file changed: all of it
+        {"Range": "bytes=0-9", "If-Range": "Mon, 99 Foo 2026"},  # no date: it matches no file
         {"Range": "bytes=0-" + "9" * 5000},  # past int()'s 4,300 digits: all of it, not a 500
         {"Range": "bytes=-" + "9" * 5000},
     ):
@@ -335,6 +339,25 @@ async def test_output_ranges_it_cannot_serve_are_ignored_or_a_416_problem(client
         assert resp.headers["Content-Range"] == f"bytes */{size}"
     state = await (await client.get(f"/api/jobs/{job['jobId']}")).json()
     assert state["output"]["sha256"] == hashlib.sha256(VIDEO_BYTES).hexdigest()
+
+
+async def test_a_head_gets_no_content_and_its_connection_serves_on(client: Any) -> None:
+    """A HEAD of the log, or of the video with a Range it ignores, got the content after its
+    head (a StreamResponse sends what is written, for a HEAD too): the connection's next answer
+    came after those bytes, which a client reads as that answer."""
+    job_url = f"/api/jobs/{(await finished_job(client))['jobId']}"
+    host = "Host: 127.0.0.1\r\n"
+    for path, extra in ((f"{job_url}/log", ""), (f"{job_url}/output", "Range: items=0-9\r\n")):
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+        writer.write(
+            f"HEAD {path} HTTP/1.1\r\n{host}{extra}\r\n"
+            f"GET /api/health HTTP/1.1\r\n{host}Connection: close\r\n\r\n".encode()
+        )
+        answers = await asyncio.wait_for(reader.read(), 10)  # both, up to the close
+        writer.close()
+        head, _, after_head = answers.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), answers[:300]
+        assert after_head.startswith(b"HTTP/1.1 200 "), (path, after_head[:100])
 
 
 async def test_output_of_an_unfinished_job_is_404(client: Any, tiny: TinyPipeline) -> None:

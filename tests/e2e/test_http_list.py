@@ -9,7 +9,7 @@ from typing import Any
 from aura.tests.e2e.helpers import TinyPipeline, finished_job, submit
 from aura.tests.e2e.test_http_api import problem
 
-LIST_KEYS = {"jobs", "limit", "offset", "nextOffset", "nextCursor", "lastSeq"}
+LIST_KEYS = {"jobs", "limit", "offset", "nextOffset", "nextCursor", "lastSeq", "rebuilding"}
 
 
 async def pages(client: Any, first: str) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from aura.tests.e2e.raw_http import (
     exchange,
     health,
     read_answer,
+    read_head,
 )
 
 HOST = b"Host: 127.0.0.1\r\n"
@@ -247,3 +248,18 @@ def test_a_streamed_body_over_the_limit_is_refused_before_it_ends_and_never_held
         got, _ = stream_until_answered(sock, b" " * piece, most=4 * MAX_BODY_BYTES)
     assert got.startswith(b"HTTP/1.1 413 ") and b'"code":"PayloadTooLarge"' in got, got[:300]
     assert health(served.port) < 2.0
+
+
+def test_a_head_of_an_event_stream_is_refused_and_the_connection_serves_on(served: Served) -> None:
+    """A HEAD of a stream got the stream's events after its head (they go straight to the
+    socket), and one of a live stream never ended: the connection's next request waited for
+    ever. A stream answers GET only."""
+    with connect(served.port) as sock:
+        for path in (b"/api/events", b"/api/jobs/no-such-job/events"):
+            sock.sendall(b"HEAD " + path + b" HTTP/1.1\r\n" + HOST + b"\r\n")
+            answer = read_head(sock)
+            assert answer.status == 405 and answer.headers["allow"] == "GET", answer
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert answer.body == b""  # the answer to a HEAD has no content
+            sock.sendall(b"GET /api/health HTTP/1.1\r\n" + HOST + b"\r\n")
+            assert read_answer(sock).status == 200

@@ -25,10 +25,12 @@ TOKEN = "s3cret-token-for-tests"
 
 
 def app_routes(app: Any) -> set[tuple[str, str]]:
-    """The API's routes (the web page and its static files are not part of the API)."""
+    """The API's routes and /metrics (the web page and its static files are not part of the
+    API)."""
     routes = set()
     for route in app.router.routes():
-        if route.method == "HEAD" or not route.resource.canonical.startswith("/api/"):
+        path = route.resource.canonical
+        if route.method == "HEAD" or not (path.startswith("/api/") or path == "/metrics"):
             continue  # aiohttp adds HEAD to every GET
         routes.add((route.method.lower(), route.resource.canonical))
     return routes

@@ -529,6 +529,7 @@ async def test_every_event_type_maps_to_a_wire_name() -> None:
         "job-failed",
         "job-warning",
         "job-canceled",
+        "job-output-pruned",
     }
 
 

@@ -186,7 +186,7 @@ def test_the_listen_backlog_is_the_setting_capped_by_the_kernel(
         assert backlog_of(server, 10_000) == min(DEFAULT_BACKLOG, cap) > 128
     with aura_serve(tmp_path / "d", "--backlog", str(cap + 1)) as server:
         assert backlog_of(server, 10_000) == cap
-        note = f"aura serve: the kernel caps the backlog at {cap} (net.core.somaxconn)"
+        note = f"the kernel caps the backlog at {cap} (net.core.somaxconn)"
         assert served_log_has(server, note)
 
 

@@ -28,7 +28,7 @@ from runner_support import (
 
 from aura.engine.config.inputs import STEP_NAMES, JobRequest, Options
 from aura.engine.engine import Engine
-from aura.engine.errors.taxonomy import Conflict, JobNotFound
+from aura.engine.errors.taxonomy import AuraError, Conflict, JobNotFound
 from aura.engine.run.context import StepContext
 from aura.projections.events import (
     Artifact,
@@ -359,11 +359,18 @@ async def test_a_failure_the_log_refuses_at_first_is_recorded_once_it_takes_writ
         job_id = (await engine.submit(DRAFT)).job.job_id
         await until(lambda: "cannot record its failure yet" in caplog.text)
         assert (await engine.get(job_id)).status is JobStatus.RUNNING
+        refused = engine.unrecorded(job_id)  # what the log does not say yet, told
+        assert refused is not None and refused.code == "LogUnwritable", refused
+        assert engine.log_refusal() is not None
+        with pytest.raises(AuraError) as retried:  # not 409: the failure is only unrecorded
+            await engine.retry(job_id)
+        assert retried.value.code == "LogUnwritable"
         with sqlite3.connect(engine.log.path) as conn:
             conn.execute("DROP TRIGGER refuse")
         async with asyncio.timeout(TIMEOUT):
             await engine.run_until_idle()
         state = await assert_consistent(engine, job_id)
+        assert engine.unrecorded(job_id) is None and engine.log_refusal() is None
         assert state.status is JobStatus.FAILED
         assert state.step("broll").status is StepStatus.FAILED
         assert (await engine.retry(job_id)).status is JobStatus.QUEUED  # retry is open again

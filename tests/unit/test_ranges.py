@@ -46,6 +46,9 @@ def test_if_range_applies_the_range_only_to_the_same_file() -> None:
     # a date is FileResponse's to compare with the file's modification time
     date = "Wed, 25 Nov 2026 09:00:00 GMT"
     assert decide_range("bytes=0-9", date, ETAG, SIZE) is Ranged.PART
+    # neither a tag nor a date: it matches no file (FileResponse took it for no condition)
+    for unreadable in ("Mon, 99 Foo 2026", "yesterday", "17f-400"):
+        assert decide_range("bytes=0-9", unreadable, ETAG, SIZE) is Ranged.WHOLE, unreadable
 
 
 def test_an_empty_file_has_no_suffix() -> None:
