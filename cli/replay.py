@@ -25,6 +25,7 @@ from aura.projections.events import (
     JobRetryRequested,
     JobSucceeded,
     JobWarning,
+    OutputsPruned,
     Recorded,
     StepFailed,
     StepProgressed,
@@ -100,6 +101,8 @@ def _summary(rec: Recorded) -> str:
             return f"attempt {attempt}" + (f" from {step}" if step else "")
         case JobSucceeded(output=output):
             return f"{output.video_path} ({output.size_bytes} bytes)"
+        case OutputsPruned(files=files, size_bytes=size):
+            return f"{files} files ({size} bytes) deleted"
         case _:
             return ""
 

@@ -11,10 +11,10 @@ is compared in constant time and never written to a log line.
 A page of another site can still make the browser send requests to a local server: "simple"
 cross-site requests (a `text/plain` or form POST) need no preflight, and a DNS-rebinding page
 calls the server under its own host name, as same-origin. So, token or not, the guard refuses
-(403 `Forbidden`) a request whose `Origin` is not the server's own (scheme://host:port of its
-`Host`) or whose `Sec-Fetch-Site` is `cross-site`, and (415 `UnsupportedMediaType`) a body that is
-not `application/json`, which no page can send cross-site without a CORS preflight this server
-never grants. Without a token it also refuses a `Host` other than a loopback address
+(403 `Forbidden`) a request whose `Origin` is not the server's own (`http://` or, behind a proxy
+that ends TLS, `https://` plus its `Host`) or whose `Sec-Fetch-Site` is `cross-site`, and (415
+`UnsupportedMediaType`) a body that is not `application/json`, which no page can send cross-site
+without a CORS preflight this server never grants. Without a token it also refuses a `Host` other than a loopback address
 (`127.0.0.1`, `localhost`, `[::1]`, any port). curl and the CLI send no `Origin`; the server's own
 page sends its own."""
 
@@ -135,12 +135,17 @@ def _is_port(text: str) -> bool:
 def _foreign_site(request: web.Request) -> AuraError | None:
     """Why the request comes from another site (its Origin, or the browser says so), if it does."""
     origin = request.headers.get("Origin")
-    own = f"{request.scheme}://{request.host}".lower()
-    if origin is not None and origin.lower() != own:
+    if origin is not None and origin.lower() not in _own_origins(request.host):
         return AuraError.of("Forbidden", f"requests from {origin[:100]!r} are not accepted")
     if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
         return AuraError.of("Forbidden", "cross-site requests are not accepted")
     return None
+
+
+def _own_origins(host: str) -> tuple[str, str]:
+    """The origins of this server's own page under `host`: http, or https where a reverse proxy
+    ends TLS in front of it (the host name is what tells sites apart; it is checked too)."""
+    return f"http://{host}".lower(), f"https://{host}".lower()
 
 
 def _foreign_host(request: web.Request) -> AuraError | None:

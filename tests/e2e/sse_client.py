@@ -85,6 +85,8 @@ class SseParser:
         #: blank lines that ended a block holding no message (a comment, a lone `retry:`): the
         #: spec dispatches nothing, some clients (httpx-sse) yield an empty message
         self.empty_blocks = 0
+        #: comment lines (keep-alive pings) read whole
+        self.comments = 0
 
     @property
     def partial(self) -> bool:
@@ -100,6 +102,7 @@ class SseParser:
             line = raw.decode().removesuffix("\r")
             if line:
                 self._lines.append(line)
+                self.comments += line.startswith(":")
                 continue
             event = parse_block(self._lines)
             self._lines = []

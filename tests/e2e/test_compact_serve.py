@@ -94,3 +94,7 @@ async def test_compaction_under_a_real_server(tmp_path: Path) -> None:
                 assert resp.status == 404
     assert not (data_dir / "jobs" / job_ids[0]).exists()
     assert outside.read_text() == "not Aura's"
+    replay = [*AURA, "replay", job_ids[0], "--data-dir", str(data_dir)]
+    timeline = subprocess.run(replay, capture_output=True, text=True, env=clean_env(), timeout=60)
+    pruned = [line for line in timeline.stdout.splitlines() if "OutputsPruned" in line]
+    assert len(pruned) == 1 and "files (" in pruned[0] and "bytes) deleted" in pruned[0], timeline

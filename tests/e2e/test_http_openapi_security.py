@@ -377,3 +377,14 @@ def test_the_checker_refuses_a_keyword_it_does_not_know() -> None:
     with pytest.raises(AssertionError, match="propertyNames"):
         checked({"propertyNames": {"maxLength": 1}}, {"ab": 1}, {})
     assert checked({"pattern": "^a$"}, "a\n", {})  # `$` ends the input, as in ECMA-262
+
+
+async def test_the_page_behind_a_proxy_that_ends_tls_is_same_origin(client: Any) -> None:
+    # the proxy passes the public Host on; the browser's Origin is https plus that host
+    host = f"{client.host}:{client.port}"
+    for origin in (f"https://{host}", f"HTTPS://{host.upper()}"):
+        resp = await client.post("/api/jobs", json={}, headers={"Origin": origin})
+        assert resp.status == 201, await resp.text()
+    for origin in (f"https://{host}.evil.example", f"ftp://{host}", f"https://{host}:1"):
+        resp = await client.post("/api/jobs", json={}, headers={"Origin": origin})
+        await problem(resp, 403, "Forbidden")

@@ -83,6 +83,7 @@ class Follower:
     #: server mid-body), ended (the body's last chunk came), 204
     ends: Counter[str] = field(default_factory=Counter)
     last_status: int | None = None
+    pings: int = 0
 
     @property
     def done_with_list(self) -> bool:
@@ -136,6 +137,7 @@ class Follower:
                 writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+        self.pings += state.parser.comments
         if state.no_content:
             return "204"
         if state.body.ended:
@@ -312,7 +314,9 @@ async def follow_all(
     tasks: dict[asyncio.Task[Any], Follower] = {
         asyncio.create_task(f.follow(port)): f for f in followers
     }
-    done, pending = await asyncio.wait([*beside, *tasks], timeout=RUN_TIMEOUT)
+    done, pending = await asyncio.wait(
+        [*beside, *tasks], timeout=RUN_TIMEOUT, return_when=asyncio.FIRST_EXCEPTION
+    )
     for task in pending:
         task.cancel()
     for task in done:
@@ -365,4 +369,6 @@ async def test_clients_cut_anywhere_between_pings_resume_exactly(
         assert client.port is not None
         ends = await follow_all(client.port, followers, [], lambda: [])
         await check_streams(base, followers, job_ids)
-    print(f"connections: {dict(ends)}")
+    pings = sum(f.pings for f in followers)
+    assert pings, "no stream was pinged"
+    print(f"connections: {dict(ends)}; {pings} pings")

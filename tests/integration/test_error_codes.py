@@ -206,6 +206,27 @@ async def test_free_disk_below_the_threshold_is_out_of_disk_space(tmp_path: Path
     assert leftovers(tmp_path) == []
 
 
+async def test_an_ffmpeg_that_cannot_finish_its_output_fails_even_when_it_exits_0(
+    tmp_path: Path,
+) -> None:
+    # ffmpeg 5.1 does this on a full disk (tests/e2e/test_disk_faults.py shows it on a real
+    # one): it reports the trailer it could not write, and exits 0 with the file cut short
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(
+        "#!/bin/sh\n"
+        "echo 'Error writing trailer of out.mp4: No space left on device' >&2\n"
+        "echo 'Error closing file out.mp4: No space left on device' >&2\n"
+    )
+    fake.chmod(0o755)
+    settings = settings_for(tmp_path, ffmpeg_path=str(fake))
+    with pytest.raises(ProcessFailed) as caught:
+        await run_ffmpeg([str(fake), "out.mp4"], settings, duration_seconds=1.0)
+    assert caught.value.returncode == 0
+    info = map_exception(caught.value, step="mux", settings=settings)
+    assert_code(info, "OutOfDiskSpace")
+    assert "No space left on device" in info.message
+
+
 def _writes_broll(pid: int) -> bool:
     try:
         return any(".broll." in arg for arg in psutil.Process(pid).cmdline())
