@@ -213,6 +213,12 @@ OPERATIONS: tuple[Operation, ...] = (
         {
             "200": ("the video", "video/mp4", {"type": "string", "format": "binary"}),
             "206": ("part of the video", "video/mp4", {"type": "string", "format": "binary"}),
+            "304": ("If-None-Match or If-Modified-Since: the client's copy is current", None, None),
+            "412": (
+                "PreconditionFailed: If-Match or If-Unmodified-Since names another video",
+                PROBLEM_CONTENT_TYPE,
+                {"$ref": _REF.format(name="Problem")},
+            ),
             "416": (
                 "RangeNotSatisfiable: a range of no byte of the video (Content-Range: bytes "
                 "*/SIZE)",
@@ -235,6 +241,15 @@ OPERATIONS: tuple[Operation, ...] = (
                 "description": "the ETag (or date) of the copy the client has: Range applies only "
                 "to that same file (a value that is neither gets the whole video)",
             },
+            *(
+                {"name": name, "in": "header", "schema": {"type": "string"}, "description": text}
+                for name, text in (
+                    ("If-Match", "ETags, or *: answer only if the video has one of them, else 412"),
+                    ("If-Unmodified-Since", "answer only if the video is not newer, else 412"),
+                    ("If-None-Match", "ETags, or *: 304 if the video has one of them"),
+                    ("If-Modified-Since", "304 if the video is not newer"),
+                )
+            ),
         ),
     ),
     Operation(

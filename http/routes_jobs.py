@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 from aiohttp import web
+from aiohttp.helpers import ETAG_ANY
 
 from aura.engine.config.inputs import DecodeFailure, JobRequest, decode_body, decode_request
 from aura.engine.config.settings import Settings
@@ -292,7 +293,9 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
     state = await engine.get(request.match_info["id"])
     path = _served_path(state, engine.settings)
-    if _ranged(request, path.stat()) is Ranged.WHOLE and "Range" in request.headers:
+    st = path.stat()
+    _check_preconditions(request, st)
+    if _ranged(request, st) is Ranged.WHOLE and "Range" in request.headers:
         return await _send_whole(request, path)
     return web.FileResponse(path, headers={"Content-Type": VIDEO})
 
@@ -309,6 +312,17 @@ def _ranged(request: web.Request, st: os.stat_result) -> Ranged:
             details={"sizeBytes": size},
         )
     return ranged
+
+
+def _check_preconditions(request: web.Request, st: os.stat_result) -> None:
+    """PreconditionFailed where FileResponse would answer 412 (as it decides, RFC 9110 13.1.1
+    and 13.1.4), so the answer is a problem, not an empty video/mp4."""
+    etag = _etag(st)
+    if (if_match := request.if_match) is not None:
+        if not any(tag.value in (etag, ETAG_ANY) and not tag.is_weak for tag in if_match):
+            raise AuraError.of("PreconditionFailed", "If-Match names none of the video's ETag")
+    elif (since := request.if_unmodified_since) is not None and st.st_mtime > since.timestamp():
+        raise AuraError.of("PreconditionFailed", "the video was modified after If-Unmodified-Since")
 
 
 def _etag(st: os.stat_result) -> str:

@@ -203,6 +203,12 @@ TAXONOMY: dict[str, CodeSpec] = {
         "send no Range header for the whole file.",
         http_status=416,
     ),
+    "PreconditionFailed": CodeSpec(
+        title="The video is not the one the request's condition names",
+        remediation="Download the video again without If-Match or If-Unmodified-Since, or with "
+        "its current ETag: it changed since (a retry made a new one).",
+        http_status=412,
+    ),
     "ServerBusy": CodeSpec(
         title="The server has as many live streams open as it allows",
         remediation="Try again in a few seconds; close the streams no longer followed (each "
@@ -270,7 +276,9 @@ class AuraError(Exception):
 
 class JobNotFound(AuraError):
     def __init__(self, job_id: str) -> None:
-        super().__init__(make_error("JobNotFound", f"no job with id {job_id!r}"))
+        # an id is 32 characters; a longer one is shown in part (an answer echoes no megabytes)
+        shown = repr(job_id) if len(job_id) <= 64 else f"{job_id[:64]!r}... ({len(job_id)} chars)"
+        super().__init__(make_error("JobNotFound", f"no job with id {shown}"))
         self.job_id = job_id
 
 

@@ -207,6 +207,9 @@ async def test_unknown_job_is_404_and_unknown_routes_are_problems(client: Any) -
     for path in ("/api/jobs/nope", "/api/jobs/nope/log", "/api/jobs/nope/output"):
         await problem(await client.get(path), 404, "JobNotFound")
     await problem(await client.post("/api/jobs/nope/retry"), 404, "JobNotFound")
+    long_id = "x" * 6000  # its whole length comes back in no answer
+    answer = await (await client.get(f"/api/jobs/{long_id}")).json()
+    assert answer["code"] == "JobNotFound" and len(answer["detail"]) < 200, answer
     await problem(await client.get("/api/nothing-here"), 404, "NotFound")
     resp = await client.delete("/api/jobs")
     await problem(resp, 405, "MethodNotAllowed")
@@ -314,6 +317,26 @@ async def test_output_download_supports_range_requests(client: Any) -> None:
     etag = resp.headers["ETag"]
     same = await client.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
     assert same.status == 206 and await same.read() == VIDEO_BYTES[:10]
+
+
+async def test_output_conditions_answer_412_as_a_problem_and_304_empty(client: Any) -> None:
+    job = await finished_job(client)
+    url = f"/api/jobs/{job['jobId']}/output"
+    first = await client.get(url)
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    for failed in (
+        {"If-Match": '"another-file"'},
+        {"If-Match": f"W/{etag}"},  # a weak tag never matches If-Match
+        {"If-Unmodified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"},
+        {"If-Match": '"another-file"', "Range": "bytes=0-9"},
+    ):
+        await problem(await client.get(url, headers=failed), 412, "PreconditionFailed")
+    for served in ({"If-Match": etag}, {"If-Match": "*"}, {"If-Match": f'"x", {etag}'}):
+        resp = await client.get(url, headers=served)
+        assert resp.status == 200 and await resp.read() == VIDEO_BYTES, served
+    for current in ({"If-None-Match": etag}, {"If-Modified-Since": modified}):
+        resp = await client.get(url, headers=current)
+        assert resp.status == 304 and await resp.read() == b"", current
 
 
 async def test_output_ranges_it_cannot_serve_are_ignored_or_a_416_problem(client: Any) -> None:
