@@ -14,9 +14,9 @@ calls the server under its own host name, as same-origin. So, token or not, the 
 (403 `Forbidden`) a request whose `Origin` is not the server's own (`http://` or, behind a proxy
 that ends TLS, `https://` plus its `Host`) or whose `Sec-Fetch-Site` is `cross-site`, and (415
 `UnsupportedMediaType`) a body that is not `application/json`, which no page can send cross-site
-without a CORS preflight this server never grants. Without a token it also refuses a `Host` other than a loopback address
-(`127.0.0.1`, `localhost`, `[::1]`, any port). curl and the CLI send no `Origin`; the server's own
-page sends its own."""
+without a CORS preflight this server never grants. Without a token it also refuses a `Host`
+other than a loopback address (`127.0.0.1`, `localhost`, `[::1]`, any port). curl and the CLI
+send no `Origin`; the server's own page sends its own."""
 
 from __future__ import annotations
 

@@ -52,6 +52,11 @@ def _compact(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=60)
 
 
+def _replay(data_dir: Path, job_id: str) -> subprocess.CompletedProcess[str]:
+    argv = [*AURA, "replay", job_id, "--data-dir", str(data_dir)]
+    return subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=60)
+
+
 async def test_compaction_under_a_real_server(tmp_path: Path) -> None:
     data_dir, outside = tmp_path / "data", tmp_path / "outside.txt"
     outside.write_text("not Aura's")
@@ -94,7 +99,6 @@ async def test_compaction_under_a_real_server(tmp_path: Path) -> None:
                 assert resp.status == 404
     assert not (data_dir / "jobs" / job_ids[0]).exists()
     assert outside.read_text() == "not Aura's"
-    replay = [*AURA, "replay", job_ids[0], "--data-dir", str(data_dir)]
-    timeline = subprocess.run(replay, capture_output=True, text=True, env=clean_env(), timeout=60)
+    timeline = _replay(data_dir, job_ids[0])
     pruned = [line for line in timeline.stdout.splitlines() if "OutputsPruned" in line]
     assert len(pruned) == 1 and "files (" in pruned[0] and "bytes) deleted" in pruned[0], timeline
