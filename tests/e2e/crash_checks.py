@@ -51,13 +51,15 @@ def read_log(data_dir: Path) -> dict[str, list[Recorded]]:
     """Each job's records, once the database passes its integrity check; asserts that each
     job's versions are contiguous."""
     with contextlib.closing(read_only(data_dir)) as db:
-        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        integrity = db.execute("PRAGMA integrity_check").fetchall()
+        assert integrity == [("ok",)], f"integrity_check: {integrity}"
         rows = db.execute(f"{SELECT} ORDER BY seq").fetchall()
     jobs: dict[str, list[Recorded]] = {}
     for rec in decode_rows(rows):
         jobs.setdefault(rec.job_id, []).append(rec)
     for job_id, records in jobs.items():
-        assert [r.version for r in records] == list(range(1, len(records) + 1)), job_id
+        versions = [r.version for r in records]
+        assert versions == list(range(1, len(records) + 1)), f"job {job_id}: {versions}"
     return jobs
 
 
@@ -79,7 +81,7 @@ def records_of(job_id: str, lines: list[dict[str, Any]]) -> list[Recorded]:
 def view_of(records: list[Recorded]) -> dict[str, Any]:
     """The job view the API answers for a fold of these records (without an ETA)."""
     state = fold(records)
-    assert isinstance(state, JobState)
+    assert isinstance(state, JobState), "a job with no events"
     view: dict[str, Any] = json.loads(ENCODER.encode(job_view(state)))
     return view
 
@@ -103,16 +105,18 @@ def check_shown(
             assert json.loads(ENCODER.encode(event_data(rec))) == message.data, (message, rec)
     for view in views:
         records = [r for r in log[view["jobId"]] if r.seq <= view["lastSeq"]]
-        assert _without_eta(view_of(records)) == _without_eta(view)
+        folded = view_of(records)
+        assert _without_eta(folded) == _without_eta(view), f"shown {view}, log {folded}"
 
 
 def outputs_intact(state: JobState) -> None:
     """A Succeeded job's video is there, whole: the size and checksum recorded."""
     if state.status is JobStatus.SUCCEEDED:
-        assert state.output is not None
+        assert state.output is not None, state
         video = Path(state.output.video_path)
-        assert video.stat().st_size == state.output.size_bytes > 0, state.job_id
-        assert file_sha256(video) == state.output.sha256, state.job_id
+        size = video.stat().st_size
+        assert size == state.output.size_bytes > 0, f"{video}: {size} bytes, {state.output}"
+        assert file_sha256(video) == state.output.sha256, f"{video} is not as recorded"
 
 
 # ---- processes ---------------------------------------------------------------------------
@@ -166,7 +170,7 @@ async def no_folder_processes(data_dir: Path) -> None:
     for line in survivors:  # leave none behind the test
         with contextlib.suppress(psutil.Error):
             psutil.Process(int(line.split(":")[0])).kill()
-    assert survivors == []
+    assert not survivors, f"outlived their server: {survivors}"
 
 
 # ---- a crash and the recovery after it ---------------------------------------------------
@@ -186,13 +190,14 @@ def crash_left(data_dir: Path, log: dict[str, list[Recorded]]) -> Crash:
     states = {job_id: fold(records) for job_id, records in log.items()}
     running = []
     for job_id, state in states.items():
-        assert isinstance(state, JobState)
+        assert isinstance(state, JobState), job_id
         outputs_intact(state)
         if state.status is JobStatus.RUNNING:
             running.append(job_id)
     files = [p for p in (data_dir / "jobs").rglob("*") if p.is_file()]
     temps = tuple(p for p in files if TEMP_NAME.search(p.name))
-    assert [p for p in files if p not in temps and p.stat().st_size == 0] == []
+    empty = [p for p in files if p not in temps and p.stat().st_size == 0]
+    assert not empty, f"zero-byte files: {empty}"
     last_seq = max(r.seq for records in log.values() for r in records)
     return Crash(last_seq, tuple(running), temps)
 
@@ -213,5 +218,6 @@ async def check_recovered(data_dir: Path, crash: Crash, limit: float) -> dict[st
         first_new = next((r for r in log[job_id] if r.seq > crash.last_seq), None)
         assert first_new is not None, f"job {job_id} left Running after the restart"
         assert isinstance(first_new.event, JobInterrupted), first_new
-    assert [p for p in crash.temp_files if p.exists()] == []
+    left = [p for p in crash.temp_files if p.exists()]
+    assert not left, f"temp files left by the crash, still there: {left}"
     return log

@@ -46,7 +46,7 @@ from aura.tests.e2e.crash_checks import (
     view_of,
 )
 from aura.tests.e2e.raw_http import Served, start_serve, stop_serve
-from aura.tests.e2e.sse_client import SseEvent, parse_block
+from aura.tests.e2e.sse_client import SseEvent, SseParser, assert_stream_is_the_log
 
 KILLS = 20
 SEED_ENV = "CRASH_LOOP_SEED"
@@ -61,7 +61,7 @@ BRIEF = {
 #: the quickest real render: draft x264, subtitles not burned in
 OPTIONS: dict[str, Any] = {"quality": "draft", "encoder": "x264", "subtitles": "soft"}
 #: a job whose b-roll always runs out of time: it fails, is retried, and fails again clearly
-DOOMED = OPTIONS | {"timeouts": {"broll": 0.25}}
+DOOMED = OPTIONS | {"timeouts": {"broll": 0.1}}
 DOOMED_CODE = "StepTimeout:broll"
 ENV = {"AURA_MAX_CONCURRENT_JOBS": "2", "AURA_FFMPEG_THREADS": "1"}
 #: generous limit on anything awaited (CI machines are slow and shared)
@@ -113,19 +113,14 @@ class Life:
                 if resp.status == 204:  # it had ended, and this client saw its end
                     return
                 assert resp.status == 200, await resp.text()
-                block: list[str] = []
-                async for raw in resp.content:  # a line cut by the kill never ends its block
-                    if line := raw.decode().rstrip("\n"):
-                        block.append(line)
-                    elif (message := parse_block(block)) is not None:
+                parser = SseParser()  # a message cut by the kill never completes
+                async for chunk in resp.content.iter_any():
+                    for message in parser.feed(chunk):
                         assert not got or message.id > got[-1].id, (job_id, got[-1], message)
                         got.append(message)
                         kind = kind_of(message)
                         self.seen.counts[kind] = self.seen.counts.get(kind, 0) + 1
                         self.seen.arrived.set()
-                        block = []
-                    else:
-                        block = []
 
     async def call(self, method: str, path: str, body: Any = None) -> dict[str, Any] | None:
         """A job view the server answered (kept, to check against the log), or None for 409."""
@@ -289,7 +284,7 @@ async def finish(seen: Seen) -> None:
             assert resp.status == 200
             lines = [json.loads(line) for line in (await resp.text()).splitlines()]
         assert view == view_of(records_of(job_id, lines))
-        assert [m.id for m in seen.messages[job_id]] == [x["seq"] for x in lines], job_id
+        assert_stream_is_the_log(seen.messages[job_id], lines)  # across every restart
         codes = [e["code"] for e in view["errors"]]
         assert "Internal" not in codes, view["errors"]
         if job_id == seen.doomed:
