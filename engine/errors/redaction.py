@@ -31,7 +31,7 @@ _KEY_LIKE = (
 )
 #: what each of _KEY_LIKE needs to match: text without any is left as it is at once (the server's
 #: log runs every line and field through here)
-_KEY_HINT = re.compile(r"sk-|(?i:bearer|api|token|authorization)")
+_KEY_HINT = re.compile(r"sk-|(?i:bearer|api[_-]?key|token|authorization)")
 
 
 def redact_secrets(text: str, secrets: Iterable[str]) -> str:

@@ -22,6 +22,7 @@ from aura.engine.config.logs import (
     bind_job,
     log_file_in,
 )
+from aura.engine.config.settings import Settings
 from aura.engine.errors.redaction import REDACTED
 from aura.engine.errors.taxonomy import AuraError
 
@@ -120,6 +121,23 @@ def test_secrets_and_key_like_text_never_reach_a_line() -> None:
     assert fields["path"] == f"/api/jobs/{REDACTED}" and fields["job_id"] == REDACTED
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sk-0123456789abcdef",
+        "BEARER abcdefghijkl",
+        "api_key=abcd1234",
+        "Api-Key: abcd1234",
+        "APIKEY=abcd1234",
+        "token='abcd1234'",
+        "authorization: abcd1234",
+    ],
+)
+def test_every_key_like_form_is_redacted_in_a_line(text: str) -> None:
+    line = JsonFormatter(lambda: []).format(record("got %s", (f"x {text} y",)))
+    assert REDACTED in json.loads(line)["message"] and text not in line
+
+
 def test_the_secrets_are_asked_for_each_record() -> None:
     secrets: list[str] = []
     formatter = JsonFormatter(lambda: secrets)
@@ -148,11 +166,15 @@ def test_a_text_line_is_followed_by_its_traceback() -> None:
     assert rest[0] == "Traceback (most recent call last):" and rest[-1].startswith("ValueError")
 
 
-def test_the_log_file_must_be_inside_the_data_folder(tmp_path: Path) -> None:
+def test_the_log_file_must_be_a_file_of_its_own_inside_the_data_folder(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    assert log_file_in(data, "logs/aura.log") == data.resolve() / "logs" / "aura.log"
-    assert log_file_in(data, str(data / "aura.log")) == data.resolve() / "aura.log"
-    for outside in ("../aura.log", str(tmp_path / "aura.log"), ".", "/etc/passwd"):
+    settings = Settings(data_dir=data)
+    assert log_file_in(settings, "logs/aura.log") == data.resolve() / "logs" / "aura.log"
+    assert log_file_in(settings, str(data / "server.log")) == data.resolve() / "server.log"
+    assert log_file_in(settings, "logs/aura.db") == data.resolve() / "logs" / "aura.db"
+    outside = ["../aura.log", str(tmp_path / "aura.log"), ".", "/etc/passwd"]
+    own = ["aura.db", "aura.db-wal", "aura.lock", "settings.json", "jobs", "jobs/x/aura.log"]
+    for name in outside + own:
         with pytest.raises(AuraError) as caught:
-            log_file_in(data, outside)
-        assert caught.value.code == "InvalidInput:AURA_LOG_FILE"
+            log_file_in(settings, name)
+        assert caught.value.code == "InvalidInput:AURA_LOG_FILE", name
