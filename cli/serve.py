@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env(data_dir=args.data_dir)
         listening = Listening(args.backlog, args.head_timeout)
-        logs = start_logging(args, settings.data_dir)
+        logs = start_logging(args, settings)
         asyncio.run(serve(settings, args.host, args.port, token, listening, logs))
     except AuraError as e:  # a malformed AURA_* variable, a data folder that cannot be created
         print(f"aura serve: {e} ({e.info.remediation})", file=sys.stderr)
@@ -211,15 +211,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_logging(args: argparse.Namespace, data_dir: Path) -> Logs:
+def start_logging(args: argparse.Namespace, settings: Settings) -> Logs:
     """Configure the process's logging from the --log-* options. Raises AuraError
-    (InvalidInput:AURA_LOG_FILE) for a file outside the data folder or one it cannot open."""
-    file = None if args.log_file is None else log_file_in(data_dir, args.log_file)
-    settings = LogSettings(
+    (InvalidInput:AURA_LOG_FILE) for a file outside the data folder, one of Aura's own there,
+    or one it cannot open."""
+    file = None if args.log_file is None else log_file_in(settings, args.log_file)
+    log = LogSettings(
         args.log_format, args.log_level, file, args.log_file_bytes, args.log_file_count
     )
     try:
-        return configure_logging(settings)
+        return configure_logging(log)
     except OSError as e:
         raise AuraError.of(
             "InvalidInput:AURA_LOG_FILE",

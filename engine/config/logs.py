@@ -26,9 +26,13 @@ from typing import Any, NamedTuple, TextIO
 
 import msgspec
 
+from aura.engine.config.saved_settings import SETTINGS_FILE
+from aura.engine.config.settings import Settings
 from aura.engine.errors.mapping import SECRET_ENV_VARS
 from aura.engine.errors.redaction import redact_key_like, redact_secrets
 from aura.engine.errors.taxonomy import AuraError
+from aura.engine.files.folder_lock import LOCK_FILE_NAME
+from aura.store.log import DB_FILE_NAME
 from aura.store.rows import format_ts
 
 __all__ = [
@@ -186,20 +190,29 @@ class LogSettings(NamedTuple):
     file_count: int = DEFAULT_FILE_COUNT
 
 
-def log_file_in(data_dir: Path, name: str) -> Path:
+def log_file_in(settings: Settings, name: str) -> Path:
     """The log file `name` says: relative to the data folder, or absolute inside it (symlinks
-    resolved). Anywhere else is InvalidInput:AURA_LOG_FILE: the server writes only there."""
-    folder = data_dir.resolve()
+    resolved), and none of Aura's own files there (the log's database, its lock, the saved
+    settings, a job's folder), which it would overwrite or rotate away. Anything else is
+    InvalidInput:AURA_LOG_FILE."""
+    folder = settings.data_dir.resolve()
     path = (folder / name).resolve()
     if folder not in path.parents:
-        raise AuraError.of(
-            "InvalidInput:AURA_LOG_FILE",
-            f"the log file {name!r} is not inside the data folder {folder}",
-            remediation="Name a file inside the data folder (e.g. logs/aura.log), or unset "
-            "AURA_LOG_FILE / --log-file.",
-            details={"field": "AURA_LOG_FILE"},
-        )
-    return path
+        fault = f"is not inside the data folder {folder}"
+    elif settings.jobs_dir.resolve() in [path, *path.parents] or (
+        path.parent == folder
+        and (path.name.startswith((DB_FILE_NAME, LOCK_FILE_NAME, SETTINGS_FILE)))
+    ):
+        fault = "is one of Aura's own files in the data folder"
+    else:
+        return path
+    raise AuraError.of(
+        "InvalidInput:AURA_LOG_FILE",
+        f"the log file {name!r} {fault}",
+        remediation="Name a file of its own inside the data folder (e.g. logs/aura.log), or "
+        "unset AURA_LOG_FILE / --log-file.",
+        details={"field": "AURA_LOG_FILE"},
+    )
 
 
 class Logs:

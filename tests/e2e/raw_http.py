@@ -79,6 +79,7 @@ def start_serve(data_dir: Path, port: int, args: tuple[str, ...], env: dict[str,
         stop_serve(proc, signal.SIGKILL)
         raise AssertionError((line, log.read_text()))
     # it logs the start just after printing it: a test counting lines then must find it there
+    # (a server logging nothing at INFO, AURA_LOG_LEVEL=WARNING, costs ANSWER_TIMEOUT here)
     deadline = time.monotonic() + ANSWER_TIMEOUT
     while _starts_logged(log) == starts and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +18,11 @@ import pytest
 from aura.engine.errors.redaction import REDACTED
 from aura.tests.e2e.raw_http import (
     ANSWER_TIMEOUT,
+    AURA,
     Answer,
     Served,
     aura_serve,
+    clean_env,
     connect,
     exchange,
     read_head,
@@ -171,6 +174,19 @@ def test_no_token_or_key_is_ever_logged_and_the_file_rotates(served: Served) -> 
         assert all(json.loads(line) in written for line in text.splitlines()), path
         assert TOKEN not in text and KEY not in text
     assert TOKEN not in stderr and KEY not in stderr
+
+
+def test_a_log_file_outside_the_data_folder_or_one_of_its_own_files_is_refused(
+    tmp_path: Path,
+) -> None:
+    for name in ("../outside.log", "aura.db"):
+        argv = [*AURA, "serve", "--data-dir", str(tmp_path / "data"), "--port", "0"]
+        done = subprocess.run(
+            [*argv, "--log-file", name], capture_output=True, text=True, env=clean_env(), timeout=60
+        )
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done
+        assert done.stderr.startswith("aura serve: InvalidInput:AURA_LOG_FILE: the log file")
+    assert not (tmp_path / "outside.log").exists() and not (tmp_path / "data" / "aura.db").exists()
 
 
 def test_the_text_format_when_forced(tmp_path: Path) -> None:
