@@ -9,7 +9,8 @@ INVARIANTS
   commit) it runs on the writer's aiosqlite thread. `_writer_lock` keeps the two from ever
   using the writer connection at once.
 - `commit_observer`, when set, is told once per batch, after it is settled: the cost of
-  measuring is one clock read per batch (its oldest append's queueing) and one call.
+  measuring is two clock reads per batch (its oldest append's queueing, its settling) and
+  one call.
 """
 
 from __future__ import annotations

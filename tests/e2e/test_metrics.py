@@ -50,6 +50,14 @@ def sample(families: dict[str, Metric], name: str, **labels: str) -> float:
     return float(found[0])
 
 
+def assert_histogram_adds_up(families: dict[str, Metric], name: str) -> None:
+    """The buckets count up to `+Inf`, which is `_count`, as Prometheus requires."""
+    buckets = [s for s in families[name].samples if s.name == f"{name}_bucket"]
+    counts = [s.value for s in buckets]
+    assert buckets[-1].labels["le"] == "+Inf" and counts == sorted(counts), buckets
+    assert counts[-1] == sample(families, f"{name}_count")
+
+
 async def wait_for_sample(
     client: Client, name: str, expected: float, **labels: str
 ) -> dict[str, Metric]:
@@ -92,6 +100,8 @@ async def test_a_sample_render_is_counted_by_status_step_append_and_stream(
     # each append counted once in each: the latency histogram counts appends, not commits
     assert sample(after, "aura_group_commit_appends_sum") == appends
     assert 0 < sample(after, "aura_group_commit_appends_count") <= appends
+    for name in ("aura_append_latency_seconds", "aura_group_commit_appends"):
+        assert_histogram_adds_up(after, name)
 
 
 async def test_queue_depth_and_open_streams_follow_the_jobs_and_clients(
@@ -141,6 +151,8 @@ async def test_each_server_has_its_own_registry(make_client: AppFactory, tmp_pat
     assert sample(on_full, "aura_jobs", status="Succeeded") == 1
     assert sample(on_normal, "aura_jobs", status="Succeeded") == 0
     assert sample(on_full, "aura_append_latency_seconds_count") > 0
+    assert_histogram_adds_up(on_full, "aura_append_latency_seconds")
+    assert_histogram_adds_up(on_full, "aura_group_commit_appends")
     assert sample(on_normal, "aura_append_latency_seconds_count") == 0
     assert sample(on_full, "aura_step_duration_seconds_count", step="render") == 1
     assert "aura_step_duration_seconds_count" not in {
