@@ -3,7 +3,7 @@ PY        ?= python3
 VENV      := .venv
 VPY       := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
-SYS_PKGS  := ffmpeg espeak-ng chromium nodejs npm curl jq
+SYS_PKGS  := ffmpeg espeak-ng chromium nodejs npm curl jq postgresql
 #: the page's type checker (typescript, pinned in package-lock.json); stamped like the venv
 NPM_STAMP := node_modules/.installed
 TSC       := node_modules/.bin/tsc

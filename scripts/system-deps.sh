@@ -2,7 +2,8 @@
 # Ensures the system packages the project needs are installed.
 # As root, installs the missing ones with apt-get; otherwise names the exact command to run.
 set -euo pipefail
-declare -A binary_of=([ffmpeg]=ffmpeg [espeak-ng]=espeak-ng [chromium]=chromium [nodejs]=node [npm]=npm)
+declare -A binary_of=([ffmpeg]=ffmpeg [espeak-ng]=espeak-ng [chromium]=chromium [nodejs]=node [npm]=npm
+  [postgresql]=pg_ctlcluster)
 missing=()
 for pkg in "$@"; do
   bin=${binary_of[$pkg]:-$pkg}

@@ -8,6 +8,7 @@ __all__ = [
     "ConcurrencyError",
     "CorruptEvent",
     "DatabaseMissing",
+    "LogUnreadable",
     "StoreError",
     "StoreFull",
     "append_failed",
@@ -20,6 +21,10 @@ class StoreError(Exception):
 
 class StoreFull(StoreError):
     """The log could not grow: the disk (or a quota, or SQLite's page limit) is full."""
+
+
+class LogUnreadable(StoreError):
+    """The log's schema is newer than this build's: refused, never written."""
 
 
 class DatabaseMissing(StoreError):

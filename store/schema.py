@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from aura.store.errors import StoreError
+from aura.store.errors import LogUnreadable
 
 __all__ = ["MIGRATIONS", "migrate"]
 
@@ -91,7 +91,7 @@ def migrate(conn: sqlite3.Connection) -> int:
 def _schema_version(conn: sqlite3.Connection) -> int:
     version: int = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
-        raise StoreError(
+        raise LogUnreadable(
             f"the database's schema version {version} is newer than this build's "
             f"({len(MIGRATIONS)}): use a newer Aura, or another data folder"
         )

@@ -36,6 +36,7 @@ from aura.projections.events import (
     StepSucceeded,
 )
 from aura.store import EventLog
+from aura.store.interface import EventStore
 from aura.store.jobs_table import JobListProjection
 
 __all__ = ["JOBS", "READY_JOBS", "append_job", "running", "succeeded"]
@@ -157,7 +158,7 @@ JOBS: dict[str, Callable[[], list[Event]]] = {
 }
 
 
-async def append_job(log: EventLog, events: list[Event], appends: int = 4) -> str:
+async def append_job(log: EventStore, events: list[Event], appends: int = 4) -> str:
     """Append the job's events in `appends` appends, as a run's commits would; its id."""
     job_id = str(uuid.uuid4())
     size = -(-len(events) // appends)

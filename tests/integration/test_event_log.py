@@ -26,7 +26,9 @@ from aura.store import (
 from aura.store import batch as batch_module
 from aura.store import checkpoint as checkpoint_module
 from aura.store import subscriptions as subscriptions_module
+from aura.store.interface import EventStore
 from aura.store.schema import MIGRATIONS
+from aura.tests.conftest import OpenLog
 
 STEPS = ("preflight", "mux")
 TIMEOUT = 10.0
@@ -40,7 +42,7 @@ def progress(n: int) -> StepProgressed:
     return StepProgressed(step="mux", pct=float(n % 100))
 
 
-async def test_append_returns_stored_events_with_global_seq(log: EventLog) -> None:
+async def test_append_returns_stored_events_with_global_seq(log: EventStore) -> None:
     first = await log.append("a", [created(), JobStarted()], expected_version=0)
     second = await log.append("b", [created()], expected_version=0)
     assert [(r.seq, r.job_id, r.version) for r in first] == [(1, "a", 1), (2, "a", 2)]
@@ -51,9 +53,9 @@ async def test_append_returns_stored_events_with_global_seq(log: EventLog) -> No
     assert await log.max_seq() == 3
 
 
-async def test_columns_are_readable_with_plain_sqlite(log: EventLog) -> None:
-    await log.append("a", [created(), JobStarted(), StepStarted(step="mux")], 0)
-    with sqlite3.connect(log.path) as conn:
+async def test_columns_are_readable_with_plain_sqlite(sqlite_log: EventLog) -> None:
+    await sqlite_log.append("a", [created(), JobStarted(), StepStarted(step="mux")], 0)
+    with sqlite3.connect(sqlite_log.path) as conn:
         rows = conn.execute(
             "SELECT seq, job_id, version, type, step, attempt FROM events"
         ).fetchall()
@@ -67,7 +69,7 @@ async def test_columns_are_readable_with_plain_sqlite(log: EventLog) -> None:
     assert '"type":"StepStarted"' in data
 
 
-async def test_stale_writer_gets_a_concurrency_error_and_appends_nothing(log: EventLog) -> None:
+async def test_stale_writer_gets_a_concurrency_error_and_appends_nothing(log: EventStore) -> None:
     await log.append("a", [created()], 0)
     await log.append("a", [JobStarted()], 1)
     with pytest.raises(ConcurrencyError) as caught:
@@ -76,7 +78,7 @@ async def test_stale_writer_gets_a_concurrency_error_and_appends_nothing(log: Ev
     assert [r.version for r in await log.read("a")] == [1, 2]
 
 
-async def test_group_commit_gives_each_append_its_own_result(log: EventLog) -> None:
+async def test_group_commit_gives_each_append_its_own_result(log: EventStore) -> None:
     await log.append("stale", [created()], 0)
     tasks = [log.append(f"job{i}", [created()], 0) for i in range(50)]
     tasks.append(log.append("stale", [JobStarted()], 0))  # stale: the job is at version 1
@@ -87,7 +89,7 @@ async def test_group_commit_gives_each_append_its_own_result(log: EventLog) -> N
     assert all(r.version == 1 for r in stored)
 
 
-async def test_two_appends_to_one_job_in_one_batch_chain_versions(log: EventLog) -> None:
+async def test_two_appends_to_one_job_in_one_batch_chain_versions(log: EventStore) -> None:
     await log.append("a", [created()], 0)
     ok, stale = await asyncio.gather(
         log.append("a", [JobStarted()], 1),
@@ -99,18 +101,18 @@ async def test_two_appends_to_one_job_in_one_batch_chain_versions(log: EventLog)
     assert [r.version for r in await log.read("a")] == [1, 2]
 
 
-async def test_update_and_delete_are_refused(log: EventLog) -> None:
-    await log.append("a", [created()], 0)
-    with sqlite3.connect(log.path) as conn:
+async def test_update_and_delete_are_refused(sqlite_log: EventLog) -> None:
+    await sqlite_log.append("a", [created()], 0)
+    with sqlite3.connect(sqlite_log.path) as conn:
         with pytest.raises(sqlite3.IntegrityError, match="append-only: UPDATE refused"):
             conn.execute("UPDATE events SET job_id = 'b'")
         with pytest.raises(sqlite3.IntegrityError, match="append-only: DELETE refused"):
             conn.execute("DELETE FROM events")
-    assert len(await log.read("a")) == 1
+    assert len(await sqlite_log.read("a")) == 1
 
 
 async def test_subscriber_started_during_appends_sees_each_event_once_in_order(
-    log: EventLog,
+    log: EventStore,
 ) -> None:
     await log.append("a", [created()], 0)
     total = 400
@@ -135,7 +137,7 @@ async def test_subscriber_started_during_appends_sees_each_event_once_in_order(
     assert seen == [r.seq for r in await log.read("a")]
 
 
-async def test_subscription_filters_by_job_and_resumes_after_seq(log: EventLog) -> None:
+async def test_subscription_filters_by_job_and_resumes_after_seq(log: EventStore) -> None:
     a = await log.append("a", [created(), JobStarted()], 0)
     await log.append("b", [created()], 0)
     seen = []
@@ -152,7 +154,7 @@ async def test_subscription_filters_by_job_and_resumes_after_seq(log: EventLog) 
 
 
 async def test_slow_subscriber_falls_back_to_the_log_without_loss(
-    log: EventLog, monkeypatch: pytest.MonkeyPatch
+    log: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(subscriptions_module, "SUBSCRIBER_BUFFER", 5)
     await log.append("a", [created()], 0)
@@ -184,8 +186,8 @@ async def test_a_polling_subscriber_gets_what_another_writer_put_between_pushes(
         await log.close()
 
 
-async def test_events_pushed_before_the_log_closes_are_delivered(tmp_path: Path) -> None:
-    log = await EventLog.open(tmp_path)
+async def test_events_pushed_before_the_log_closes_are_delivered(open_log: OpenLog) -> None:
+    log = await open_log()
     await log.append("a", [created()], 0)
     stream = log.subscribe(after_seq=0, job_id="a")
     assert (await anext(stream)).version == 1
@@ -194,8 +196,8 @@ async def test_events_pushed_before_the_log_closes_are_delivered(tmp_path: Path)
     assert [rec.version async for rec in stream] == [2]
 
 
-async def test_close_ends_subscriptions(tmp_path: Path) -> None:
-    log = await EventLog.open(tmp_path)
+async def test_close_ends_subscriptions(open_log: OpenLog) -> None:
+    log = await open_log()
     await log.append("a", [created()], 0)
     seen = []
     following = asyncio.Event()
@@ -213,7 +215,7 @@ async def test_close_ends_subscriptions(tmp_path: Path) -> None:
 
 
 async def test_a_queued_append_commits_only_if_the_one_queued_before_it_did(
-    log: EventLog,
+    log: EventStore,
 ) -> None:
     await log.append("a", [created()], 0)
     other = log.append_nowait("a", [progress(1)], 1)  # another writer takes version 2 first
@@ -235,8 +237,8 @@ async def test_a_queued_append_commits_only_if_the_one_queued_before_it_did(
     assert [rec.version for rec in await chained.future] == [3]
 
 
-async def test_appends_wait_for_a_function_running_on_the_writer(log: EventLog) -> None:
-    await log.append("a", [created()], 0)
+async def test_appends_wait_for_a_function_running_on_the_writer(sqlite_log: EventLog) -> None:
+    await sqlite_log.append("a", [created()], 0)
     entered, release = threading.Event(), threading.Event()
 
     def hold_the_writer(conn: sqlite3.Connection) -> int:
@@ -244,9 +246,9 @@ async def test_appends_wait_for_a_function_running_on_the_writer(log: EventLog) 
         release.wait(TIMEOUT)
         return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
 
-    holding = asyncio.create_task(log.run_on_writer(hold_the_writer))
+    holding = asyncio.create_task(sqlite_log.run_on_writer(hold_the_writer))
     await asyncio.to_thread(entered.wait, TIMEOUT)
-    appending = log.append("a", [JobStarted()], 1)
+    appending = sqlite_log.append("a", [JobStarted()], 1)
     for _ in range(50):  # a free writer would have committed it within a turn or two
         await asyncio.sleep(0)
     assert not appending.done()
@@ -256,17 +258,17 @@ async def test_appends_wait_for_a_function_running_on_the_writer(log: EventLog) 
 
 
 async def test_the_writer_remembers_a_bounded_number_of_job_versions(
-    log: EventLog, monkeypatch: pytest.MonkeyPatch
+    sqlite_log: EventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(batch_module, "VERSION_CACHE_JOBS", 3)
     for n in range(5):
-        await log.append(f"job{n}", [created()], 0)
-    assert log._batches is not None
-    assert len(log._batches._versions) == 3  # the two oldest were forgotten
+        await sqlite_log.append(f"job{n}", [created()], 0)
+    assert sqlite_log._batches is not None
+    assert len(sqlite_log._batches._versions) == 3  # the two oldest were forgotten
     # A forgotten job's version is looked up again: its next append still checks it.
     with pytest.raises(ConcurrencyError):
-        await log.append("job0", [JobStarted()], 5)
-    assert [rec.version for rec in await log.append("job0", [JobStarted()], 1)] == [2]
+        await sqlite_log.append("job0", [JobStarted()], 5)
+    assert [rec.version for rec in await sqlite_log.append("job0", [JobStarted()], 1)] == [2]
 
 
 class Watcher:
@@ -288,8 +290,8 @@ class Watcher:
         self.ended += 1
 
 
-async def test_watchers_get_their_jobs_appends_at_commit(tmp_path: Path, caplog: Any) -> None:
-    log = await EventLog.open(tmp_path)
+async def test_watchers_get_their_jobs_appends_at_commit(open_log: OpenLog, caplog: Any) -> None:
+    log = await open_log()
     await log.append("a", [created()], 0)
     watcher, broken, gone = Watcher(), Watcher(broken=True), Watcher()
     assert log.watch("a", watcher) == 1  # everything after seq 1 reaches it
@@ -315,7 +317,9 @@ async def test_watchers_get_their_jobs_appends_at_commit(tmp_path: Path, caplog:
     assert (watcher.ended, broken.ended, gone.ended) == (1, 1, 0)
 
 
-async def test_a_watcher_that_fails_as_it_ends_fails_no_append(tmp_path: Path, caplog: Any) -> None:
+async def test_a_watcher_that_fails_as_it_ends_fails_no_append(
+    open_log: OpenLog, caplog: Any
+) -> None:
     class FailsTwice(Watcher):
         def on_events(self, recorded: list[Recorded]) -> None:
             raise RuntimeError("a bug in the watcher")
@@ -323,7 +327,7 @@ async def test_a_watcher_that_fails_as_it_ends_fails_no_append(tmp_path: Path, c
         def on_end(self) -> None:
             raise RuntimeError("another bug in the watcher")
 
-    async with await EventLog.open(tmp_path) as log:
+    async with await open_log() as log:
         await log.append("a", [created()], 0)
         await log.append("b", [created()], 0)
         log.watch("a", FailsTwice())
@@ -338,13 +342,13 @@ async def test_a_watcher_that_fails_as_it_ends_fails_no_append(tmp_path: Path, c
 
 
 async def test_a_watcher_that_fails_at_the_end_of_a_commit_is_dropped(
-    tmp_path: Path, caplog: Any
+    open_log: OpenLog, caplog: Any
 ) -> None:
     class FailsAtCommit(Watcher):
         def on_commit(self) -> None:
             raise RuntimeError("a bug in the watcher")
 
-    async with await EventLog.open(tmp_path) as log:
+    async with await open_log() as log:
         await log.append("a", [created()], 0)
         failing, fine = FailsAtCommit(), Watcher()
         log.watch("a", failing)
@@ -391,11 +395,11 @@ async def test_no_garbage_collection_runs_between_a_commit_and_its_watchers(
         assert watcher.seen == [2, 3]
 
 
-async def test_reopened_database_keeps_everything(tmp_path: Path) -> None:
-    log = await EventLog.open(tmp_path)
+async def test_reopened_database_keeps_everything(open_log: OpenLog) -> None:
+    log = await open_log()
     stored = await log.append("a", [created(), JobStarted()], 0)
     await log.close()
-    reopened = await EventLog.open(tmp_path)
+    reopened = await open_log()
     try:
         assert await reopened.read("a") == stored
         assert (await reopened.append("a", [StepStarted(step="mux")], 2))[0].seq == 3
@@ -441,9 +445,9 @@ async def test_acknowledged_appends_survive_sigkill(tmp_path: Path) -> None:
         await log.close()
 
 
-async def test_corrupt_rows_are_errors_naming_their_seq(log: EventLog) -> None:
-    await log.append("a", [created()], 0)
-    with sqlite3.connect(log.path) as conn:
+async def test_corrupt_rows_are_errors_naming_their_seq(sqlite_log: EventLog) -> None:
+    await sqlite_log.append("a", [created()], 0)
+    with sqlite3.connect(sqlite_log.path) as conn:
         conn.execute(
             "INSERT INTO events VALUES (2, 'a', 2, 'Bogus', NULL, 1, "
             "'2026-01-01T00:00:00.000000Z', '{\"type\":\"Bogus\"}')"
@@ -453,9 +457,9 @@ async def test_corrupt_rows_are_errors_naming_their_seq(log: EventLog) -> None:
             '\'2026-01-01T00:00:00.000000Z\', \'{"type":"JobStarted","attempt":"x"}\')'
         )
     with pytest.raises(CorruptEvent, match="seq 2"):
-        await log.read("a")
+        await sqlite_log.read("a")
     with pytest.raises(CorruptEvent, match="seq 3") as caught:
-        await log.read("b")
+        await sqlite_log.read("b")
     assert caught.value.seq == 3
 
 
@@ -626,18 +630,20 @@ async def test_the_wal_starts_over_under_appends_that_never_pause(
 
 
 async def test_an_append_that_cannot_be_written_fails_alone_and_the_log_goes_on(
-    log: EventLog,
+    sqlite_log: EventLog,
 ) -> None:
-    with sqlite3.connect(log.path) as conn:  # refuses one job's rows, as a constraint would
+    with sqlite3.connect(sqlite_log.path) as conn:  # refuses one job's rows, as a constraint would
         conn.execute(
             "CREATE TRIGGER refuse_boom BEFORE INSERT ON events WHEN NEW.job_id = 'boom' "
             "BEGIN SELECT RAISE(ABORT, 'refused'); END"
         )
     ok, refused = await asyncio.gather(
-        log.append("ok", [created()], 0), log.append("boom", [created()], 0), return_exceptions=True
+        sqlite_log.append("ok", [created()], 0),
+        sqlite_log.append("boom", [created()], 0),
+        return_exceptions=True,
     )
     assert isinstance(refused, StoreError) and "refused" in str(refused)
     assert not isinstance(ok, BaseException)  # its batch failed, so each append went alone
     assert [r.version for r in ok] == [1]
-    assert [r.version for r in await log.append("ok", [JobStarted()], 1)] == [2]
-    assert await log.read("boom") == []
+    assert [r.version for r in await sqlite_log.append("ok", [JobStarted()], 1)] == [2]
+    assert await sqlite_log.read("boom") == []

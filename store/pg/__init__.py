@@ -1,0 +1,1 @@
+"""The PostgreSQL store: the same log and job list as store/, on asyncpg."""

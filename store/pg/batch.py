@@ -1,0 +1,208 @@
+"""Writing a batch of queued appends to PostgreSQL: seqs, version checks, the events, the job
+list's rows and the notification, in one transaction.
+
+INVARIANTS
+- Global order: every write takes the transaction-level advisory lock APPEND_LOCK, then checks
+  that the log's last seq is the one its rows were numbered after (`aura_append`,
+  store/pg/schema.py), and holds the lock until its commit is visible (PostgreSQL releases it
+  after the commit). So seqs are gapless and become visible in order: whoever has seen seq N
+  has been able to see every seq below it, and a reader tailing by seq never skips one.
+- What the writer remembers (the last seq it wrote, each job's version, the job-list rows) is
+  used only while the log's last seq is still the one it wrote: `aura_append` refuses otherwise
+  (another process appended), and the batch is numbered again from what the log holds.
+  UNIQUE (job_id, version) refuses a job it took for new that another process created.
+- The NOTIFY is sent in the same transaction: PostgreSQL delivers it only once it commits.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from aura.projections.events import JobCreated, Recorded
+from aura.projections.job_list import ROW_EVENTS, JobRow
+from aura.store.batch import VERSION_CACHE_JOBS, QueuedAppend, Results
+from aura.store.errors import ConcurrencyError, StoreError
+from aura.store.jobs_table import JOB_LIST
+from aura.store.pg.jobs_table import changed_rows, row_columns, to_row
+
+__all__ = ["APPEND_LOCK", "CHANNEL", "OPTIMISTIC_TRIES", "BatchWriter"]
+
+#: the transaction-level advisory lock every append transaction holds (see INVARIANTS)
+APPEND_LOCK = 0x41555241_0002
+#: the LISTEN/NOTIFY channel; the payload is "<origin> <the commit's last seq>", the origin
+#: naming the log (one per process) that committed
+CHANNEL = "aura_events"
+#: writes numbered from a fresh read that another process's commit may still overtake; past
+#: them, the read and the write share one transaction holding the lock
+OPTIMISTIC_TRIES = 2
+
+_STATE = "SELECT * FROM aura_begin_append($1::text[], $2::text[])"
+_APPEND = (
+    "SELECT aura_append($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+    "$10, $11, $12, $13, $14, $15, $16, $17, $18)"
+)
+
+#: the log as a write starts from: its last seq, versions and rows of the batch's jobs
+_Known = tuple[int, dict[str, int], dict[str, JobRow]]
+
+
+class BatchWriter:
+    """Writes batches on the writer's connection, one at a time, with what it remembers of the
+    log between them (see INVARIANTS).
+
+    A batch costs one round trip while this process is the only one appending (nothing to read:
+    `aura_append` checks the last seq); two (a read, then the write) after another process
+    appended; four under contention (BEGIN, the read under the lock, the write, COMMIT).
+    """
+
+    def __init__(self) -> None:
+        self._last_seq: int | None = None  # the last seq this writer wrote (None: unknown)
+        self._versions: dict[str, int] = {}
+        self._rows: dict[str, JobRow] = {}
+
+    async def write(
+        self, conn: asyncpg.Connection, batch: list[QueuedAppend], origin: str
+    ) -> Results:
+        """Commit the batch in one transaction; raises what the database raised."""
+        if self._last_seq is not None and self._covers(batch):
+            known = (self._last_seq, dict(self._versions), self._rows)
+            try:
+                results = await self._append(conn, batch, origin, known, trusted=False)
+            except asyncpg.UniqueViolationError:  # a job another process created
+                results = None
+            if results is not None:
+                return results
+        self._forget()
+        for _ in range(OPTIMISTIC_TRIES):
+            known = await self._read(conn, batch)
+            results = await self._append(conn, batch, origin, known, trusted=True)
+            if results is not None:
+                return results
+        async with conn.transaction():  # appends keep overtaking: read under the lock
+            known = await self._read(conn, batch)
+            results = await self._append(conn, batch, origin, known, trusted=True)
+        assert results is not None  # the lock held since the read: the last seq is as read
+        return results
+
+    def _covers(self, batch: list[QueuedAppend]) -> bool:
+        """What is remembered is enough to write the batch without reading: each job's version
+        (or a new job), and the row of each job whose row the batch changes."""
+        versions, rows = self._versions, self._rows
+        for item in batch:
+            if item.job_id not in versions:
+                first = item.events[0] if item.events else None
+                if item.expected_version != 0 or not isinstance(first, JobCreated):
+                    return False
+        return all(job_id in rows for job_id in _row_jobs(batch))
+
+    async def _read(self, conn: asyncpg.Connection, batch: list[QueuedAppend]) -> _Known:
+        batch_jobs = list({item.job_id for item in batch})
+        state = await conn.fetchrow(_STATE, batch_jobs, list(_row_jobs(batch)))
+        versions = dict(zip(state["job_ids"] or (), state["versions"] or (), strict=True))
+        rows = {r[0]: to_row(r) for r in state["job_rows"] or ()}
+        return int(state["last_seq"]), versions, rows
+
+    async def _append(
+        self,
+        conn: asyncpg.Connection,
+        batch: list[QueuedAppend],
+        origin: str,
+        known: _Known,
+        *,
+        trusted: bool,
+    ) -> Results | None:
+        """Write the batch numbered after `known`; None if the log moved on meanwhile.
+        Unless `trusted` (read from the log just now), a version check that fails is not
+        believed: the batch is numbered again from the log."""
+        last_seq, versions, rows = known
+        results, columns, appended = _number(batch, last_seq, versions)
+        if not trusted and any(isinstance(r, ConcurrencyError) for r in results):
+            return None
+        if not appended:
+            return results
+        changed = changed_rows(rows, appended)
+        last = appended[-1].seq
+        payload = f"{origin} {last}"
+        args = (*columns, *row_columns(changed.values()), JOB_LIST, payload)
+        if not await conn.fetchval(_APPEND, last_seq, *args):
+            return None
+        self._remember(last, versions, rows | changed)
+        return results
+
+    def _remember(self, last_seq: int, versions: dict[str, int], rows: dict[str, JobRow]) -> None:
+        self._last_seq = last_seq
+        self._versions.update(versions)
+        self._rows.update(rows)
+        for cache in (self._versions, self._rows):
+            excess = len(cache) - VERSION_CACHE_JOBS
+            if excess > 0:  # the oldest first: dicts keep insertion order
+                for job_id in list(itertools.islice(cache, excess)):
+                    del cache[job_id]
+
+    def _forget(self) -> None:
+        self._last_seq = None
+        self._versions.clear()
+        self._rows.clear()
+
+
+def _row_jobs(batch: list[QueuedAppend]) -> set[str]:
+    """The jobs whose row the batch may change, created before it (their row is read)."""
+    jobs: set[str] = set()
+    for item in batch:
+        for event in item.events:
+            if isinstance(event, JobCreated):
+                break
+            if type(event) in ROW_EVENTS:
+                jobs.add(item.job_id)
+                break
+    return jobs
+
+
+def _number(
+    batch: list[QueuedAppend], seq: int, versions: dict[str, int]
+) -> tuple[Results, tuple[Any, ...], list[Recorded]]:
+    """Check each append's version and number its rows: the results, the columns of the rows
+    to insert (seqs, jobs, versions, types, steps, attempts, ts, data) and the records."""
+    now = datetime.now(UTC)
+    seqs: list[int] = []
+    jobs: list[str] = []
+    vers: list[int] = []
+    types: list[str] = []
+    steps: list[str | None] = []
+    attempts: list[int] = []
+    datas: list[str] = []
+    results: Results = []
+    appended: list[Recorded] = []
+    failed: set[int] = set()
+    for item in batch:
+        job_id = item.job_id
+        after = item.after
+        if after is not None and (after.failed or id(after) in failed):
+            results.append(StoreError(f"job {job_id}: an append queued before this one failed"))
+            failed.add(id(item))
+            continue
+        current = versions.get(job_id, 0)
+        if current != item.expected_version:
+            results.append(ConcurrencyError(job_id, item.expected_version, current))
+            failed.add(id(item))
+            continue
+        recorded = []
+        for event, (type_name, step, attempt, data) in zip(item.events, item.rows, strict=True):
+            seq += 1
+            current += 1
+            seqs.append(seq)
+            jobs.append(job_id)
+            vers.append(current)
+            types.append(type_name)
+            steps.append(step)
+            attempts.append(attempt)
+            datas.append(data)
+            recorded.append(Recorded(seq, job_id, current, now, event))  # type: ignore[arg-type]
+        versions[job_id] = current
+        results.append(recorded)
+        appended += recorded
+    return results, (seqs, jobs, vers, types, steps, attempts, now, datas), appended

@@ -1,0 +1,234 @@
+"""The append-only event log on PostgreSQL: EventLog's API on asyncpg, for several processes and
+machines sharing one database.
+
+INVARIANTS
+- Global order without a skipped event: seqs are handed out under one advisory lock held until
+  the commit is visible (store/pg/batch.py), so they are gapless and become visible in order.
+- Subscribers and watchers hear of every commit, this process's or another's, exactly once and
+  in seq order (store/pg/dispatch.py), woken by the append itself or by LISTEN/NOTIFY, never by a
+  timer; the listening connection is re-established when it drops and the log is read from the
+  last seq told (store/pg/listener.py), so nothing committed meanwhile is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from aura.projections.events import DECODER, Event, Recorded
+from aura.store.errors import CorruptEvent, StoreError
+from aura.store.pg.batch import APPEND_LOCK, CHANNEL
+from aura.store.pg.dispatch import Dispatcher
+from aura.store.pg.group_commit import PgGroupCommit
+from aura.store.pg.jobs_table import PgJobsTable, catch_up
+from aura.store.pg.listener import Listener
+from aura.store.pg.schema import migrate, schema_version
+from aura.store.subscriptions import Subscriptions, Watcher, follow
+
+__all__ = ["CLOSE_DISPATCH_TIMEOUT", "PAGE_SIZE", "PgEventLog"]
+
+#: rows a backlog read fetches per query
+PAGE_SIZE = 1000
+#: seconds close() waits for the subscribers to be told of what was committed
+CLOSE_DISPATCH_TIMEOUT = 5.0
+#: connections of a log's pool (reads, and the writer's batches); the listener has its own
+POOL_SIZE = 4
+
+_SELECT = "SELECT seq, job_id, version, ts, data::text FROM events"
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError)
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def _decode(rows: list[Any]) -> list[Recorded]:
+    decode = DECODER.decode
+    records = []
+    for seq, job_id, version, ts, data in rows:
+        try:
+            records.append(Recorded(seq, job_id, version, ts, decode(data)))
+        except _DECODE_ERRORS as e:
+            raise CorruptEvent(seq, str(e)) from e
+    return records
+
+
+async def _read_after(conn: asyncpg.Connection, after: int, limit: int) -> list[Recorded]:
+    sql = _SELECT + " WHERE seq > $1 ORDER BY seq LIMIT $2"
+    return _decode(list(await conn.fetch(sql, after, limit)))
+
+
+async def _catch_up_job_list(conn: asyncpg.Connection) -> None:
+    """Bring the `jobs` rows up to the log, holding the append lock (no append meanwhile)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
+        await catch_up(conn, _read_after, PAGE_SIZE)
+
+
+class PgEventLog(PgGroupCommit):
+    """The job log in a PostgreSQL database. Open with `await PgEventLog.open(dsn)`."""
+
+    def __init__(self, dsn: str, pool: asyncpg.Pool, readonly: bool) -> None:
+        self._subscriptions = Subscriptions()
+        self._dispatcher = Dispatcher(self._subscriptions, self._read_for_dispatch, 0)
+        super().__init__(None if readonly else pool, self._dispatcher.committed_here)
+        self.dsn = dsn
+        self._pool = pool
+        self._listener = Listener(dsn, CHANNEL, self._notified, self._listening)
+        self._closed = False
+
+    # ---- opening and closing -------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, dsn: str, *, readonly: bool = False) -> PgEventLog:
+        """Open (migrating unless `readonly`) the log in the database `dsn` names."""
+        try:
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=POOL_SIZE)
+        except _DB_ERRORS as e:
+            raise StoreError(f"cannot open the log: {e}") from e
+        try:
+            async with pool.acquire() as conn:
+                if readonly:
+                    if await schema_version(conn) == 0:
+                        raise StoreError("no Aura log in this database")
+                else:
+                    await migrate(conn)
+                    await _catch_up_job_list(conn)
+            log = cls(dsn, pool, readonly)
+            await log._listener.start()
+        except _DB_ERRORS as e:
+            await pool.close()
+            raise StoreError(f"cannot open the log: {e}") from e
+        except BaseException:
+            await pool.close()
+            raise
+        return log
+
+    async def close(self) -> None:
+        """Finish the appends queued so far (later ones are refused), tell the subscribers,
+        end every subscription and close the connections."""
+        if self._closed:
+            return
+        await self._drain()
+        await self._dispatcher.finish(CLOSE_DISPATCH_TIMEOUT)
+        self._closed = True
+        self._subscriptions.close()
+        await self._listener.close()
+        await self._pool.close()
+
+    async def __aenter__(self) -> PgEventLog:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    async def _listening(self) -> None:
+        """A LISTEN is in place (at open, or after a dropped connection): whatever committed
+        before it is found by the log's last seq."""
+        self._dispatcher.committed_elsewhere(await self.max_seq())
+
+    def _notified(self, payload: str) -> None:
+        origin, _, seq = payload.partition(" ")
+        if origin != self.origin:  # this log's own commits are told as they settle
+            self._dispatcher.committed_elsewhere(int(seq))
+
+    @property
+    def jobs_table(self) -> PgJobsTable:
+        """The job list, written in every append's transaction."""
+        return PgJobsTable(self._pool)
+
+    @property
+    def listener_pid(self) -> int | None:
+        """The server process of the listening connection (tests cut it)."""
+        return self._listener.backend_pid
+
+    @property
+    def listener_connections(self) -> int:
+        """Listening connections made so far: 1, plus one per reconnection."""
+        return self._listener.connections
+
+    # ---- appending ----------------------------------------------------------------------
+
+    def append(
+        self, job_id: str, events: Sequence[Event], expected_version: int
+    ) -> asyncio.Future[list[Recorded]]:
+        """Append `events` to the job atomically, after `expected_version` (see EventLog)."""
+        return self.append_nowait(job_id, events, expected_version).future
+
+    @property
+    def last_seq(self) -> int:
+        """The log's last seq as this process knows it (its commits, and others' notified)."""
+        dispatcher = self._dispatcher
+        return max(dispatcher.known, dispatcher.dispatched, self._last_written)
+
+    # ---- reading ------------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *args: object) -> list[Any]:
+        try:
+            return list(await self._pool.fetch(sql, *args))
+        except _DB_ERRORS as e:
+            raise StoreError(f"read failed: {e}") from e
+
+    async def read(self, job_id: str, after_version: int = 0) -> list[Recorded]:
+        """The job's events after `after_version`, in order."""
+        sql = _SELECT + " WHERE job_id = $1 AND version > $2 ORDER BY version"
+        return _decode(await self._fetch(sql, job_id, after_version))
+
+    async def read_job_after_seq(
+        self, job_id: str, after_seq: int, limit: int = PAGE_SIZE
+    ) -> list[Recorded]:
+        """The job's events with seq > `after_seq`, at most `limit`."""
+        sql = _SELECT + " WHERE job_id = $1 AND seq > $2 ORDER BY version LIMIT $3"
+        return _decode(await self._fetch(sql, job_id, after_seq, limit))
+
+    async def tail(self, after_seq: int = 0, limit: int = PAGE_SIZE) -> list[Recorded]:
+        """Events of every job with seq > `after_seq`, in seq order, at most `limit`."""
+        sql = _SELECT + " WHERE seq > $1 ORDER BY seq LIMIT $2"
+        return _decode(await self._fetch(sql, after_seq, limit))
+
+    async def _read_for_dispatch(self, after_seq: int) -> list[Recorded]:
+        return await self.tail(after_seq, PAGE_SIZE)
+
+    async def max_seq(self) -> int:
+        rows = await self._fetch("SELECT coalesce(max(seq), 0) FROM events")
+        return int(rows[0][0])
+
+    # ---- subscribing --------------------------------------------------------------------
+
+    async def subscribe(
+        self, after_seq: int = 0, job_id: str | None = None
+    ) -> AsyncGenerator[Recorded, None]:
+        """Yield stored events after `after_seq` (of one job, or all), then live ones of every
+        process, forever. Ends when the log is closed."""
+
+        async def read_page(last: int) -> list[Recorded]:
+            if job_id is None:
+                return await self.tail(last, PAGE_SIZE)
+            return await self.read_job_after_seq(job_id, last, PAGE_SIZE)
+
+        sub = self._subscriptions.add(job_id)
+        try:
+            async for rec in follow(sub, read_page, PAGE_SIZE, after_seq, None):
+                yield rec
+        finally:
+            self._subscriptions.remove(sub)
+
+    def watch(self, job_id: str, watcher: Watcher) -> int:
+        """Call `watcher` with every later append of the job, by any process, in seq order;
+        returns the last seq told so far (see EventLog.watch)."""
+        if self._closed:
+            raise StoreError("the log is closed")
+        self._subscriptions.watch(job_id, watcher)
+        return self._dispatcher.dispatched
+
+    def unwatch(self, job_id: str, watcher: Watcher) -> None:
+        self._subscriptions.unwatch(job_id, watcher)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscriptions)

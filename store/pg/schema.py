@@ -1,0 +1,148 @@
+"""Numbered schema migrations of the PostgreSQL log, tracked in the `aura_schema` table.
+
+The same story as store/schema.py: migration N brings the database from version N-1 to N, each
+in its own transaction, applied at open; a database newer than this build is refused.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from aura.store.errors import LogUnreadable, StoreError
+from aura.store.pg.batch import APPEND_LOCK, CHANNEL
+
+__all__ = ["MIGRATIONS", "SCHEMA_LOCK", "migrate", "schema_version"]
+
+#: the advisory lock (session level) two processes opening a new database at once take, so
+#: that only one applies each migration
+SCHEMA_LOCK = 0x41555241_0001
+
+
+#: Migration N (1-based) brings a database from version N-1 to N. Never edit a shipped one.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the log (its seqs handed out under APPEND_LOCK, see store/pg/batch.py), refusing
+    # UPDATE, DELETE and TRUNCATE; the job-list read model and the projections' positions.
+    """
+    CREATE TABLE events (
+        seq     bigint      PRIMARY KEY,
+        job_id  text        NOT NULL,
+        version integer     NOT NULL,
+        type    text        NOT NULL,
+        step    text,
+        attempt integer     NOT NULL,
+        ts      timestamptz NOT NULL,
+        data    jsonb       NOT NULL,
+        UNIQUE (job_id, version)
+    );
+    CREATE FUNCTION events_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'events is append-only: % refused', TG_OP
+            USING ERRCODE = 'integrity_constraint_violation';
+    END $$;
+    CREATE TRIGGER events_refuse_update BEFORE UPDATE ON events
+        FOR EACH STATEMENT EXECUTE FUNCTION events_refuse_change();
+    CREATE TRIGGER events_refuse_delete BEFORE DELETE ON events
+        FOR EACH STATEMENT EXECUTE FUNCTION events_refuse_change();
+    CREATE TRIGGER events_refuse_truncate BEFORE TRUNCATE ON events
+        FOR EACH STATEMENT EXECUTE FUNCTION events_refuse_change();
+
+    CREATE TABLE jobs (
+        job_id      text PRIMARY KEY,
+        preset      text        NOT NULL,
+        status      text        NOT NULL,
+        attempt     integer     NOT NULL,
+        created_utc text        NOT NULL,
+        started_utc text,
+        ended_utc   text,
+        created_seq bigserial   NOT NULL
+    );
+    CREATE INDEX jobs_by_status ON jobs (status, created_utc, created_seq);
+    CREATE INDEX jobs_by_created ON jobs (created_utc, created_seq);
+    CREATE TABLE projector_positions (
+        name     text PRIMARY KEY,
+        last_seq bigint NOT NULL
+    );
+
+    -- The first step of every append transaction, in one round trip: take the append lock,
+    -- then (VOLATILE: each query sees what committed before the lock was granted) read the last
+    -- seq, the versions of the batch's jobs, and the job-list rows the batch's events change.
+    CREATE FUNCTION aura_begin_append(
+        batch_jobs text[], row_jobs text[],
+        OUT last_seq bigint, OUT job_ids text[], OUT versions integer[], OUT job_rows jobs[]
+    ) LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock(APPEND_LOCK);
+        SELECT coalesce(max(seq), 0) INTO last_seq FROM events;
+        SELECT array_agg(v.job_id), array_agg(v.version) INTO job_ids, versions FROM (
+            SELECT job_id, max(version) AS version FROM events
+            WHERE job_id = any(batch_jobs) GROUP BY job_id
+        ) AS v;
+        SELECT array_agg(j) INTO job_rows FROM jobs AS j WHERE j.job_id = any(row_jobs);
+    END $$;
+
+    -- A batch's writes, in one round trip: under the append lock, and only if the log's last
+    -- seq is still `p_last_seq` (else false, nothing written), the events, the job-list rows
+    -- they change and its position, and the notification.
+    CREATE FUNCTION aura_append(
+        p_last_seq bigint, p_seqs bigint[], p_jobs text[], p_versions integer[],
+        p_types text[], p_steps text[], p_attempts integer[], p_ts timestamptz, p_data text[],
+        r_jobs text[], r_presets text[], r_statuses text[], r_attempts integer[],
+        r_created text[], r_started text[], r_ended text[],
+        p_projection text, p_payload text
+    ) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock(APPEND_LOCK);
+        IF (SELECT coalesce(max(seq), 0) FROM events) <> p_last_seq THEN
+            RETURN false;
+        END IF;
+        INSERT INTO events (seq, job_id, version, type, step, attempt, ts, data)
+            SELECT r.s, r.j, r.v, r.t, r.st, r.a, p_ts, r.d::jsonb
+            FROM unnest(p_seqs, p_jobs, p_versions, p_types, p_steps, p_attempts, p_data)
+                AS r(s, j, v, t, st, a, d);
+        INSERT INTO jobs (job_id, preset, status, attempt, created_utc, started_utc, ended_utc)
+            SELECT * FROM unnest(r_jobs, r_presets, r_statuses, r_attempts, r_created,
+                                 r_started, r_ended)
+            ON CONFLICT (job_id) DO UPDATE SET status = excluded.status,
+                attempt = excluded.attempt, started_utc = excluded.started_utc,
+                ended_utc = excluded.ended_utc;
+        INSERT INTO projector_positions (name, last_seq)
+            VALUES (p_projection, p_seqs[array_upper(p_seqs, 1)])
+            ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq;
+        PERFORM pg_notify('CHANNEL', p_payload);
+        RETURN true;
+    END $$;
+    """.replace("APPEND_LOCK", str(APPEND_LOCK)).replace("CHANNEL", CHANNEL),
+)
+
+
+async def schema_version(conn: asyncpg.Connection) -> int:
+    """The database's schema version (0: a new database); LogUnreadable if newer than ours."""
+    exists = await conn.fetchval("SELECT to_regclass('aura_schema') IS NOT NULL")
+    version = int(await conn.fetchval("SELECT version FROM aura_schema")) if exists else 0
+    if version > len(MIGRATIONS):
+        raise LogUnreadable(
+            f"the database's schema version {version} is newer than this build's "
+            f"({len(MIGRATIONS)}): use a newer Aura, or another database"
+        )
+    return version
+
+
+async def migrate(conn: asyncpg.Connection) -> int:
+    """Apply the missing migrations, each in its own transaction; returns the new version."""
+    await conn.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS aura_schema (version integer NOT NULL);"
+            "INSERT INTO aura_schema SELECT 0 WHERE NOT EXISTS (SELECT FROM aura_schema)"
+        )
+        version = await schema_version(conn)
+        while version < len(MIGRATIONS):
+            async with conn.transaction():
+                await conn.execute(MIGRATIONS[version])
+                await conn.execute("UPDATE aura_schema SET version = $1", version + 1)
+            version += 1
+        return version
+    except asyncpg.PostgresError as e:
+        raise StoreError(f"cannot migrate the log: {e}") from e
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
