@@ -3,12 +3,14 @@
 Cases, events appended through the store on a schedule, clients in other processes on
 127.0.0.1: (a) 100 subscribers to one job, 500 events/s; (b) 1,000 subscribers to one job, 50
 events/s; (c) 1,000 jobs with one subscriber each, 1 event/s per job. The floor is a bare
-aiohttp SSE fan-out of pre-encoded frames at the same rates and counts. Reported per case,
+aiohttp SSE fan-out of pre-encoded frames at the same rates and counts; (d) subscribers
+following a real render, against the floor replaying its events' times under an x264 encode
+(bench/_sse_render.py; clients: bench/_sse_client.py). Reported per case,
 median of REPEATS runs: p50/p99 from append (the event's `ts`) to receipt and from the moment
 the event was scheduled (an overloaded server slows its appender and hides its own lateness in
 the first), events/s delivered, events lost (must be 0). Target: median p99 at most 1.5x the
 floor's in every case. `python -m bench sse`; AURA_BENCH_SSE_SECONDS sets each run's length
-(default 4), AURA_BENCH_SSE_CASES picks cases (e.g. `a,c`).
+(default 4), AURA_BENCH_SSE_CASES picks cases (e.g. `a,c`; default all four).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import aiohttp
 import msgspec
 from aiohttp import web
 
@@ -40,7 +41,8 @@ from aura.projections.events import (
     StepProgressed,
     StepStarted,
 )
-from aura.store.log import EventLog, QueuedAppend
+from aura.store.interface import EventStore
+from aura.store.log import QueuedAppend
 from aura.store.rows import format_ts
 
 from ._common import REPEATS, fresh_dir, median, sized
@@ -60,6 +62,13 @@ class Case(NamedTuple):
     jobs: int
     subscribers_per_job: int
     rate_per_job: float
+    #: seconds from the start of each event of job 0, when they replay a recorded schedule
+    offsets: tuple[float, ...] = ()
+
+    @property
+    def expected(self) -> int:
+        """Measured events per job."""
+        return len(self.offsets) if self.offsets else int(SECONDS * self.rate_per_job)
 
 
 _MANY = sized(1000, 20)
@@ -87,7 +96,9 @@ class Result(msgspec.Struct):
 
 def schedule(case: Case, t0: float) -> list[tuple[float, int, int]]:
     """(when, job index, event number) of every measured event, in time order."""
-    per_job = int(SECONDS * case.rate_per_job)
+    if case.offsets:
+        return [(t0 + offset, 0, k) for k, offset in enumerate(case.offsets)]
+    per_job = case.expected
     spread = 1.0 / case.rate_per_job / case.jobs
     items = [
         (t0 + k / case.rate_per_job + j * spread, j, k)
@@ -135,7 +146,7 @@ async def run_aura(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]]
     site = web.TCPSite(runner, HOST, 0)
     await site.start()
     port = runner.addresses[0][1]
-    log: EventLog = app[ENGINE].log
+    log: EventStore = app[ENGINE].log
     jobs = [uuid.uuid4().hex for _ in range(case.jobs)]
     versions: dict[int, int] = {}
     for j, job_id in enumerate(jobs):
@@ -247,18 +258,19 @@ async def run_floor(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]
 # ---- one run: clients in other processes --------------------------------------------------------
 
 
-async def one_run(case: Case, server: Callable[[Case], Awaitable[Any]]) -> Result:
+async def one_run(
+    case: Case, server: Callable[[Case], Awaitable[Any]], since: float | None = None
+) -> Result:
+    """One run; with `since`, every event from then on counts (bench/_sse_client.py)."""
     urls, start, runner = await server(case)
     try:
-        expected = int(SECONDS * case.rate_per_job)
+        client = ["-m", "bench._sse_client", str(case.expected)]
+        client += [] if since is None else [repr(since)]
         parts = [urls[i::CLIENT_PROCESSES] for i in range(CLIENT_PROCESSES)]
         procs = [
             await asyncio.create_subprocess_exec(
                 sys.executable,
-                "-m",
-                "bench.sse",
-                "--client",
-                str(expected),
+                *client,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
             )
@@ -297,60 +309,6 @@ def _merge(outputs: list[dict[str, Any]], elapsed: float) -> Result:
         sched_p99=pct(sched, 0.99),
         rate=received / elapsed,
     )
-
-
-# ---- the client process ---------------------------------------------------------------------
-
-
-async def _client(urls: list[str], expected: int) -> dict[str, Any]:
-    """Open every stream, say `ready`, read to the end; latencies in seconds, losses."""
-    append: list[float] = []
-    sched: list[float] = []
-    lost = 0
-    ready = asyncio.Event()
-    connected = 0
-    decoder = msgspec.json.Decoder()
-    connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
-
-    async def follow(session: aiohttp.ClientSession, url: str) -> None:
-        nonlocal connected, lost
-        got = 0
-        async with session.get(url) as resp:
-            buffer = b""
-            first = True
-            async for chunk in resp.content.iter_any():
-                now = time.time()
-                if first:
-                    first = False
-                    connected += 1
-                    if connected == len(urls):
-                        ready.set()
-                buffer += chunk
-                *messages, buffer = buffer.split(b"\n\n")
-                for message in messages:
-                    if b"data: " not in message:  # retry hint, ping
-                        continue
-                    data = decoder.decode(message.rsplit(b"data: ", 1)[1])
-                    if data.get("type") != "StepProgressed":
-                        continue
-                    got += 1
-                    stamp = datetime.fromisoformat(data["ts"].replace("Z", "+00:00")).timestamp()
-                    append.append(now - stamp)
-                    sched.append(now - float(data["message"]))
-        lost += expected - got
-
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        tasks = [asyncio.create_task(follow(session, url)) for url in urls]
-        await ready.wait()
-        print("ready", flush=True)
-        await asyncio.gather(*tasks)
-    return {"append": append, "sched": sched, "lost": lost}
-
-
-def client_main(expected: int) -> None:
-    urls = json.loads(sys.stdin.readline())
-    print(json.dumps(asyncio.run(_client(urls, expected))), flush=True)
 
 
 # ---- reporting --------------------------------------------------------------------------------
@@ -401,13 +359,13 @@ async def _bench(cases: list[Case]) -> list[str]:
 
 
 def main() -> None:
-    wanted = os.environ.get("AURA_BENCH_SSE_CASES")
-    cases = [c for c in CASES if wanted is None or c.name[0] in wanted.split(",")]
-    asyncio.run(_bench(cases))
+    wanted = os.environ.get("AURA_BENCH_SSE_CASES", "a,b,c,d").split(",")
+    asyncio.run(_bench([c for c in CASES if c.name[0] in wanted]))
+    if "d" in wanted:
+        from . import _sse_render  # case (d), a real render: its own module
+
+        _sse_render.main()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--client":
-        client_main(int(sys.argv[2]))
-    else:
-        main()
+    main()
