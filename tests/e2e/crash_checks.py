@@ -126,13 +126,15 @@ def kill_server(served: Served) -> int:
     """SIGKILL the server; returns how many tools it was running.
 
     The tools are stopped (SIGSTOP) first: one that would outlive its server then stays for
-    `no_folder_processes` to find, however soon it would have finished. A child still between
-    fork and exec (named after Python) is left running: its parent-death signal is not set yet.
+    `no_folder_processes` to find, however soon it would have finished. A child not yet past
+    setting its parent-death signal is left running: still between fork and exec (named after
+    Python), or in `setpriv`, which sets it (engine/tools/process.py); past it, the guard that
+    follows finds its parent gone and runs nothing.
     """
     tools = [
         p
         for p in psutil.Process(served.proc.pid).children(recursive=True)
-        if not _name(p).startswith("python")
+        if not _name(p).startswith(("python", "setpriv"))
     ]
     for tool in tools:
         with contextlib.suppress(psutil.NoSuchProcess):

@@ -177,7 +177,8 @@ def _comparable(state: dict[str, Any]) -> dict[str, Any]:
             return datetime.fromisoformat(value)
         return value
 
-    only_one_side = {"etaSeconds", "cancelRequested", "version"}
+    # unrecorded: what the server knows and the log does not say (yet): never in a replay
+    only_one_side = {"etaSeconds", "cancelRequested", "version", "unrecorded"}
     return {k: parse(v, k) for k, v in state.items() if k not in only_one_side}
 
 
