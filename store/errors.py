@@ -8,6 +8,7 @@ __all__ = [
     "ConcurrencyError",
     "CorruptEvent",
     "DatabaseMissing",
+    "LeaseLost",
     "LogUnreadable",
     "StoreError",
     "StoreFull",
@@ -41,6 +42,18 @@ class ConcurrencyError(StoreError):
         self.job_id = job_id
         self.expected = expected
         self.actual = actual
+
+
+class LeaseLost(StoreError):
+    """An append fenced by a job's lease whose token is no longer the job's (another worker
+    claimed it after the lease expired): refused, so the stale worker appends nothing more."""
+
+    def __init__(self, job_id: str, token: int) -> None:
+        super().__init__(
+            f"job {job_id}: lease {token} was lost to another worker; nothing appended"
+        )
+        self.job_id = job_id
+        self.token = token
 
 
 class CorruptEvent(StoreError):

@@ -12,6 +12,10 @@ INVARIANTS
   (another process appended), and the batch is numbered again from what the log holds.
   UNIQUE (job_id, version) refuses a job it took for new that another process created.
 - The NOTIFY is sent in the same transaction: PostgreSQL delivers it only once it commits.
+- Fencing: a batch holding an append fenced by a lease (store/pg/leases.py) is written by
+  `aura_append_fenced`, which checks every fence in the batch's transaction and rolls it all
+  back when one is stale; group commit then writes each append alone, so only that one fails,
+  with LeaseLost. A batch without a fence never reads a lease.
 """
 
 from __future__ import annotations
@@ -25,17 +29,27 @@ import asyncpg
 from aura.projections.events import JobCreated, Recorded
 from aura.projections.job_list import ROW_EVENTS, JobRow
 from aura.store.batch import VERSION_CACHE_JOBS, QueuedAppend, Results
-from aura.store.errors import ConcurrencyError, StoreError
+from aura.store.errors import ConcurrencyError, LeaseLost, StoreError
 from aura.store.jobs_table import JOB_LIST
 from aura.store.pg.jobs_table import changed_rows, row_columns, to_row
+from aura.store.pg.leases import Lease
 
-__all__ = ["APPEND_LOCK", "CHANNEL", "OPTIMISTIC_TRIES", "BatchWriter"]
+__all__ = [
+    "APPEND_LOCK",
+    "CHANNEL",
+    "LEASE_LOST",
+    "OPTIMISTIC_TRIES",
+    "BatchWriter",
+    "FencedAppend",
+]
 
 #: the transaction-level advisory lock every append transaction holds (see INVARIANTS)
 APPEND_LOCK = 0x41555241_0002
 #: the LISTEN/NOTIFY channel; the payload is "<origin> <the commit's last seq>", the origin
 #: naming the log (one per process) that committed
 CHANNEL = "aura_events"
+#: the SQLSTATE `aura_append_fenced` raises for a stale fence (a class of our own: "AU")
+LEASE_LOST = "AUR01"
 #: writes numbered from a fresh read that another process's commit may still overtake; past
 #: them, the read and the write share one transaction holding the lock
 OPTIMISTIC_TRIES = 2
@@ -45,9 +59,19 @@ _APPEND = (
     "SELECT aura_append($1, $2, $3, $4, $5, $6, $7, $8, $9, "
     "$10, $11, $12, $13, $14, $15, $16, $17, $18)"
 )
+_APPEND_FENCED = (
+    "SELECT aura_append_fenced($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+    "$11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+)
 
 #: the log as a write starts from: its last seq, versions and rows of the batch's jobs
 _Known = tuple[int, dict[str, int], dict[str, JobRow]]
+
+
+class FencedAppend(QueuedAppend):
+    """An append that commits only while `fence` is its job's current lease."""
+
+    fence: Lease | None = None
 
 
 class BatchWriter:
@@ -69,7 +93,7 @@ class BatchWriter:
     ) -> Results:
         """Commit the batch in one transaction; raises what the database raised."""
         if self._last_seq is not None and self._covers(batch):
-            known = (self._last_seq, dict(self._versions), self._rows)
+            known = (self._last_seq, *self._known_of(batch))
             try:
                 results = await self._append(conn, batch, origin, known, trusted=False)
             except asyncpg.UniqueViolationError:  # a job another process created
@@ -87,6 +111,13 @@ class BatchWriter:
             results = await self._append(conn, batch, origin, known, trusted=True)
         assert results is not None  # the lock held since the read: the last seq is as read
         return results
+
+    def _known_of(self, batch: list[QueuedAppend]) -> tuple[dict[str, int], dict[str, JobRow]]:
+        """The remembered versions and rows of the batch's jobs only: copying or merging the
+        whole cache (up to VERSION_CACHE_JOBS jobs) would cost every batch as much again."""
+        remembered = self._versions
+        versions = {i.job_id: remembered[i.job_id] for i in batch if i.job_id in remembered}
+        return versions, {job_id: self._rows[job_id] for job_id in _row_jobs(batch)}
 
     def _covers(self, batch: list[QueuedAppend]) -> bool:
         """What is remembered is enough to write the batch without reading: each job's version
@@ -128,7 +159,12 @@ class BatchWriter:
         last = appended[-1].seq
         payload = f"{origin} {last}"
         args = (*columns, *row_columns(changed.values()), JOB_LIST, payload)
-        if not await conn.fetchval(_APPEND, last_seq, *args):
+        fences = _fences(batch, results)
+        if not fences:
+            written = await conn.fetchval(_APPEND, last_seq, *args)
+        else:
+            written = await _append_fenced(conn, fences, last_seq, args)
+        if not written:
             return None
         self._remember(last, versions, rows | changed)
         return results
@@ -147,6 +183,30 @@ class BatchWriter:
         self._last_seq = None
         self._versions.clear()
         self._rows.clear()
+
+
+def _fences(batch: list[QueuedAppend], results: Results) -> list[Lease]:
+    """The fences of the batch's appends that passed their version check."""
+    return [
+        item.fence
+        for item, result in zip(batch, results, strict=True)
+        if isinstance(item, FencedAppend) and item.fence and not isinstance(result, Exception)
+    ]
+
+
+async def _append_fenced(
+    conn: asyncpg.Connection, fences: list[Lease], last_seq: int, args: tuple[Any, ...]
+) -> bool:
+    """`aura_append_fenced`; LeaseLost when a fence is stale (nothing written)."""
+    jobs, tokens = [f.job_id for f in fences], [f.token for f in fences]
+    try:
+        return bool(await conn.fetchval(_APPEND_FENCED, jobs, tokens, last_seq, *args))
+    except asyncpg.PostgresError as e:
+        if e.sqlstate != LEASE_LOST:
+            raise
+        job_id = getattr(e, "detail", None) or ""
+        token = next((f.token for f in fences if f.job_id == job_id), 0)
+        raise LeaseLost(job_id, token) from e
 
 
 def _row_jobs(batch: list[QueuedAppend]) -> set[str]:

@@ -21,7 +21,8 @@ from aura.projections.events import ENCODER, Event, Recorded
 from aura.store.batch import QueuedAppend, Results
 from aura.store.errors import ConcurrencyError, StoreError
 from aura.store.group_commit import MAX_BATCH_APPENDS, CommitObserver
-from aura.store.pg.batch import BatchWriter
+from aura.store.pg.batch import BatchWriter, FencedAppend
+from aura.store.pg.leases import Lease
 
 __all__ = ["PgGroupCommit"]
 
@@ -60,8 +61,10 @@ class PgGroupCommit:
         expected_version: int,
         *,
         after: QueuedAppend | None = None,
+        fence: Lease | None = None,
     ) -> QueuedAppend:
-        """Queue the append for the next group commit (see EventLog.append_nowait)."""
+        """Queue the append for the next group commit (see EventLog.append_nowait); with a
+        `fence`, it commits only while that lease is the job's (else LeaseLost)."""
         if self._write_pool is None:
             raise StoreError("the log was opened read-only")
         if self._closing:
@@ -69,7 +72,14 @@ class PgGroupCommit:
         future: asyncio.Future[list[Recorded]] = asyncio.get_running_loop().create_future()
         encode = ENCODER.encode
         rows = [(type(e).__name__, e.step_name, e.attempt, encode(e).decode()) for e in events]
-        queued = QueuedAppend(job_id, expected_version, rows, events, future, after)
+        if fence is None:
+            queued = QueuedAppend(job_id, expected_version, rows, events, future, after)
+        elif fence.job_id != job_id:
+            raise ValueError(f"a fence of job {fence.job_id} on an append of job {job_id}")
+        else:
+            queued = FencedAppend(
+                job_id, expected_version, rows, events, future, after, fence=fence
+            )
         if not events:
             future.set_result([])
             return queued

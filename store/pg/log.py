@@ -21,10 +21,12 @@ import msgspec
 
 from aura.projections.events import DECODER, Event, Recorded
 from aura.store.errors import CorruptEvent, StoreError
+from aura.store.jobs_table import JOB_LIST
 from aura.store.pg.batch import APPEND_LOCK, CHANNEL
 from aura.store.pg.dispatch import Dispatcher
 from aura.store.pg.group_commit import PgGroupCommit
 from aura.store.pg.jobs_table import PgJobsTable, catch_up
+from aura.store.pg.leases import Lease, PgLeases
 from aura.store.pg.listener import Listener
 from aura.store.pg.schema import migrate, schema_version
 from aura.store.subscriptions import Subscriptions, Watcher, follow
@@ -59,11 +61,15 @@ async def _read_after(conn: asyncpg.Connection, after: int, limit: int) -> list[
     return _decode(list(await conn.fetch(sql, after, limit)))
 
 
-async def _catch_up_job_list(conn: asyncpg.Connection) -> None:
-    """Bring the `jobs` rows up to the log, holding the append lock (no append meanwhile)."""
+async def _catch_up_job_list(conn: asyncpg.Connection, *, rebuild: bool = False) -> int:
+    """Bring the `jobs` rows up to the log (from nothing if `rebuild`), holding the append lock
+    (no append meanwhile); the position reached."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
-        await catch_up(conn, _read_after, PAGE_SIZE)
+        if rebuild:
+            await conn.execute("DELETE FROM jobs")
+            await conn.execute("DELETE FROM projector_positions WHERE name = $1", JOB_LIST)
+        return await catch_up(conn, _read_after, PAGE_SIZE)
 
 
 class PgEventLog(PgGroupCommit):
@@ -74,6 +80,7 @@ class PgEventLog(PgGroupCommit):
         self._dispatcher = Dispatcher(self._subscriptions, self._read_for_dispatch, 0)
         super().__init__(None if readonly else pool, self._dispatcher.committed_here)
         self.dsn = dsn
+        self.readonly = readonly
         self._pool = pool
         self._listener = Listener(dsn, CHANNEL, self._notified, self._listening)
         self._closed = False
@@ -140,7 +147,23 @@ class PgEventLog(PgGroupCommit):
     @property
     def jobs_table(self) -> PgJobsTable:
         """The job list, written in every append's transaction."""
-        return PgJobsTable(self._pool)
+        return PgJobsTable(self._pool, self._select)
+
+    async def rebuild_job_list(self) -> int:
+        """Drop the job list's rows and fold the whole log into them again, holding the append
+        lock meanwhile; the position reached."""
+        if self.readonly:
+            raise StoreError("the log was opened read-only")
+        try:
+            async with self._pool.acquire() as conn:
+                return await _catch_up_job_list(conn, rebuild=True)
+        except _DB_ERRORS as e:
+            raise StoreError(f"cannot rebuild the job list: {e}") from e
+
+    @property
+    def leases(self) -> PgLeases:
+        """The jobs' leases, which workers claim, renew and release."""
+        return PgLeases(self._pool)
 
     @property
     def listener_pid(self) -> int | None:
@@ -155,10 +178,16 @@ class PgEventLog(PgGroupCommit):
     # ---- appending ----------------------------------------------------------------------
 
     def append(
-        self, job_id: str, events: Sequence[Event], expected_version: int
+        self,
+        job_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        fence: Lease | None = None,
     ) -> asyncio.Future[list[Recorded]]:
-        """Append `events` to the job atomically, after `expected_version` (see EventLog)."""
-        return self.append_nowait(job_id, events, expected_version).future
+        """Append `events` to the job atomically, after `expected_version` (see EventLog);
+        with a `fence`, only while that lease is the job's (else LeaseLost)."""
+        return self.append_nowait(job_id, events, expected_version, fence=fence).future
 
     @property
     def last_seq(self) -> int:
@@ -173,6 +202,9 @@ class PgEventLog(PgGroupCommit):
             return list(await self._pool.fetch(sql, *args))
         except _DB_ERRORS as e:
             raise StoreError(f"read failed: {e}") from e
+
+    async def _select(self, where: str, *args: object) -> list[Recorded]:
+        return _decode(await self._fetch(_SELECT + where, *args))
 
     async def read(self, job_id: str, after_version: int = 0) -> list[Recorded]:
         """The job's events after `after_version`, in order."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncpg
 
 from aura.store.errors import LogUnreadable, StoreError
-from aura.store.pg.batch import APPEND_LOCK, CHANNEL
+from aura.store.pg.batch import APPEND_LOCK, CHANNEL, LEASE_LOST
 
 __all__ = ["MIGRATIONS", "SCHEMA_LOCK", "migrate", "schema_version"]
 
@@ -112,6 +112,63 @@ MIGRATIONS: tuple[str, ...] = (
         RETURN true;
     END $$;
     """.replace("APPEND_LOCK", str(APPEND_LOCK)).replace("CHANNEL", CHANNEL),
+    # 2: job leases (store/pg/leases.py): the worker holding each job, until when (the
+    # database's clock), and the fencing token, which only grows: a row is released (worker_id
+    # NULL), never deleted. The append that checks a fence, after writing the batch.
+    """
+    CREATE TABLE job_leases (
+        job_id     text        PRIMARY KEY,
+        worker_id  text,
+        token      bigint      NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE FUNCTION job_leases_refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'job_leases rows are released, never deleted: % refused', TG_OP
+            USING ERRCODE = 'integrity_constraint_violation';
+    END $$;
+    CREATE TRIGGER job_leases_refuse_delete BEFORE DELETE ON job_leases
+        FOR EACH STATEMENT EXECUTE FUNCTION job_leases_refuse_delete();
+    CREATE TRIGGER job_leases_refuse_truncate BEFORE TRUNCATE ON job_leases
+        FOR EACH STATEMENT EXECUTE FUNCTION job_leases_refuse_delete();
+
+    -- aura_append, then, in the same transaction, each fence (job, token) checked against its
+    -- lease row read FOR SHARE in job_id order: after the job-list rows, the order a claim locks
+    -- them in, so that a claim commits either before this check or after this commit. A stale
+    -- token raises LEASE_LOST (its job in DETAIL), which rolls the whole batch back.
+    CREATE FUNCTION aura_append_fenced(
+        f_jobs text[], f_tokens bigint[],
+        p_last_seq bigint, p_seqs bigint[], p_jobs text[], p_versions integer[],
+        p_types text[], p_steps text[], p_attempts integer[], p_ts timestamptz, p_data text[],
+        r_jobs text[], r_presets text[], r_statuses text[], r_attempts integer[],
+        r_created text[], r_started text[], r_ended text[],
+        p_projection text, p_payload text
+    ) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        stale text;
+    BEGIN
+        IF NOT aura_append(p_last_seq, p_seqs, p_jobs, p_versions, p_types, p_steps,
+                           p_attempts, p_ts, p_data, r_jobs, r_presets, r_statuses,
+                           r_attempts, r_created, r_started, r_ended, p_projection,
+                           p_payload) THEN
+            RETURN false;
+        END IF;
+        SELECT f.job_id INTO stale
+            FROM unnest(f_jobs, f_tokens) AS f(job_id, token)
+            LEFT JOIN (
+                SELECT l.job_id, l.token FROM job_leases AS l
+                WHERE l.job_id = any(f_jobs) AND l.worker_id IS NOT NULL
+                ORDER BY l.job_id FOR SHARE
+            ) AS held ON held.job_id = f.job_id AND held.token = f.token
+            WHERE held.job_id IS NULL
+            LIMIT 1;
+        IF stale IS NOT NULL THEN
+            RAISE EXCEPTION 'job %: its lease was lost to another worker', stale
+                USING ERRCODE = 'LEASE_LOST', DETAIL = stale;
+        END IF;
+        RETURN true;
+    END $$;
+    """.replace("LEASE_LOST", LEASE_LOST),
 )
 
 
