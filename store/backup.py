@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from aura.store.errors import DatabaseMissing, StoreError
+from aura.store.fsync import fsync_file, fsync_folder
 
 __all__ = ["BACKUP_SUFFIX", "Backup", "backup"]
 
@@ -50,9 +51,9 @@ def backup(db_path: Path, dest: Path, *, force: bool = False) -> Backup:
     try:
         _copy(db_path, temp)
         found = _check(temp)
-        _fsync(temp)
+        fsync_file(temp)
         os.replace(temp, dest)
-        _fsync(dest.parent, directory=True)
+        fsync_folder(dest.parent)
     except sqlite3.Error as e:
         raise StoreError(f"cannot back up {db_path} to {dest}: {e}") from e
     except OSError as e:
@@ -88,14 +89,6 @@ def _check(path: Path) -> tuple[int, int]:
     finally:
         conn.close()
     return int(events), int(last)
-
-
-def _fsync(path: Path, *, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(path: Path) -> None:

@@ -38,6 +38,7 @@ from aura.projections.events import Recorded, StepProgressed
 from aura.projections.job import InvalidTransition, JobState, fold
 from aura.projections.status import DONE_STEP_STATUSES
 from aura.store.errors import CorruptEvent, StoreError
+from aura.store.fsync import fsync_file, fsync_folder
 from aura.store.rows import SELECT, decode_rows
 from aura.store.schema import migrate
 
@@ -164,7 +165,7 @@ def compact(db_path: Path, ended_before: datetime) -> Compaction:
     try:
         if events_after != events_before - dropped:
             raise StoreError(f"the copy holds {events_after} events, not {events_before - dropped}")
-        _fsync(temp)
+        fsync_file(temp)
         _check(temp)
         _swap(temp, db_path)
     except (sqlite3.Error, OSError) as e:
@@ -272,7 +273,7 @@ def _swap(temp: Path, db_path: Path) -> None:
     # no connection left, so the wal-index is stale; SQLite would also rebuild it
     _remove(db_path.with_name(db_path.name + "-shm"))
     os.replace(temp, db_path)
-    _fsync_dir(db_path.parent)
+    fsync_folder(db_path.parent)
 
 
 def _size(path: Path) -> int:
@@ -284,22 +285,6 @@ def _file_size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(path: Path) -> None:

@@ -18,6 +18,8 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+from aura.store.fsync import fsync_folder
+
 __all__ = [
     "TEMP_MARKER",
     "EmptyOutput",
@@ -45,14 +47,6 @@ def temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.stem}{TEMP_MARKER}{secrets.token_hex(4)}{path.suffix}")
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def commit(temp: Path, path: Path) -> None:
     """fsync `temp`, rename it to `path` and fsync the folder; refuse it if empty."""
     try:
@@ -67,7 +61,7 @@ def commit(temp: Path, path: Path) -> None:
     finally:
         os.close(fd)
     os.replace(temp, path)
-    _fsync_dir(path.parent)
+    fsync_folder(path.parent)
 
 
 def _discard(temp: Path) -> None:
