@@ -8,6 +8,10 @@
 (c) eventsourcing's SQLite application recorder saving the same events, one per
     `insert_events`, at its default durability (synchronous FULL); our (a) at NORMAL and at FULL
     must each be at least 10x its rate.
+(a) on PostgreSQL, in the same run (bench/_append_pg.py): PgEventLog's group commit against raw
+    asyncpg, `executemany` of the same rows (the events, the job list's rows and position) in one
+    transaction per batch. Target: at least 0.6x. Against the events alone: info. An
+    unreachable server is a failed figure of the table.
 
 Each run alternates ours and its baseline CHUNKS times (the baseline writing exactly the rows
 ours just wrote), so both see the same load on this shared machine. A no-SQL skeleton (the
@@ -31,9 +35,11 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from aura.projections.events import ENCODER, Event, StepProgressed
 from aura.store.connections import run_with_connection
+from aura.store.errors import StoreError
 from aura.store.log import DB_FILE_NAME, Durability, EventLog
 from aura.store.schema import migrate
 
+from ._append_pg import PgAppendRun, concurrent_pg
 from ._common import (
     INSERT,
     REPEATS,
@@ -46,6 +52,8 @@ from ._common import (
     runs,
     sized,
 )
+from ._pg import PG_ERRORS, bench_database, server_shown
+from ._table import figure
 
 __all__ = ["main"]
 
@@ -256,14 +264,22 @@ def _peer() -> tuple[float, int]:
     return len(stored) / elapsed, synchronous
 
 
+async def _postgres() -> PgAppendRun:
+    """Case (a) on PostgreSQL, in a database of its own (created, then dropped)."""
+    async with bench_database("aura_bench_append") as url:
+        return await concurrent_pg(url, APPENDERS, ROUNDS, CHUNKS)
+
+
 def main() -> list[str]:
     print(
         f"(a) {APPENDERS} appender tasks x {ROUNDS} appends of one event to a new job; "
         f"(b) {SINGLE_EVENTS} appends of one event to one job; (c) eventsourcing, {PEER_SAVES} "
-        f"saves of one event. {REPEATS} runs, each alternating ours and baseline {CHUNKS} times"
+        f"saves of one event; (a) on PostgreSQL. {REPEATS} runs, each alternating ours and "
+        f"baseline {CHUNKS} times"
     )
     figures: dict[str, list[float]] = {}
     synchronous = -1
+    pg_failure: str | None = None
     for run in range(REPEATS):
         results = {
             "a NORMAL": asyncio.run(_concurrent(Durability.NORMAL)),
@@ -271,6 +287,13 @@ def main() -> list[str]:
             "a new tasks": asyncio.run(_concurrent(Durability.NORMAL, fresh_tasks=True)),
             "b": asyncio.run(_single()),
         }
+        if pg_failure is None:
+            try:
+                pg = asyncio.run(_postgres())
+                results["a PostgreSQL"] = (pg.ours, pg.same_rows, pg.batch)
+                results["a PostgreSQL events"] = (pg.ours, pg.events_only)
+            except (*PG_ERRORS, StoreError) as e:
+                pg_failure = f"{type(e).__name__}: {e}"
         for case, result in results.items():
             figures.setdefault(f"{case} ours", []).append(result[0])
             figures.setdefault(f"{case} base", []).append(result[1])
@@ -292,6 +315,11 @@ def main() -> list[str]:
         f"  group commit batch size (median per run): "
         f"{', '.join(f'{s:.0f}' for s in figures['a NORMAL batch'])} at NORMAL, "
         f"{', '.join(f'{s:.0f}' for s in figures['a FULL batch'])} at FULL"
+        + (
+            f", {', '.join(f'{s:.0f}' for s in figures['a PostgreSQL batch'])} on PostgreSQL"
+            if pg_failure is None
+            else ""
+        )
     )
     skeleton_us = APPENDERS * 1e6 / m["skeleton"]
     raw_us = APPENDERS * 1e6 / m["a NORMAL base"]
@@ -316,6 +344,25 @@ def main() -> list[str]:
         report("(c) ours (a) NORMAL", f["a NORMAL ours"], f["eventsourcing"], 10, "eventsourcing"),
         report("(c) ours (a) FULL", f["a FULL ours"], f["eventsourcing"], 10, "eventsourcing"),
     ]
+    label = "(a) concurrent, PostgreSQL"
+    if pg_failure is None:
+        lines.append(
+            report(label, f["a PostgreSQL ours"], f["a PostgreSQL base"], 0.6, "raw, same rows")
+        )
+        lines.append(
+            report(
+                "(a) PostgreSQL, against the events alone (info)",
+                f["a PostgreSQL ours"],
+                f["a PostgreSQL events base"],
+                0.6,
+                "raw, events only",
+            )
+        )
+    else:
+        failure = f"FAILED: no PostgreSQL at {server_shown()}: {pg_failure}"
+        figure(label, failure[:120], passed=False, target=">= 0.6x")
+        print(f"{label}: {failure}", flush=True)
+        lines.append(f"{label}: {failure}")
     return lines
 
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["add_data_dir", "main"]
+__all__ = ["add_data_dir", "add_database_url", "main", "sqlite_only"]
 
 #: subcommand -> (module that defines `add_arguments(parser)` and `run(args) -> int`, help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("aura.cli.doctor", "check this machine: tools, output folder, log, disk, GPU, keys"),
     "backup": ("aura.cli.backup", "copy the log consistently, even while a server runs"),
     "compact": ("aura.cli.compact", "shrink the log of old jobs' progress ticks (server stopped)"),
+    "migrate": ("aura.cli.migrate", "copy the SQLite log into PostgreSQL (server stopped)"),
 }
 
 
@@ -34,6 +35,30 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path(os.environ.get("AURA_DATA_DIR", "./data")),
         help="data folder (default: $AURA_DATA_DIR or ./data)",
+    )
+
+
+def add_database_url(parser: argparse.ArgumentParser) -> None:
+    """The log's PostgreSQL database, for the subcommands that open the log (the data folder
+    still holds the machine's settings, logs and lock)."""
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        default=None,
+        help="keep the log in this PostgreSQL database, postgresql://USER@HOST:PORT/DB "
+        "(default: $AURA_DATABASE_URL, else aura.db in the data folder)",
+    )
+
+
+def sqlite_only(command: str) -> str | None:
+    """Why `aura COMMAND`, which works on the data folder's SQLite log, refuses to run: the log
+    is in PostgreSQL (AURA_DATABASE_URL is set); None when it is not."""
+    if not os.environ.get("AURA_DATABASE_URL"):
+        return None
+    return (
+        f"aura {command}: AURA_DATABASE_URL is set, so the log is in PostgreSQL, and "
+        f"`aura {command}` works on the data folder's SQLite log only; use PostgreSQL's own "
+        "tools (pg_dump for a backup: see docs/operations.md), or unset AURA_DATABASE_URL"
     )
 
 

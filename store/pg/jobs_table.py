@@ -6,7 +6,10 @@ INVARIANTS
   never lag the log, whichever process or machine appended; the position saved with them is
   the last seq applied.
 - A table behind the log (new, or cleared) is caught up at open under the append lock, so no
-  append commits between the catch-up and the first batch that applies it.
+  append commits between the catch-up and the first batch that applies it; a rebuild
+  (PgEventLog.rebuild_job_list) clears and folds it again the same way, in one transaction.
+  Nothing else ever folds it: there is no background rebuild as on SQLite, and a page is never
+  `rebuilding`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from aura.projections.job_list import ROW_EVENTS, JobRow, apply_row
 from aura.store.jobs_table import JOB_LIST, JobPage, ListPosition, UnknownPosition
 from aura.store.rows import format_optional_ts, format_ts
 
-__all__ = ["PgJobsTable", "catch_up", "changed_rows", "row_columns", "to_row"]
+__all__ = [
+    "PgJobsTable",
+    "apply_records",
+    "catch_up",
+    "changed_rows",
+    "row_columns",
+    "to_row",
+]
 
 _COLUMNS = "job_id, preset, status, attempt, created_utc, started_utc, ended_utc"
 _UPSERT = (
@@ -39,6 +49,7 @@ _SAVE_POSITION = (
     "ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq"
 )
 _ORDER = "ORDER BY created_utc DESC, created_seq DESC"
+_ROW_TYPES = sorted(t.__name__ for t in ROW_EVENTS)
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -97,6 +108,9 @@ def row_columns(rows: Iterable[JobRow]) -> tuple[builtins.list[Any], ...]:
 
 #: reads the log's events after a seq on a connection, at most a page
 ReadAfter = Callable[[asyncpg.Connection, int, int], Awaitable[builtins.list[Recorded]]]
+#: reads the log's events: `SELECT <the event columns> FROM events` + the clause, with its
+#: arguments (PgEventLog's reader, which decodes them)
+SelectEvents = Callable[..., Awaitable[builtins.list[Recorded]]]
 
 
 async def catch_up(conn: asyncpg.Connection, read_after: ReadAfter, page: int) -> int:
@@ -110,20 +124,36 @@ async def catch_up(conn: asyncpg.Connection, read_after: ReadAfter, page: int) -
         records = await read_after(conn, last, page)
         if not records:
             return last
-        jobs = list({rec.job_id for rec in records})
-        found = await conn.fetch(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = any($1)", jobs)
-        changed = changed_rows({r[0]: to_row(r) for r in found}, records)
-        await conn.execute(_UPSERT, *row_columns(changed.values()))
+        await apply_records(conn, records)
         last = records[-1].seq
-        await conn.execute(_SAVE_POSITION, JOB_LIST, last)
+
+
+async def apply_records(conn: asyncpg.Connection, records: builtins.list[Recorded]) -> None:
+    """Fold a page of the log's events, in seq order, into the rows they change and save the
+    position (its last seq), in the caller's transaction."""
+    jobs = list({rec.job_id for rec in records})
+    found = await conn.fetch(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = any($1)", jobs)
+    changed = changed_rows({r[0]: to_row(r) for r in found}, records)
+    await conn.execute(_UPSERT, *row_columns(changed.values()))
+    await conn.execute(_SAVE_POSITION, JOB_LIST, records[-1].seq)
 
 
 class PgJobsTable:
     """Reads the `jobs` rows, with the queries of store/jobs_table.JobsTable."""
 
-    def __init__(self, pool: asyncpg.Pool, name: str = JOB_LIST) -> None:
+    def __init__(self, pool: asyncpg.Pool, select: SelectEvents, name: str = JOB_LIST) -> None:
         self._pool = pool
+        self._select = select
         self._name = name
+
+    async def lag(self) -> int:
+        """Events the rows are behind the log, read in one snapshot: 0 unless the table was
+        changed behind Aura's back (every append writes its rows in its own transaction)."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            last = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM events")
+            sql = "SELECT coalesce(max(last_seq), 0) FROM projector_positions WHERE name = $1"
+            position = await conn.fetchval(sql, self._name)
+        return int(last) - int(position)
 
     async def position(self) -> int:
         sql = "SELECT coalesce(max(last_seq), 0) FROM projector_positions WHERE name = $1"
@@ -180,6 +210,12 @@ class PgJobsTable:
         more = 0 < limit < len(found)
         following = ListPosition(found[limit - 1][4], found[limit - 1][0]) if more else None
         return JobPage([to_row(r) for r in found[:limit]], int(last), following)
+
+    async def row_events_after(self, after_seq: int, limit: int) -> builtins.list[Recorded]:
+        """Events of every job with seq > `after_seq` whose type can change a row, in seq
+        order, at most `limit` (see JobsTable)."""
+        where = " WHERE seq > $1 AND type = any($2::text[]) ORDER BY seq LIMIT $3"
+        return await self._select(where, after_seq, _ROW_TYPES, limit)
 
     async def recent_step_durations(
         self, preset: str, jobs: int
