@@ -42,7 +42,8 @@ from aura.projections.events import (
     StepStarted,
     StepSucceeded,
 )
-from aura.store.log import EventLog, QueuedAppend
+from aura.store.batch import QueuedAppend
+from aura.store.interface import EventStore
 
 from ._common import fresh_dir, sized
 from ._table import QUICK, figure
@@ -116,7 +117,7 @@ def _progress(k: int, n: int) -> StepProgressed:
 class Job:
     """A job appended by hand, its running step at RUNNING."""
 
-    def __init__(self, log: EventLog, title: str) -> None:
+    def __init__(self, log: EventStore, title: str) -> None:
         self.log = log
         self.job_id = uuid.uuid4().hex
         self.title = title

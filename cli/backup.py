@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from aura.cli.main import add_data_dir
+from aura.cli.main import add_data_dir, sqlite_only
 from aura.store import DB_FILE_NAME, StoreError
 from aura.store.backup import backup
 
@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refusal = sqlite_only("backup")
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return 2
     try:
         done = backup(args.data_dir / DB_FILE_NAME, args.dest, force=args.force)
     except FileExistsError as e:

@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aura.cli.main import add_data_dir
+from aura.cli.main import add_data_dir, sqlite_only
 from aura.engine.config.settings import Settings
 from aura.engine.errors.taxonomy import AuraError
 from aura.engine.files.folder_lock import LOCK_FILE_NAME, FolderInUse, FolderLock
@@ -59,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refusal = sqlite_only("compact")
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return 2
     data_dir: Path = args.data_dir
     db_path = data_dir / DB_FILE_NAME
     if not db_path.is_file():

@@ -14,7 +14,7 @@ from typing import TextIO
 
 import msgspec
 
-from aura.cli.main import add_data_dir
+from aura.cli.main import add_data_dir, add_database_url
 from aura.engine.config.saved_settings import read_saved, with_saved
 from aura.engine.config.settings import Settings
 from aura.engine.errors.taxonomy import AuraError
@@ -28,11 +28,12 @@ _MARK = {"ok": "ok  ", "warning": "warn", "error": "FAIL"}
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     add_data_dir(parser)
+    add_database_url(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = Settings.from_env(data_dir=args.data_dir)
+        settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
         # as the server uses them: the provider settings saved from the page win
         settings = with_saved(settings, read_saved(settings.data_dir))
     except AuraError as e:  # a malformed AURA_* variable, an unreadable settings.json

@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from aura.cli.main import add_data_dir
+from aura.cli.main import add_data_dir, add_database_url
 from aura.engine.config.saved_settings import read_saved, with_saved
 from aura.engine.config.settings import Settings
 from aura.engine.errors.mapping import redact
@@ -33,7 +32,8 @@ from aura.projections.events import (
     StepSucceeded,
 )
 from aura.projections.job import InvalidTransition, JobState, fold
-from aura.store import EventLog, StoreError
+from aura.store import StoreError
+from aura.store.interface import open_event_store
 
 __all__ = ["add_arguments", "run"]
 
@@ -45,20 +45,23 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_data_dir(parser)
+    add_database_url(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         # the key saved in the folder over the environment's (mapping.redact also reads
         # OPENAI_API_KEY and AURA_TOKEN from the environment)
-        settings = with_saved(Settings.from_env(data_dir=args.data_dir), read_saved(args.data_dir))
+        base = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
+        settings = with_saved(base, read_saved(args.data_dir))
     except AuraError as e:  # a malformed AURA_* variable, a settings file that cannot be read
         print(f"aura replay: {e} ({e.info.remediation})", file=sys.stderr)
         return 1
     try:
-        records = asyncio.run(_read(args.data_dir, args.job_id))
+        records = asyncio.run(_read(settings, args.job_id))
         if not records:
-            raise LookupError(f"no job {args.job_id!r} in {args.data_dir}")
+            where = settings.database_url_shown or args.data_dir
+            raise LookupError(f"no job {args.job_id!r} in {where}")
         if args.at is not None:
             records = [r for r in records if r.seq <= args.at]
             if not records:
@@ -75,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _read(data_dir: Path, job_id: str) -> list[Recorded]:
-    log = await EventLog.open(data_dir, readonly=True)
+async def _read(settings: Settings, job_id: str) -> list[Recorded]:
+    log = await open_event_store(settings.data_dir, settings.database_url, readonly=True)
     try:
         return await log.read(job_id)
     finally:

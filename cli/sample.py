@@ -21,7 +21,7 @@ import sys
 from typing import TextIO
 
 from aura.cli.bars import Screen, bar
-from aura.cli.main import add_data_dir
+from aura.cli.main import add_data_dir, add_database_url
 from aura.engine.config.inputs import JobRequest, Options
 from aura.engine.config.settings import Settings
 from aura.engine.engine import Engine
@@ -47,13 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
         "--encoder", choices=("auto", "x264", "nvenc"), default="auto", help="H.264 encoder"
     )
     add_data_dir(parser)
+    add_database_url(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     request = JobRequest(options=Options(quality=args.quality, encoder=args.encoder))
     _take_ctrl_c()
     try:
-        settings = Settings.from_env(data_dir=args.data_dir)
+        settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
         return asyncio.run(render(settings, request, sys.stderr, sys.stdout))
     except AuraError as e:  # a malformed AURA_* variable, a data folder that cannot be created
         print(f"aura sample: {e} ({e.info.remediation})", file=sys.stderr)

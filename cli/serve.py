@@ -29,7 +29,7 @@ from typing import NamedTuple, TypeVar
 
 from aiohttp import web
 
-from aura.cli.main import add_data_dir
+from aura.cli.main import add_data_dir, add_database_url
 from aura.engine.config.logs import (
     DEFAULT_FILE_BYTES,
     DEFAULT_FILE_COUNT,
@@ -77,6 +77,7 @@ _log = logging.getLogger("aura.serve")
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     add_data_dir(parser)
+    add_database_url(parser)
     parser.add_argument(
         "--host",
         default=os.environ.get("AURA_HOST", DEFAULT_HOST),
@@ -190,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logs: Logs | None = None
     try:
-        settings = Settings.from_env(data_dir=args.data_dir)
+        settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
         listening = Listening(args.backlog, args.head_timeout)
         logs = start_logging(args, settings)
         asyncio.run(serve(settings, args.host, args.port, token, listening, logs))
@@ -311,9 +312,9 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):  # before saying so: a stop may come at once
             loop.add_signal_handler(sig, stop.set)
-        url = _url(server, host)
-        print(f"Aura is listening on {url}  (data in {settings.data_dir})", flush=True)
-        _log.info("listening on %s (data in %s)", url, settings.data_dir)
+        url, where = _url(server, host), _where(settings)
+        print(f"Aura is listening on {url}  ({where})", flush=True)
+        _log.info("listening on %s (%s)", url, where)
         await stop.wait()
         print("Aura: stopping", flush=True)
         _log.info("stopping")
@@ -328,8 +329,16 @@ def _app_secrets(app: web.Application) -> tuple[str, ...]:
     once the engine is open (aura.http.diagnostics.secrets_of)."""
     config, engine = app[CONFIG], app.get(ENGINE)
     if engine is None:
-        return tuple(v for v in (config.token, config.settings.openai_api_key) if v)
+        known = (config.token, config.settings.openai_api_key, *config.settings.database_secrets)
+        return tuple(v for v in known if v)
     return secrets_of(config, engine)
+
+
+def _where(settings: Settings) -> str:
+    """Where the data is: the folder, and the log's database (its password left out)."""
+    if settings.database_url is None:
+        return f"data in {settings.data_dir}"
+    return f"data in {settings.data_dir}, log in {settings.database_url_shown}"
 
 
 def _url(server: asyncio.Server, host: str) -> str:

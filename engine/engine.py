@@ -32,12 +32,12 @@ from aura.engine.config.saved_settings import (
     write_saved,
 )
 from aura.engine.config.settings import Settings
-from aura.engine.errors.mapping import map_exception
+from aura.engine.errors.mapping import map_exception, redact
 from aura.engine.errors.taxonomy import AuraError, Conflict, JobNotFound
 from aura.engine.files.folder_lock import FolderLock
 from aura.engine.files.job_files import output_of
 from aura.engine.readmodel.eta import StepEstimates
-from aura.engine.readmodel.projector import Projector
+from aura.engine.readmodel.pg_projector import ListProjector, projector_for
 from aura.engine.run import recovery
 from aura.engine.run.context import OutputProbe, Step
 from aura.engine.run.decide import (
@@ -58,8 +58,8 @@ from aura.projections.events import Artifact, ErrorInfo, Event, JobCreated, Outp
 from aura.projections.job import JobState, JobStatus, fold
 from aura.projections.job_list import JobRow
 from aura.store.errors import ConcurrencyError, StoreError
+from aura.store.interface import EventStore, open_event_store
 from aura.store.jobs_table import JobPage, ListPosition
-from aura.store.log import EventLog
 
 __all__ = ["Engine", "Submitted"]
 
@@ -97,13 +97,13 @@ class Engine:
     #: the effective settings: what the engine was opened with, with the saved provider
     #: settings (settings.json) over them; replaced on a save, read by each run as it starts
     settings: Settings
-    log: EventLog
+    log: EventStore
     #: API keys saved earlier in this server's life and replaced since (the newest few): still
     #: secrets, redacted as the key in effect is
     past_keys: tuple[str, ...] = ()
 
     def __init__(
-        self, settings: Settings, log: EventLog, projector: Projector, runner: Runner
+        self, settings: Settings, log: EventStore, projector: ListProjector, runner: Runner
     ) -> None:
         self.settings = settings
         #: the settings without the saved values (defaults and environment)
@@ -128,14 +128,15 @@ class Engine:
         recover: bool = True,
         output_probe: OutputProbe | None = None,
     ) -> Engine:
-        """Open the log in settings.data_dir, start the job-list projector, recover the jobs
-        the log shows as queued or running (unless `recover` is False: then they are left
-        alone), and start the runner. The data folder's saved provider settings are applied
+        """Open the log (in settings.database_url's PostgreSQL database, else in
+        settings.data_dir), take the data folder's lock, start the job-list projector, recover
+        the jobs the log shows as queued or running (unless `recover` is False: then they are
+        left alone), and start the runner. The data folder's saved provider settings are applied
         over `settings` (a file that cannot be read raises SettingsUnreadable).
 
-        A job list far behind the log is rebuilt in the background (`projector.rebuilding`):
-        this returns at once, jobs can be submitted and read meanwhile, and recovery follows
-        the rebuild (`wait_recovered`)."""
+        On SQLite, a job list far behind the log is rebuilt in the background
+        (`projector.rebuilding`): this returns at once, jobs can be submitted and read
+        meanwhile, and recovery follows the rebuild (`wait_recovered`)."""
         pipeline = PIPELINE if pipeline is None else pipeline
         base, saved = settings, read_saved(settings.data_dir)
         settings = with_saved(base, saved)
@@ -143,7 +144,7 @@ class Engine:
         lock = FolderLock(settings.data_dir)
         try:
             lock.acquire()
-            projector = Projector(log)
+            projector = projector_for(log)
             await projector.start()
             probe = output_probe or video_probe(settings)
             runner = Runner(log, settings, pipeline, output_probe=probe)
@@ -380,13 +381,24 @@ class Engine:
         return new
 
 
-async def _open_log(settings: Settings) -> EventLog:
-    """The log in the data folder; a folder that cannot be created (a path under a regular
-    file, no permission, no space) is its taxonomy error, e.g. OutputDirectoryNotWritable."""
+async def _open_log(settings: Settings) -> EventStore:
+    """The log in settings.database_url's PostgreSQL database, else in the data folder; a
+    folder that cannot be created (a path under a regular file, no permission, no space) is
+    its taxonomy error, e.g. OutputDirectoryNotWritable. A database's error is redacted of the
+    URL's password."""
     _refuse_unwritable(settings.data_dir)
+    if settings.database_url is not None:  # SQLite's open makes it; the lock and jobs live there
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise AuraError(map_exception(e, step=None, settings=settings)) from e
+    location = settings.data_dir, settings.database_url
     try:
-        return await EventLog.open(settings.data_dir, durability=settings.durability)
+        return await open_event_store(*location, durability=settings.durability)
     except StoreError as e:
+        shown = redact(str(e), settings)
+        if shown != str(e):  # it quoted a secret (the database URL's password): not its cause
+            raise StoreError(shown) from None
         if isinstance(e.__cause__, OSError):
             raise AuraError(map_exception(e.__cause__, step=None, settings=settings)) from e
         raise

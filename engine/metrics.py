@@ -19,8 +19,7 @@ from prometheus_client.utils import floatToGoString
 
 from aura.engine.run.runner import Runner
 from aura.projections.job import JobStatus
-from aura.store.jobs_table import JobsTable
-from aura.store.log import EventLog
+from aura.store.interface import EventStore, JobList
 
 __all__ = [
     "APPEND_LATENCY_BUCKETS",
@@ -134,9 +133,9 @@ class EngineMetrics:
         )
         self.commits = CommitHistograms()
         registry.register(self.commits)
-        self._table: JobsTable | None = None
+        self._table: JobList | None = None
 
-    def attach(self, log: EventLog, runner: Runner, table: JobsTable) -> None:
+    def attach(self, log: EventStore, runner: Runner, table: JobList) -> None:
         """Observe the log's group commits and the runner's steps; read `table` to count jobs."""
         log.commit_observer = self.commits.observe
         runner.observe_steps(self.observe_step)
@@ -144,7 +143,7 @@ class EngineMetrics:
         self._table = table
 
     @staticmethod
-    def detach(log: EventLog, runner: Runner) -> None:
+    def detach(log: EventStore, runner: Runner) -> None:
         log.commit_observer = None
         runner.observe_steps(None)
 

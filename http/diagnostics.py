@@ -75,6 +75,7 @@ def secrets_of(config: HttpConfig, engine: Engine) -> tuple[str, ...]:
         engine.settings.openai_api_key,
         engine.base_settings.openai_api_key,
         *engine.past_keys,
+        *engine.settings.database_secrets,
     }
     found = [v for v in values if v and len(v) >= MIN_KEY_CHARS]
     return tuple(sorted(found, key=lambda v: (-len(v), v)))
@@ -113,6 +114,7 @@ def system_facts(config: HttpConfig, settings: Settings) -> dict[str, Any]:
         "settings": {name: str(getattr(settings, name)) for name in _SETTINGS}
         | {
             "openai_base_url": settings.openai_base_url_shown,
+            "database_url": str(settings.database_url_shown),
             "openaiKeyConfigured": settings.openai_api_key is not None,
         },
         "authRequired": config.token is not None,

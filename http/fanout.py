@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from aura.http.frames import Frame, encode_frame
 from aura.projections.events import JobRetryRequested, Recorded
-from aura.store.log import EventLog
+from aura.store.interface import EventStore
 
 __all__ = [
     "FRAME_CACHE",
@@ -152,14 +152,14 @@ class Listener:
 
 
 class JobFeed:
-    """A watch of one job's appends (store.EventLog.watch), pushing each new event's frame to
+    """A watch of one job's appends (EventStore.watch), pushing each new event's frame to
     every listener right after its commit: no task wakes between the commit and the listeners.
 
     When the log closes the feed is dead: it closes its listeners, so their streams end and
     their clients reconnect with Last-Event-ID, and calls `on_end` (FanOut drops it).
     """
 
-    def __init__(self, log: EventLog, job_id: str, on_end: Callable[[JobFeed], None]) -> None:
+    def __init__(self, log: EventStore, job_id: str, on_end: Callable[[JobFeed], None]) -> None:
         self.job_id = job_id
         self.listeners: set[Listener] = set()
         self.dead = False
@@ -216,7 +216,7 @@ class FanOut:
     those idle for that many visits, so no stream is silent for longer than `ping_interval`.
     """
 
-    def __init__(self, log: EventLog, ping_interval: float) -> None:
+    def __init__(self, log: EventStore, ping_interval: float) -> None:
         self.log = log
         self.ping_interval = ping_interval
         self.feeds: dict[str, JobFeed] = {}

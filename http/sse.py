@@ -33,7 +33,7 @@ from aura.http.frames import PING, Frame, retry_field
 from aura.http.transport_write import TransportWriter
 from aura.http.wire import TERMINAL_EVENT_TYPES
 from aura.projections.events import JobRetryRequested, Recorded
-from aura.store.log import EventLog
+from aura.store.interface import EventStore
 
 __all__ = [
     "PAGE_SIZE",
@@ -146,7 +146,7 @@ def parse_last_event_id(request: web.Request, newest: int | None = None) -> int:
     return int(value)
 
 
-async def _retried_after(log: EventLog, job_id: str, seq: int) -> bool:
+async def _retried_after(log: EventStore, job_id: str, seq: int) -> bool:
     """Whether the log holds a JobRetryRequested of the job after `seq`."""
     while True:
         page = await log.read_job_after_seq(job_id, seq, PAGE_SIZE)
@@ -157,7 +157,7 @@ async def _retried_after(log: EventLog, job_id: str, seq: int) -> bool:
         seq = page[-1].seq
 
 
-async def _ended_before(log: EventLog, job_id: str, after: int, first: list[Recorded]) -> bool:
+async def _ended_before(log: EventStore, job_id: str, after: int, first: list[Recorded]) -> bool:
     """For a job whose state is terminal: whether its last terminal event is at or before
     `after` (no terminal event and no retry after it), so a reconnect gets 204."""
     page = first

@@ -31,8 +31,7 @@ from aura.http.frames import PING, Frame, encode_change
 from aura.http.sse import PAGE_SIZE, EventStream, StreamConfig
 from aura.projections.events import JobCreated, Recorded
 from aura.projections.job_list import ROW_EVENTS, JobRow, apply_row
-from aura.store.jobs_table import JobsTable
-from aura.store.log import EventLog
+from aura.store.interface import EventStore, JobList
 
 __all__ = ["JobListFeed", "Rows", "serve_list_stream"]
 
@@ -46,7 +45,7 @@ class Rows:
     """Jobs' rows as of the last event applied; turns row-changing events into frames. Events
     must come in seq order, each once."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: EventStore) -> None:
         self._log = log
         self._rows: dict[str, JobRow] = {}
 
@@ -78,7 +77,7 @@ class JobListFeed:
     """Follows the log (every job) while it has listeners and pushes each row change's frame to
     them; pings idle ones (Listener.tick, VISITS_PER_PING times per ping interval)."""
 
-    def __init__(self, log: EventLog, table: JobsTable, ping_interval: float) -> None:
+    def __init__(self, log: EventStore, table: JobList, ping_interval: float) -> None:
         self.log = log
         self.table = table
         self.ping_interval = ping_interval

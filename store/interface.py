@@ -1,7 +1,8 @@
 """The store's interface: what the engine asks of a log, whichever database holds it.
 
 `EventLog` (SQLite, store/log.py) and `PgEventLog` (PostgreSQL, store/pg/log.py) both satisfy
-`EventStore`; `open_event_store` picks one from the settings.
+`EventStore`; `open_event_store` picks one from the settings. Their job lists (`JobsTable`,
+`PgJobsTable`) both satisfy `JobList`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,21 @@ from pathlib import Path
 from typing import Protocol
 
 from aura.projections.events import Event, Recorded
+from aura.projections.job import JobStatus
 from aura.store.batch import QueuedAppend
 from aura.store.group_commit import CommitObserver
+from aura.store.jobs_table import JobPage, ListPosition
 from aura.store.log import Durability, EventLog
 from aura.store.pg.log import PgEventLog
 from aura.store.subscriptions import Watcher
 
-__all__ = ["DATABASE_URL_SCHEMES", "EventStore", "is_database_url", "open_event_store"]
+__all__ = [
+    "DATABASE_URL_SCHEMES",
+    "EventStore",
+    "JobList",
+    "is_database_url",
+    "open_event_store",
+]
 
 #: the URL schemes AURA_DATABASE_URL / --database-url take (PostgreSQL)
 DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
@@ -74,6 +83,27 @@ class EventStore(Protocol):
     async def __aenter__(self) -> EventStore: ...
 
     async def __aexit__(self, *exc: object) -> None: ...
+
+
+class JobList(Protocol):
+    """The `jobs` read model as the engine and the HTTP layer read it (the list's pages, its
+    counts, the recent steps' durations, the row-changing events of the list's stream)."""
+
+    async def page(
+        self,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        after: ListPosition | None = None,
+    ) -> JobPage: ...
+
+    async def count(self, status: JobStatus | None = None) -> int: ...
+
+    async def active_job_ids(self) -> list[str]: ...
+
+    async def row_events_after(self, after_seq: int, limit: int) -> list[Recorded]: ...
+
+    async def recent_step_durations(self, preset: str, jobs: int) -> list[tuple[str, float]]: ...
 
 
 def is_database_url(location: str | None) -> bool:

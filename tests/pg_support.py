@@ -9,6 +9,7 @@ With CI=true, no PostgreSQL at all fails the tests that need it, never skips the
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import pwd
@@ -17,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
@@ -29,6 +31,7 @@ __all__ = [
     "drop_test_database",
     "find_server",
     "new_schema_url",
+    "new_schema_url_now",
 ]
 
 #: the maintenance database of the test server
@@ -153,3 +156,9 @@ async def new_schema_url(database_url: str) -> str:
     finally:
         await conn.close()
     return f"{database_url}?search_path={schema}"
+
+
+def new_schema_url_now(database_url: str) -> str:
+    """`new_schema_url` from synchronous code (a fixture), even inside a running event loop."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, new_schema_url(database_url)).result()

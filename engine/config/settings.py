@@ -13,14 +13,25 @@ from yarl import URL
 from aura.engine.errors.taxonomy import AuraError
 from aura.store import Durability
 
-__all__ = ["DEFAULT_OPENAI_BASE_URL", "Settings", "bad_base_url", "base_url_fault"]
+__all__ = [
+    "DATABASE_URL_SCHEMES",
+    "DEFAULT_OPENAI_BASE_URL",
+    "Settings",
+    "bad_base_url",
+    "base_url_fault",
+    "database_url_fault",
+]
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+#: the schemes of a PostgreSQL URL (AURA_DATABASE_URL, --database-url)
+DATABASE_URL_SCHEMES = ("postgresql", "postgres")
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: the data folder: aura.db, per-job work folders and the finished videos
     data_dir: Path = Path("./data")
+    #: the PostgreSQL database holding the log (postgresql://...); None: aura.db in data_dir
+    database_url: str | None = None
     durability: Durability = Durability.NORMAL
     #: jobs rendering at once; the rest wait as Queued
     max_concurrent_jobs: int = 1
@@ -73,7 +84,34 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         fault = base_url_fault(settings.openai_base_url)
         if fault is not None:
             raise bad_base_url(fault)
+        if settings.database_url is not None:
+            fault = database_url_fault(settings.database_url)
+            if fault is not None:
+                raise _bad_database_url(fault)
         return settings
+
+    @property
+    def database_url_shown(self) -> str | None:
+        """The database URL without its password (in the authority or the query): safe to
+        show. None without one."""
+        if self.database_url is None or not self.database_secrets:
+            return self.database_url
+        url = _parsed_url(self.database_url)
+        if url is None:
+            return "(not a PostgreSQL URL)"
+        if url.password is not None:
+            url = url.with_password(None)
+        return str(url.without_query_params("password"))
+
+    @property
+    def database_secrets(self) -> tuple[str, ...]:
+        """The passwords the database URL carries, as written and decoded (secrets: redacted
+        wherever shown)."""
+        url = None if self.database_url is None else _parsed_url(self.database_url)
+        if url is None:
+            return ()
+        found = (url.password, url.raw_password, *url.query.getall("password", ()))
+        return tuple(dict.fromkeys(p for p in found if p))
 
     @property
     def openai_base_url_shown(self) -> str:
@@ -105,6 +143,30 @@ def base_url_fault(value: str) -> str | None:
     if "?" in value or "#" in value:  # even an empty one: the request path is appended
         return "it must have no query or fragment (the key comes from OPENAI_API_KEY)"
     return None
+
+
+def database_url_fault(value: str) -> str | None:
+    """What is wrong with a PostgreSQL URL, never quoting it (it may hold a password); None if
+    it is fine."""
+    url = _parsed_url(value)
+    if url is None:
+        return "it is not a URL"
+    if url.scheme not in DATABASE_URL_SCHEMES or not value.startswith(f"{url.scheme}://"):
+        return "it must be a PostgreSQL URL, such as postgresql://aura@db.example:5432/aura"
+    if not (url.path or "").strip("/"):
+        return "it must name the database, such as postgresql://aura@db.example:5432/aura"
+    return None
+
+
+def _bad_database_url(fault: str) -> AuraError:
+    return AuraError.of(
+        "InvalidInput:AURA_DATABASE_URL",
+        f"AURA_DATABASE_URL (or --database-url) is not usable: {fault}",
+        remediation="Set AURA_DATABASE_URL or --database-url to the log's database, such as "
+        "postgresql://aura@db.example:5432/aura, or unset it to keep the log in the data "
+        "folder, then start Aura again.",
+        details={"field": "AURA_DATABASE_URL"},
+    )
 
 
 def _parsed_url(value: str) -> URL | None:
@@ -151,6 +213,7 @@ def _to_path(kind: type, value: object) -> object:
 
 _ENV: dict[str, str] = {
     "data_dir": "AURA_DATA_DIR",
+    "database_url": "AURA_DATABASE_URL",
     "durability": "AURA_DURABILITY",
     "max_concurrent_jobs": "AURA_MAX_CONCURRENT_JOBS",
     "ffmpeg_threads": "AURA_FFMPEG_THREADS",

@@ -41,6 +41,8 @@ def _secrets(settings: Settings | None) -> list[str]:
     values = [os.environ.get(name, "") for name in SECRET_ENV_VARS]
     if settings is not None and settings.openai_api_key:
         values.append(settings.openai_api_key)
+    if settings is not None:
+        values.extend(settings.database_secrets)
     return [v for v in values if len(v) >= 4]
 
 

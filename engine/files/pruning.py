@@ -22,8 +22,9 @@ from typing import NamedTuple
 from aura.engine.config.settings import Settings
 from aura.projections.events import OutputsPruned
 from aura.projections.job import InvalidTransition, fold
-from aura.store import CorruptEvent, EventLog
+from aura.store import CorruptEvent
 from aura.store.compact import ended_before_time
+from aura.store.interface import EventStore
 
 __all__ = ["Pruned", "prune_outputs"]
 
@@ -36,7 +37,7 @@ class Pruned(NamedTuple):
     size_bytes: int
 
 
-async def prune_outputs(log: EventLog, settings: Settings, ended_before: datetime) -> Pruned:
+async def prune_outputs(log: EventStore, settings: Settings, ended_before: datetime) -> Pruned:
     """Delete the work folders of the jobs that ended before `ended_before`, appending
     `OutputsPruned` to each first. The caller holds the data folder's lock."""
     jobs = files = size = 0

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from aura.projections.eta import job_eta, typical_durations
 from aura.projections.job import JobState
-from aura.store.jobs_table import JobsTable
+from aura.store.interface import JobList
 
 __all__ = ["RECENT_JOBS", "StepEstimates"]
 
@@ -25,7 +25,7 @@ _MAX_PRESETS = 64
 class StepEstimates:
     """Typical step durations per preset; `mark(preset)` changes when they may have changed."""
 
-    def __init__(self, table: JobsTable, mark: Callable[[str], Hashable]) -> None:
+    def __init__(self, table: JobList, mark: Callable[[str], Hashable]) -> None:
         self._table = table
         self._mark = mark
         self._cache: dict[str, tuple[Hashable, Mapping[str, float]]] = {}

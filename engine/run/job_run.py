@@ -60,8 +60,9 @@ from aura.projections.events import (
     StepSucceeded,
 )
 from aura.projections.job import JobState, JobStatus, fold
+from aura.store.batch import QueuedAppend
 from aura.store.errors import ConcurrencyError
-from aura.store.log import EventLog, QueuedAppend
+from aura.store.interface import EventStore
 
 __all__ = ["JobRun"]
 
@@ -79,7 +80,7 @@ class JobRun:
         job_id: str,
         records: list[Recorded] | None,
         *,
-        log: EventLog,
+        log: EventStore,
         settings: Settings,
         pipeline: Mapping[str, Step],
         output_probe: OutputProbe,

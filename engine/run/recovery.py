@@ -17,13 +17,13 @@ import logging
 
 from aura.engine.config.settings import Settings
 from aura.engine.files.job_files import remove_temp_files
-from aura.engine.readmodel.projector import Projector
+from aura.engine.readmodel.pg_projector import ListProjector
 from aura.engine.run.decide import decide_recovery
 from aura.engine.run.runner import Runner
 from aura.engine.run.transact import transact
 from aura.projections.job import JobState, JobStatus
 from aura.store.errors import CorruptEvent
-from aura.store.log import EventLog
+from aura.store.interface import EventStore
 
 __all__ = ["recover", "recover_job"]
 
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 async def recover(
-    log: EventLog, projector: Projector, settings: Settings, runner: Runner
+    log: EventStore, projector: ListProjector, settings: Settings, runner: Runner
 ) -> list[str]:
     """Recover every active job, queueing the resumable ones in submission order. A job this
     runner already holds (submitted while the job list was being rebuilt) is not recovered.
@@ -48,7 +48,7 @@ async def recover(
     return queued
 
 
-async def recover_job(log: EventLog, settings: Settings, job_id: str) -> JobState | None:
+async def recover_job(log: EventStore, settings: Settings, job_id: str) -> JobState | None:
     """Append what start-up means for one job (JobInterrupted, ...) and clean its folder. A job
     whose log does not decode is left as it is (named in the log): the others still start."""
     decide = functools.partial(decide_recovery, on_interrupted=settings.on_interrupted)

@@ -29,7 +29,7 @@ from aura.engine.run.context import OutputProbe, Step
 from aura.engine.run.job_run import JobRun
 from aura.engine.run.transact import Unrecorded
 from aura.projections.events import Recorded, StepSucceeded
-from aura.store.log import EventLog
+from aura.store.interface import EventStore
 
 __all__ = ["Runner", "StepObserver"]
 
@@ -44,7 +44,7 @@ class Runner:
 
     def __init__(
         self,
-        log: EventLog,
+        log: EventStore,
         settings: Settings,
         pipeline: Mapping[str, Step],
         *,

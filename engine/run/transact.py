@@ -20,7 +20,7 @@ from aura.engine.run.decide import check_events
 from aura.projections.events import ErrorInfo, Event
 from aura.projections.job import JobState, fold
 from aura.store.errors import ConcurrencyError, CorruptEvent, StoreError, StoreFull
-from aura.store.log import EventLog
+from aura.store.interface import EventStore
 
 __all__ = [
     "Append",
@@ -55,12 +55,12 @@ class Transacted(NamedTuple):
     after: JobState
 
 
-async def read_job(log: EventLog, job_id: str) -> JobState | None:
+async def read_job(log: EventStore, job_id: str) -> JobState | None:
     """The job's state, folded from its log; None when there is no such job."""
     return fold(await log.read(job_id))
 
 
-async def append_decided(log: EventLog, state: JobState, events: list[Event]) -> JobState:
+async def append_decided(log: EventStore, state: JobState, events: list[Event]) -> JobState:
     """Append `events`, decided on `state`, at its version (checked first: InvalidTransition
     before anything invalid is appended); the state after them, as the log recorded them."""
     check_events(state, events)
@@ -73,7 +73,7 @@ async def append_decided(log: EventLog, state: JobState, events: list[Event]) ->
 
 
 async def transact(
-    log: EventLog, job_id: str, decide: Decide, append: Append | None = None
+    log: EventStore, job_id: str, decide: Decide, append: Append | None = None
 ) -> Transacted | None:
     """Read the job, decide on its state and append what was decided (`append_decided` unless
     `append` is given); nothing is appended when nothing was decided. None: no such job.
@@ -158,7 +158,7 @@ def _log_unwritable(what: str, refused: Refused, details: dict[str, object]) -> 
 
 
 async def transact_until_recorded(
-    log: EventLog,
+    log: EventStore,
     job_id: str,
     decide: Decide,
     append: Append | None = None,

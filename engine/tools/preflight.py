@@ -16,12 +16,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
+import asyncpg
 import msgspec
 import psutil  # type: ignore[import-untyped]
 
 from aura.engine.config.inputs import Brief, Options
 from aura.engine.config.settings import Settings
-from aura.engine.errors.mapping import map_exception
+from aura.engine.errors.mapping import map_exception, redact
 from aura.engine.errors.taxonomy import make_error
 from aura.engine.files import atomic
 from aura.engine.tools import gpu
@@ -29,6 +30,7 @@ from aura.engine.tools.process import ProcessFailed, ProgramNotFound, run_proces
 from aura.projections.events import ErrorInfo
 from aura.store.errors import StoreError
 from aura.store.log import DB_FILE_NAME, EventLog
+from aura.store.pg import schema as pg_schema
 from aura.store.schema import MIGRATIONS
 
 __all__ = [
@@ -51,6 +53,8 @@ Status = Literal["ok", "warning", "error"]
 #: a render's disk need: a fixed part plus this much per second of video (all intermediates)
 _FIXED_BYTES = 8 * 1024 * 1024
 _BYTES_PER_SECOND = 2 * 1024 * 1024
+#: seconds the system check waits for the log's database to answer
+_DATABASE_TIMEOUT = 5.0
 #: espeak-ng speaks roughly this many characters per second
 _CHARS_PER_SECOND = 12.0
 
@@ -204,6 +208,31 @@ async def check_log(data_dir: Path, refusal: ErrorInfo | None = None) -> Finding
     return _ok("log", f"{path} reads ({last} events) and takes writes", {"path": str(path)})
 
 
+async def check_database(settings: Settings, refusal: ErrorInfo | None = None) -> Finding:
+    """The log's PostgreSQL database answers, with a schema this build reads (none yet is
+    fine: it is created on first use), and `refusal` is None. Its URL is shown without its
+    password, and the database's messages are redacted of it."""
+    shown = {"database": str(settings.database_url_shown)}
+    if refusal is not None:
+        return _bad("log", refusal.code, refusal.message, shown | refusal.details)
+    assert settings.database_url is not None
+    try:
+        conn = await asyncpg.connect(settings.database_url, timeout=_DATABASE_TIMEOUT)
+        try:
+            version = await pg_schema.schema_version(conn)
+            last = await conn.fetchval("SELECT max(seq) FROM events") if version else None
+        finally:
+            await conn.close()
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        why = redact(str(e) or type(e).__name__, settings)
+        return _bad("log", "LogUnreadable", f"the database does not answer: {why}", shown)
+    except StoreError as e:  # a schema newer than this build's
+        return _bad("log", "LogUnreadable", str(e), shown)
+    if not version:
+        return _ok("log", f"no log yet in {shown['database']}; it is created on first use", shown)
+    return _ok("log", f"{shown['database']} reads ({last or 0} events)", shown)
+
+
 def _write_refusal(folder: Path) -> OSError | None:
     """Why `folder` refuses a new file (ENOSPC, EROFS, EACCES, ENOTDIR), or None when it takes
     one."""
@@ -273,7 +302,11 @@ async def system_check(settings: Settings, log_refusal: ErrorInfo | None = None)
         await asyncio.to_thread(
             functools.partial(check_output_dir, create=False), settings.jobs_dir
         ),
-        await check_log(settings.data_dir, log_refusal),
+        await (
+            check_log(settings.data_dir, log_refusal)
+            if settings.database_url is None
+            else check_database(settings, log_refusal)
+        ),
         check_disk(settings.data_dir, settings, estimate_bytes(None)),
         check_gpu("auto", await asyncio.to_thread(gpu.detect)),
         check_key("OPENAI_API_KEY", settings.openai_api_key, required=False),

@@ -9,6 +9,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import pytest
 from yarl import URL
 
 from aura.engine.config.settings import Settings
@@ -22,6 +24,8 @@ from aura.tests.e2e.helpers import (
     log_lines,
     submit,
 )
+
+pytestmark = pytest.mark.both_backends
 
 JOB_KEYS = {
     "jobId",
@@ -124,6 +128,7 @@ async def test_a_field_name_in_an_error_code_is_bounded_and_plain(client: Any) -
     assert "mux\\n\\x1b[31mRED" in body["detail"]  # shown escaped
 
 
+@pytest.mark.sqlite_only
 async def test_a_log_that_cannot_grow_is_a_507_out_of_disk_space(client: Any) -> None:
     def no_more_pages(conn: sqlite3.Connection) -> None:  # as a full disk would answer
         conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
@@ -469,9 +474,7 @@ async def test_diagnostics_bundle_events_state_and_system_without_secrets(
     await follow(first, job["jobId"])
     await first.close()  # the data folder is free again
     client = await make_client(
-        settings=Settings(
-            data_dir=settings.data_dir, openai_api_key=secret, openai_base_url=endpoint
-        )
+        settings=msgspec.structs.replace(settings, openai_api_key=secret, openai_base_url=endpoint)
     )
     # now the key is configured: a brief holding it is refused, never stored
     resp = await client.post("/api/jobs", json=body)

@@ -6,8 +6,12 @@ import base64
 import json
 from typing import Any
 
+import pytest
+
 from aura.tests.e2e.helpers import TinyPipeline, finished_job, submit
 from aura.tests.e2e.test_http_api import problem
+
+pytestmark = pytest.mark.both_backends
 
 LIST_KEYS = {"jobs", "limit", "offset", "nextOffset", "nextCursor", "lastSeq", "rebuilding"}
 

@@ -28,6 +28,7 @@ from aura.projections.events import (
 )
 from aura.projections.job import JobStatus, fold
 from aura.projections.job_list import JobRow
+from aura.store.interface import EventStore
 from aura.store.log import DB_FILE_NAME, EventLog
 from aura.tests.e2e.conftest import AppFactory
 from aura.tests.e2e.helpers import TINY_STEPS, Client, submit
@@ -100,7 +101,7 @@ async def whole_list(client: Client) -> list[Any]:
     return list(jobs)
 
 
-async def folded_list(log: EventLog) -> list[Any]:
+async def folded_list(log: EventStore) -> list[Any]:
     """Every job's row of the list, as a fold of its events gives it, newest first."""
     events: dict[str, list[Any]] = {}
     last = 0

@@ -48,6 +48,8 @@ from aura.tests.e2e.helpers import (
 )
 from aura.tests.e2e.sse_client import SseEvent, read_events
 
+pytestmark = pytest.mark.both_backends
+
 TS_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"
 
 
@@ -457,6 +459,7 @@ def insert_corrupt_row(data_dir: Path, job_id: str, seq: int) -> None:
         )
 
 
+@pytest.mark.sqlite_only
 async def test_a_corrupt_row_fails_only_the_stream_whose_backlog_meets_it(
     make_client: Any, tiny: TinyPipeline, settings: Settings, caplog: Any
 ) -> None:

@@ -44,6 +44,7 @@ from aura.projections.events import (
 )
 from aura.projections.job import JobStatus, StepStatus
 from aura.store.errors import ConcurrencyError
+from aura.store.log import EventLog
 
 DRAFT = JobRequest(options=Options(quality="draft"))
 
@@ -325,7 +326,7 @@ async def test_a_queued_append_that_fails_stops_the_step_and_fails_the_job(
     async with await Engine.open(
         settings_for(tmp_path), pipeline=pipeline(broll=warns_then_works)
     ) as engine:
-        with sqlite3.connect(engine.log.path) as conn:
+        with sqlite3.connect(_sqlite(engine).path) as conn:
             conn.execute(
                 "CREATE TRIGGER refuse_warnings BEFORE INSERT ON events "
                 "WHEN NEW.type = 'JobWarning' BEGIN SELECT RAISE(ABORT, 'refused'); END"
@@ -351,7 +352,7 @@ async def test_a_failure_the_log_refuses_at_first_is_recorded_once_it_takes_writ
         return []
 
     async with await Engine.open(settings_for(tmp_path), pipeline=pipeline(broll=warns)) as engine:
-        with sqlite3.connect(engine.log.path) as conn:  # as a full disk would, for a while
+        with sqlite3.connect(_sqlite(engine).path) as conn:  # as a full disk would, for a while
             conn.execute(
                 "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.type IN "
                 "('JobWarning', 'JobFailed') BEGIN SELECT RAISE(ABORT, 'refused'); END"
@@ -365,7 +366,7 @@ async def test_a_failure_the_log_refuses_at_first_is_recorded_once_it_takes_writ
         with pytest.raises(AuraError) as retried:  # not 409: the failure is only unrecorded
             await engine.retry(job_id)
         assert retried.value.code == "LogUnwritable"
-        with sqlite3.connect(engine.log.path) as conn:
+        with sqlite3.connect(_sqlite(engine).path) as conn:
             conn.execute("DROP TRIGGER refuse")
         async with asyncio.timeout(TIMEOUT):
             await engine.run_until_idle()
@@ -401,12 +402,18 @@ async def test_an_append_refused_while_the_output_is_probed_fails_the_job_with_i
         job_id = (await engine.submit(DRAFT)).job.job_id
         async with asyncio.timeout(TIMEOUT):
             await engine.run_until_idle()
-        with sqlite3.connect(engine.log.path) as conn:
+        with sqlite3.connect(_sqlite(engine).path) as conn:
             conn.execute("DROP TRIGGER refuse")
         state = await engine.get(job_id)
     assert probing.is_set()
     assert state.status is JobStatus.FAILED  # not Canceled: nobody asked for a cancel
     assert state.errors[-1].details["exception"] == "append failed: refused"
+
+
+def _sqlite(engine: Engine) -> EventLog:
+    """The engine's SQLite log (these tests reach into its file)."""
+    assert isinstance(engine.log, EventLog)
+    return engine.log
 
 
 def _fill_limit(conn: sqlite3.Connection, extra_pages: int) -> None:
@@ -428,11 +435,11 @@ async def test_a_log_that_cannot_grow_fails_the_job_with_out_of_disk_space(
     async with await Engine.open(
         settings_for(tmp_path), pipeline=pipeline(broll=warns_until_stopped)
     ) as engine:
-        await engine.log.run_on_writer(lambda conn: _fill_limit(conn, 0))
+        await _sqlite(engine).run_on_writer(lambda conn: _fill_limit(conn, 0))
         job_id = (await engine.submit(DRAFT)).job.job_id  # fits in the pages there are
         await until(lambda: "run failed" in caplog.text)  # an append found the log full
         # its failure is recorded at once if it fits, else once there is space again
-        await engine.log.run_on_writer(lambda conn: _fill_limit(conn, 1000))
+        await _sqlite(engine).run_on_writer(lambda conn: _fill_limit(conn, 1000))
         async with asyncio.timeout(TIMEOUT):
             await engine.run_until_idle()
         state = await assert_consistent(engine, job_id)
