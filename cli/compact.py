@@ -38,7 +38,10 @@ def parse_duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a duration: a number and a unit, s, m, h, d or w (30d, 12h, 0s)"
         )
-    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    try:
+        return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than any log's age") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -79,11 +82,14 @@ def run(args: argparse.Namespace) -> int:
     except FolderInUse:
         print(_in_use(data_dir), file=sys.stderr)
         return EXIT_IN_USE
+    pruned = None
     try:
-        ended_before = datetime.now(UTC) - args.older_than
+        ended_before = _cutoff(args.older_than)
         pruned = asyncio.run(_prune(settings, ended_before)) if args.prune_outputs else None
         done = compact(db_path, ended_before)
     except LogInUse as e:
+        if pruned is not None:  # done and recorded before the swap was refused: say so
+            print(_pruned_line(pruned))
         print(f"aura compact: {e}", file=sys.stderr)
         return EXIT_IN_USE
     except StoreError as e:
@@ -93,6 +99,14 @@ def run(args: argparse.Namespace) -> int:
         lock.release()
     print(_summary(done, pruned))
     return 0
+
+
+def _cutoff(older_than: timedelta) -> datetime:
+    """Now less `older_than`, or the earliest time there is (every ended job is older)."""
+    try:
+        return datetime.now(UTC) - older_than
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 async def _prune(settings: Settings, ended_before: datetime) -> Pruned:
@@ -124,11 +138,15 @@ def _summary(done: Compaction, pruned: Pruned | None) -> str:
         f"log size: {_size(done.bytes_before)} -> {_size(done.bytes_after)}",
     ]
     if pruned is not None:
-        lines.append(
-            f"outputs pruned: {pruned.jobs:,} jobs ({pruned.files:,} files, "
-            f"{_size(pruned.size_bytes)})"
-        )
+        lines.append(_pruned_line(pruned))
     return "\n".join(lines)
+
+
+def _pruned_line(pruned: Pruned) -> str:
+    return (
+        f"outputs pruned: {pruned.jobs:,} jobs ({pruned.files:,} files, "
+        f"{_size(pruned.size_bytes)})"
+    )
 
 
 def _size(n: int) -> str:

@@ -43,7 +43,11 @@ def backup(db_path: Path, dest: Path, *, force: bool = False) -> Backup:
     if not db_path.is_file():
         raise DatabaseMissing(f"no log at {db_path}")
     if dest.is_dir():
-        raise StoreError(f"{dest} is a folder: name the backup's file, such as {dest}/aura.db")
+        raise StoreError(f"{dest} is a folder: name the backup's file, such as {dest}/aura-backup.db")
+    live = db_path.resolve()
+    if dest.resolve().parent == live.parent and dest.resolve().name.startswith(live.name):
+        # replacing the live log (or its WAL) would lose the appends after the snapshot
+        raise StoreError(f"{dest} is the log itself or one of its files: name a file elsewhere")
     if dest.exists() and not force:
         raise FileExistsError(f"{dest} exists: choose another name, or pass --force to replace it")
     temp = dest.with_name(f".{dest.name}{BACKUP_SUFFIX}")

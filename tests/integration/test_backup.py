@@ -124,3 +124,8 @@ async def test_a_backup_never_overwrites_unless_forced(tmp_path: Path) -> None:
     assert _last_seq(dest) > 0
     missing = _backup(tmp_path / "nowhere", tmp_path / "other.db")
     assert missing.returncode == 1 and "no log" in missing.stderr
+    live = (data_dir / "aura.db").read_bytes()
+    for itself in ("aura.db", "aura.db-wal", "./aura.db"):  # never the live log, even forced
+        refused = _backup(data_dir, data_dir / itself, "--force")
+        assert refused.returncode == 1 and "the log itself" in refused.stderr, refused
+    assert (data_dir / "aura.db").read_bytes() == live

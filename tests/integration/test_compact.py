@@ -206,7 +206,8 @@ async def test_the_cli_refuses_a_folder_in_use_and_changes_nothing(tmp_path: Pat
     assert not [p for p in data_dir.iterdir() if COMPACT_SUFFIX in p.name]
 
 
-@pytest.mark.parametrize("bad", ["30", "d", "-1d", "3x"])
+@pytest.mark.parametrize("bad", ["30", "d", "-1d", "3x", "99999999999d"])
 def test_the_cli_refuses_a_malformed_duration(tmp_path: Path, bad: str) -> None:
     refused = _compact_cli(tmp_path, f"--older-than={bad}")
-    assert refused.returncode == 2 and "not a duration" in refused.stderr
+    assert refused.returncode == 2, refused
+    assert "not a duration" in refused.stderr or "longer than any" in refused.stderr
