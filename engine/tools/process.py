@@ -9,7 +9,7 @@ INVARIANTS
   death signal, `sh` checks the engine is still the parent, `nice` sets the niceness, each by
   exec, so the program keeps the child's pid. Python then spawns with vfork; a `preexec_fn`
   (the fallback) makes it fork the whole server and wait on the loop's thread for the child's
-  Python code: 8-24 ms per process measured, the loop's longest stalls during a render.
+  Python code, which stalled every stream during a render (bench/README.md, sse (d)).
 - stderr is drained in its own task into a bounded tail, so a chatty child never stalls on a
   full pipe and memory stays bounded.
 - Any exception while the child runs (CancelledError from a cancel or a step timeout included)

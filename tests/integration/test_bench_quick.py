@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from aura.bench.__main__ import available
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(660)  # the run's own bound below comes first
 def test_every_benchmark_runs_to_the_end_in_quick_mode() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AURA_", "OPENAI_"))}
     run = subprocess.run(

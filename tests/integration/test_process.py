@@ -193,7 +193,7 @@ os.register_at_fork(before=lambda: _forks_seen.append(1))
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="setpriv is util-linux's")
 async def test_a_child_starts_without_forking_the_engine(tmp_path: Path) -> None:
     # A `preexec_fn` makes Python fork the whole engine (its at-fork hooks run) and wait on the
-    # loop's thread for the child's Python code: 8-24 ms a process on a loaded machine.
+    # loop's thread for the child's Python code, stalling the server's streams meanwhile.
     before = len(_forks_seen)
     result = await run_process(["nice"], settings_for(tmp_path, process_nice=3))
     assert int(result.stdout) == os.nice(0) + 3  # niced all the same
