@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from aiohttp import web
+from msgspec.structs import replace
 
 from aura.engine.config.inputs import DecodeFailure, decode_body
 from aura.engine.engine import Engine
@@ -14,6 +15,7 @@ from aura.http.keys import CONFIG, ENGINE
 from aura.http.openapi import openapi_document
 from aura.http.security import COOKIE_NAME, session_value, token_matches, unauthorized
 from aura.http.wire import json_response
+from aura.projections.events import ErrorInfo
 
 __all__ = ["routes"]
 
@@ -35,9 +37,18 @@ async def health(request: web.Request) -> web.Response:
         "status": "ok" if refusal is None else "degraded",
         "lastSeq": engine.log.last_seq,
         "jobList": _job_list_health(engine),
-        "problems": [] if refusal is None else [refusal],
+        "problems": [] if refusal is None else [_public(refusal)],
     }
     return json_response(body, 200 if refusal is None else 503)
+
+
+def _public(refusal: ErrorInfo) -> ErrorInfo:
+    """What health, open to anyone, may say of the log's refusal: not the store's own words
+    nor which jobs wait (the token-guarded job views and system check say those)."""
+    full = bool(refusal.details.get("full"))
+    message = "the event log refuses writes" + (": the disk holding it is full" if full else "")
+    details = {k: refusal.details[k] for k in ("full", "sinceUtc") if k in refusal.details}
+    return replace(refusal, message=message, details=details)
 
 
 def _job_list_health(engine: Engine) -> dict[str, object]:

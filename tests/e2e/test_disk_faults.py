@@ -349,6 +349,9 @@ def test_a_failure_the_log_cannot_record_is_shown_until_the_log_takes_writes(
             status, health = api(srv.port, "GET", "/api/health")
             assert (status, health["status"]) == (503, "degraded")
             assert [p["code"] for p in health["problems"]] == ["LogUnwritable"]
+            # open to anyone: no job named, no store error quoted (the job and system check say)
+            assert set(health["problems"][0]["details"]) == {"full", "sinceUtc"}
+            assert job_id not in json.dumps(health), health
             status, problem = api(srv.port, "POST", f"/api/jobs/{job_id}/retry")
             assert (status, problem["code"]) == (503, "LogUnwritable"), problem
             assert findings(srv.port)["log"]["code"] == "LogUnwritable"
