@@ -21,6 +21,7 @@ INVARIANTS
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 
 from aura.http.frames import Frame, encode_frame
@@ -234,7 +235,10 @@ class FanOut:
         feed.listeners.add(listener)
         self.listener_count += 1
         if self._pinger is None:
-            self._pinger = asyncio.create_task(self._ping(), name="sse-pinger")
+            # a fresh context: it serves every client, so it logs as none of them
+            self._pinger = asyncio.create_task(
+                self._ping(), name="sse-pinger", context=contextvars.Context()
+            )
         return feed, listener
 
     def leave(self, feed: JobFeed, listener: Listener) -> None:

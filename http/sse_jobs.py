@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import weakref
 
@@ -94,8 +95,13 @@ class JobListFeed:
         if not self._tasks:
             # it sees every event after the log's last seq now (subscribe reads what is
             # committed before its first live one)
-            follow = asyncio.create_task(self._follow(self.log.last_seq), name="sse-jobs-feed")
-            ping = asyncio.create_task(self._ping(), name="sse-jobs-pinger")
+            # fresh contexts: they serve every client, so they log as none of them
+            follow = asyncio.create_task(
+                self._follow(self.log.last_seq), name="sse-jobs-feed", context=contextvars.Context()
+            )
+            ping = asyncio.create_task(
+                self._ping(), name="sse-jobs-pinger", context=contextvars.Context()
+            )
             self._tasks = (follow, ping)
         listener = Listener()
         self.listeners.add(listener)

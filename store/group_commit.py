@@ -16,6 +16,7 @@ INVARIANTS
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 from collections.abc import Callable, Sequence
 from time import perf_counter
@@ -103,9 +104,11 @@ class GroupCommit:
         if not self._flush_due:
             self._flush_due = True
             if self._commit_on_loop:  # in this loop turn, after every append made in it
-                asyncio.get_running_loop().call_soon(self._flush_on_loop)
+                # a fresh context: the flush serves every appender, so it logs as none of them
+                loop = asyncio.get_running_loop()
+                loop.call_soon(self._flush_on_loop, context=contextvars.Context())
             else:
-                self._flusher = asyncio.create_task(self._flush())
+                self._flusher = asyncio.create_task(self._flush(), context=contextvars.Context())
         return queued
 
     async def _drain(self) -> None:
@@ -120,7 +123,7 @@ class GroupCommit:
         """At NORMAL durability: commit what is queued, on the loop's thread, now."""
         if self._writer_lock.locked():  # a function runs on the writer's thread: queue behind
             if self._flusher is None:
-                self._flusher = asyncio.create_task(self._flush())
+                self._flusher = asyncio.create_task(self._flush(), context=contextvars.Context())
             return
         self._flush_due = False
         # No garbage collection from the commit to the last frame written and future settled:
