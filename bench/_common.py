@@ -45,8 +45,9 @@ __all__ = [
 
 #: runs of each case; the median is reported
 REPEATS = 1 if QUICK else 5
-#: cached fixtures and scratch databases (gitignored)
-OUT = Path(__file__).parent / "out"
+#: cached fixtures and scratch databases (gitignored); quick runs apart, so that `make test`
+#: beside a full `make bench` clears none of its folders
+OUT = Path(__file__).parent / "out" / ("quick" if QUICK else "")
 STEPS = ("script", "voice", "images", "render", "mux")
 #: the store's insert, column for column (store/rows.py `INSERT`)
 INSERT = (
