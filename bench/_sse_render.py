@@ -193,8 +193,14 @@ class OursRun(msgspec.Struct):
 
 async def run_ours(case: Case) -> OursRun:
     server = _Server(fresh_dir("sse-render"))
-    blocker = json.loads(await server.call("POST", "/api/jobs", SAMPLE))["jobId"]
-    job_id = json.loads(await server.call("POST", "/api/jobs", SHORT if QUICK else SAMPLE))["jobId"]
+    try:
+        blocker = json.loads(await server.call("POST", "/api/jobs", SAMPLE))["jobId"]
+        brief = SHORT if QUICK else SAMPLE
+        job_id = json.loads(await server.call("POST", "/api/jobs", brief))["jobId"]
+    except BaseException:  # one_run's cleanup stops it from here on
+        server.proc.kill()
+        server.proc.communicate(timeout=60)
+        raise
     since = time.time()  # after the measured job's JobCreated; nothing else of it yet
 
     async def prepared(_: Case) -> tuple[list[str], Callable[[], Awaitable[None]], Any]:

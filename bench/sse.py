@@ -263,11 +263,12 @@ async def one_run(
 ) -> Result:
     """One run; with `since`, every event from then on counts (bench/_sse_client.py)."""
     urls, start, runner = await server(case)
+    procs: list[asyncio.subprocess.Process] = []
     try:
         client = ["-m", "bench._sse_client", str(case.expected)]
         client += [] if since is None else [repr(since)]
         parts = [urls[i::CLIENT_PROCESSES] for i in range(CLIENT_PROCESSES)]
-        procs = [
+        procs += [
             await asyncio.create_subprocess_exec(
                 sys.executable,
                 *client,
@@ -288,6 +289,10 @@ async def one_run(
         outputs = [json.loads((await p.communicate())[0]) for p in procs]
         elapsed = time.time() - started
     finally:
+        for proc in procs:  # a run that failed leaves no client behind
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
         await runner.cleanup()
     return _merge(outputs, elapsed)
 
