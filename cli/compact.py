@@ -144,8 +144,7 @@ def _summary(done: Compaction, pruned: Pruned | None) -> str:
 
 def _pruned_line(pruned: Pruned) -> str:
     return (
-        f"outputs pruned: {pruned.jobs:,} jobs ({pruned.files:,} files, "
-        f"{_size(pruned.size_bytes)})"
+        f"outputs pruned: {pruned.jobs:,} jobs ({pruned.files:,} files, {_size(pruned.size_bytes)})"
     )
 
 

@@ -43,7 +43,7 @@ def backup(db_path: Path, dest: Path, *, force: bool = False) -> Backup:
     if not db_path.is_file():
         raise DatabaseMissing(f"no log at {db_path}")
     if dest.is_dir():
-        raise StoreError(f"{dest} is a folder: name the backup's file, such as {dest}/aura-backup.db")
+        raise StoreError(f"{dest} is a folder: name the backup's file, e.g. {dest}/aura-backup.db")
     live = db_path.resolve()
     if dest.resolve().parent == live.parent and dest.resolve().name.startswith(live.name):
         # replacing the live log (or its WAL) would lose the appends after the snapshot

@@ -8,9 +8,9 @@ its row count), fsynced, and swapped in with one rename. The caller holds the da
 What is kept:
 - every event of a job that has not ended, or ended at or after `ended_before`;
 - every event but StepProgressed of the other jobs, and of their StepProgressed only those the
-  job's final state is made of (`needed_ticks`), so that a fold of the copy gives every job the
-  same final state (checked for each job before it is compacted; a job that does not fold, or
-  would fold differently, is copied whole);
+  job's final state is made of (projections/compaction.py), so that a fold of the copy gives
+  every job the same final state (checked for each job before it is compacted; a job that does
+  not fold, or would fold differently, is copied whole);
 - the seq of every kept event: a client's Last-Event-ID, a page's lastSeq and `?at=SEQ` mean
   the same event after the swap (a Last-Event-ID of a dropped tick resumes at the next event);
 - the other tables (the job list's rows and position: no row event is dropped), as they are.
@@ -27,16 +27,13 @@ import contextlib
 import itertools
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from msgspec.structs import replace
-
-from aura.projections.events import Recorded, StepProgressed
-from aura.projections.job import InvalidTransition, JobState, fold
-from aura.projections.status import DONE_STEP_STATUSES
+from aura.projections.compaction import ticks_to_drop
+from aura.projections.events import Recorded
 from aura.store.errors import CorruptEvent, StoreError
 from aura.store.fsync import fsync_file, fsync_folder
 from aura.store.rows import SELECT, decode_rows
@@ -47,9 +44,6 @@ __all__ = [
     "Compaction",
     "LogInUse",
     "compact",
-    "ended_before_time",
-    "needed_ticks",
-    "ticks_to_drop",
 ]
 
 #: the copy's name while it is written: `aura.db.compact-tmp`, beside the log
@@ -71,59 +65,6 @@ class Compaction(NamedTuple):
     bytes_after: int
     #: jobs whose progress ticks were left out
     jobs_compacted: int
-
-
-def ended_before_time(state: JobState, time: datetime) -> bool:
-    """Whether the job has ended (Succeeded, Failed, Canceled, and not retried since) before
-    `time`: what compaction and pruning apply to."""
-    return state.is_terminal and state.ended_utc is not None and state.ended_utc < time
-
-
-def needed_ticks(records: Sequence[Recorded], state: JobState) -> set[int]:
-    """The seqs of the StepProgressed records the job's final state is made of.
-
-    A step's progress and ETA come from the ticks of the job's last attempt (a retry starts
-    them over) and only while the step is not done (Succeeded and Skipped set 100 %): of those,
-    the furthest tick (the fold holds the highest pct) and the last (its ETA).
-    """
-    done = {s.name for s in state.steps if s.status in DONE_STEP_STATUSES}
-    furthest: dict[str, tuple[float, int]] = {}  # step -> (pct, seq)
-    last: dict[str, int] = {}  # step -> seq
-    for rec in records:
-        event = rec.event
-        if not isinstance(event, StepProgressed) or event.attempt != state.attempt:
-            continue
-        if event.step in done:
-            continue
-        last[event.step] = rec.seq
-        top = furthest.get(event.step)
-        if top is None or event.pct > top[0]:
-            furthest[event.step] = (event.pct, rec.seq)
-    return {seq for _pct, seq in furthest.values()} | set(last.values())
-
-
-def ticks_to_drop(records: Sequence[Recorded], ended_before: datetime) -> list[int]:
-    """The seqs to leave out of one job's events (all of them, in version order): none unless
-    the job ended before `ended_before` and a fold of the rest gives it the same final state."""
-    try:
-        state = fold(records)
-    except InvalidTransition:
-        return []  # not ours to judge: copied as it is
-    if state is None or not ended_before_time(state, ended_before):
-        return []
-    needed = needed_ticks(records, state)
-    drop = [r.seq for r in records if isinstance(r.event, StepProgressed) and r.seq not in needed]
-    if not drop:
-        return []
-    dropped = set(drop)
-    kept = [r for r in records if r.seq not in dropped]
-    try:
-        after = fold(replace(r, version=i) for i, r in enumerate(kept, 1))
-    except InvalidTransition:
-        return []
-    if after is None or replace(after, version=state.version) != state:
-        return []
-    return drop
 
 
 def compact(db_path: Path, ended_before: datetime) -> Compaction:

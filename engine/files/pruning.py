@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from aura.engine.config.settings import Settings
+from aura.projections.compaction import ended_before_time
 from aura.projections.events import OutputsPruned
 from aura.projections.job import InvalidTransition, fold
 from aura.store import CorruptEvent
-from aura.store.compact import ended_before_time
 from aura.store.interface import EventStore
 
 __all__ = ["Pruned", "prune_outputs"]

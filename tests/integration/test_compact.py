@@ -18,11 +18,12 @@ from strategies import job_events
 from aura.engine.config.settings import Settings
 from aura.engine.files.folder_lock import FolderLock
 from aura.engine.files.pruning import prune_outputs
+from aura.projections.compaction import needed_ticks, ticks_to_drop
 from aura.projections.events import Event, JobRetryRequested, OutputsPruned, StepProgressed
 from aura.projections.job import JobState, JobStatus, fold
 from aura.projections.job_list import JobRow
 from aura.store import DB_FILE_NAME, EventLog
-from aura.store.compact import COMPACT_SUFFIX, LogInUse, compact, needed_ticks, ticks_to_drop
+from aura.store.compact import COMPACT_SUFFIX, LogInUse, compact
 from aura.store.jobs_table import JobListProjection, JobsTable
 from aura.tests.e2e.raw_http import AURA, clean_env
 from aura.tests.job_logs import JOBS, append_job, running
