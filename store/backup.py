@@ -10,12 +10,12 @@ fsynced and renamed to DEST.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 from pathlib import Path
 from typing import NamedTuple
 
+from aura.store.copies import check_copy, remove_copy
 from aura.store.errors import DatabaseMissing, StoreError
 from aura.store.fsync import fsync_file, fsync_folder
 
@@ -51,10 +51,10 @@ def backup(db_path: Path, dest: Path, *, force: bool = False) -> Backup:
     if dest.exists() and not force:
         raise FileExistsError(f"{dest} exists: choose another name, or pass --force to replace it")
     temp = dest.with_name(f".{dest.name}{BACKUP_SUFFIX}")
-    _remove(temp)
+    remove_copy(temp)
     try:
         _copy(db_path, temp)
-        found = _check(temp)
+        found = check_copy(temp, "the backup")
         fsync_file(temp)
         os.replace(temp, dest)
         fsync_folder(dest.parent)
@@ -63,7 +63,7 @@ def backup(db_path: Path, dest: Path, *, force: bool = False) -> Backup:
     except OSError as e:
         raise StoreError(f"cannot write the backup {dest}: {e}") from e
     finally:
-        _remove(temp)
+        remove_copy(temp)
     return Backup(found[0], found[1], dest.stat().st_size)
 
 
@@ -80,22 +80,3 @@ def _copy(db_path: Path, temp: Path) -> None:
             dst.close()
     finally:
         src.close()
-
-
-def _check(path: Path) -> tuple[int, int]:
-    """integrity_check; the copy's (events, last seq)."""
-    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
-    try:
-        result = conn.execute("PRAGMA integrity_check").fetchall()
-        if result != [("ok",)]:
-            raise StoreError(f"the backup fails integrity_check: {result[:5]}")
-        events, last = conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()
-    finally:
-        conn.close()
-    return int(events), int(last)
-
-
-def _remove(path: Path) -> None:
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            path.with_name(path.name + suffix).unlink()

@@ -23,7 +23,6 @@ one); nothing outside the log resumes by version, so renumbering moves no client
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import sqlite3
@@ -34,6 +33,7 @@ from typing import NamedTuple
 
 from aura.projections.compaction import ticks_to_drop
 from aura.projections.events import Recorded
+from aura.store.copies import check_copy, remove_copy
 from aura.store.errors import CorruptEvent, StoreError
 from aura.store.fsync import fsync_file, fsync_folder
 from aura.store.rows import SELECT, decode_rows
@@ -74,7 +74,7 @@ def compact(db_path: Path, ended_before: datetime) -> Compaction:
     process still has the log open, StoreError when the copy cannot be written or checked.
     """
     temp = db_path.with_name(db_path.name + COMPACT_SUFFIX)
-    _remove(temp)
+    remove_copy(temp)
     src = _connect(db_path)
     try:
         migrate(src)  # as any opener of the log would: the copy has this build's schema
@@ -93,27 +93,27 @@ def compact(db_path: Path, ended_before: datetime) -> Compaction:
         finally:
             dst.close()
     except sqlite3.Error as e:
-        _remove(temp)
+        remove_copy(temp)
         raise StoreError(f"cannot compact {db_path}: {e}") from e
     except BaseException:
-        _remove(temp)
+        remove_copy(temp)
         raise
     finally:
         src.close()  # the last connection: SQLite checkpoints the WAL and deletes it
     if not dropped:  # nothing to leave out: the log stays as it is
-        _remove(temp)
+        remove_copy(temp)
         return Compaction(events_before, events_before, bytes_before, bytes_before, 0)
     try:
         if events_after != events_before - dropped:
             raise StoreError(f"the copy holds {events_after} events, not {events_before - dropped}")
         fsync_file(temp)
-        _check(temp)
+        check_copy(temp, "the compacted copy")
         _swap(temp, db_path)
     except (sqlite3.Error, OSError) as e:
-        _remove(temp)
+        remove_copy(temp)
         raise StoreError(f"cannot compact {db_path}: {e}") from e
     except BaseException:
-        _remove(temp)
+        remove_copy(temp)
         raise
     return Compaction(events_before, events_after, bytes_before, _size(db_path), jobs)
 
@@ -191,16 +191,6 @@ def _copy(dst: sqlite3.Connection, db_path: Path) -> None:
         dst.execute("DETACH DATABASE src")
 
 
-def _check(path: Path) -> None:
-    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
-    try:
-        result = conn.execute("PRAGMA integrity_check").fetchall()
-    finally:
-        conn.close()
-    if result != [("ok",)]:
-        raise StoreError(f"the compacted copy fails integrity_check: {result[:5]}")
-
-
 def _swap(temp: Path, db_path: Path) -> None:
     """Rename the copy over the log. The log's WAL must be gone: SQLite deletes it when the last
     connection closes, so one still there means another process has the log open (an
@@ -212,7 +202,7 @@ def _swap(temp: Path, db_path: Path) -> None:
             "stop it (aura replay, aura backup) and compact again"
         )
     # no connection left, so the wal-index is stale; SQLite would also rebuild it
-    _remove(db_path.with_name(db_path.name + "-shm"))
+    remove_copy(db_path.with_name(db_path.name + "-shm"))
     os.replace(temp, db_path)
     fsync_folder(db_path.parent)
 
@@ -226,9 +216,3 @@ def _file_size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
-
-
-def _remove(path: Path) -> None:
-    for suffix in ("", "-journal"):
-        with contextlib.suppress(FileNotFoundError):
-            path.with_name(path.name + suffix).unlink()
