@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
@@ -131,15 +131,24 @@ class EngineMetrics:
             buckets=STEP_DURATION_BUCKETS,
             registry=registry,
         )
+        self.list_rebuilding = Gauge(
+            "aura_job_list_rebuilding",
+            "1 while the job list is rebuilt from the log (aura_jobs then counts part of it).",
+            registry=registry,
+        )
         self.commits = CommitHistograms()
         registry.register(self.commits)
         self._table: JobList | None = None
 
-    def attach(self, log: EventStore, runner: Runner, table: JobList) -> None:
-        """Observe the log's group commits and the runner's steps; read `table` to count jobs."""
+    def attach(
+        self, log: EventStore, runner: Runner, table: JobList, rebuilding: Callable[[], bool]
+    ) -> None:
+        """Observe the log's group commits and the runner's steps; read `table` to count jobs,
+        and `rebuilding()` to say whether it is whole."""
         log.commit_observer = self.commits.observe
         runner.observe_steps(self.observe_step)
         self.queue_depth.set_function(lambda: runner.queue_depth)
+        self.list_rebuilding.set_function(lambda: float(rebuilding()))
         self._table = table
 
     @staticmethod

@@ -64,7 +64,8 @@ class Metrics:
     def __init__(self, engine: Engine, fanout: FanOut, list_feed: JobListFeed) -> None:
         self.registry = CollectorRegistry()
         self.engine = EngineMetrics(self.registry)
-        self.engine.attach(engine.log, engine.runner, engine.projector.table)
+        projector = engine.projector
+        self.engine.attach(engine.log, engine.runner, projector.table, lambda: projector.rebuilding)
         self.registry.register(StreamMetrics(fanout, list_feed))
         self._observed = engine
 

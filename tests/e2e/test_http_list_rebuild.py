@@ -33,6 +33,7 @@ from aura.store.log import DB_FILE_NAME, EventLog
 from aura.tests.e2e.conftest import AppFactory
 from aura.tests.e2e.helpers import TINY_STEPS, Client, submit
 from aura.tests.e2e.openapi_check import errors, operation
+from aura.tests.e2e.test_metrics import sample, scrape
 
 #: finished jobs in the log, 5 events each: a list past BACKGROUND_REBUILD_EVENTS behind
 JOBS = 3_000
@@ -126,6 +127,7 @@ async def test_the_server_answers_while_it_rebuilds_the_job_list(
         assert health["jobList"]["appliedSeq"] < health["lastSeq"]
         page = await documented(client, "/api/jobs")
         assert page["rebuilding"] is True and page["jobs"] == [] and page["lastSeq"] == 0
+        assert sample(await scrape(client), "aura_job_list_rebuilding") == 1
         old = await get_json(client, "/api/jobs/old00007")  # folded from its log, as always
         assert old["status"] == JobStatus.FAILED.value
         crashed = await get_json(client, "/api/jobs/crashed")  # recovered once the list is
@@ -137,6 +139,7 @@ async def test_the_server_answers_while_it_rebuilds_the_job_list(
     health = await get_json(client, "/api/health")
     done = {"rebuilding": False, "appliedSeq": health["lastSeq"], "progress": 1}
     assert health["jobList"] == done
+    assert sample(await scrape(client), "aura_job_list_rebuilding") == 0
     listed = await whole_list(client)
     assert listed == await folded_list(engine.log)
     assert len(listed) == JOBS + 2 and listed[0]["jobId"] == new["jobId"]

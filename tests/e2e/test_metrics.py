@@ -115,6 +115,7 @@ async def test_queue_depth_and_open_streams_follow_the_jobs_and_clients(
     second = await submit(client)  # max_concurrent_jobs is 1: it waits for a slot
     families = await scrape(client)
     assert sample(families, "aura_queue_depth") == 1
+    assert sample(families, "aura_job_list_rebuilding") == 0
     assert sample(families, "aura_jobs", status="Queued") == 1
     assert sample(families, "aura_jobs", status="Running") == 1
     assert sample(families, "aura_sse_streams_open", stream="job") == 0
