@@ -14,6 +14,7 @@ __all__ = ["add_data_dir", "add_database_url", "main", "sqlite_only"]
 #: subcommand -> (module that defines `add_arguments(parser)` and `run(args) -> int`, help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("aura.cli.serve", "run the HTTP server (API, live streams)"),
+    "worker": ("aura.cli.worker", "run jobs from a PostgreSQL log, with no HTTP (see serve)"),
     "sample": ("aura.cli.sample", "render the sample video in-process with live progress"),
     "submit": ("aura.cli.client", "submit a job to a running server"),
     "watch": ("aura.cli.client", "follow a job's progress live from a running server"),

@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_PORT",
     "Listening",
     "add_arguments",
+    "add_log_arguments",
     "backlog_cap",
     "run",
     "serve",
@@ -104,10 +105,16 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
         help=f"seconds a client has to send a request's line and headers (default: "
         f"$AURA_HEAD_TIMEOUT or {DEFAULT_HEAD_TIMEOUT:g})",
     )
-    _add_log_arguments(parser)
+    parser.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="serve the API and the live streams only, running no job: `aura worker` "
+        "processes run them (PostgreSQL only)",
+    )
+    add_log_arguments(parser)
 
 
-def _add_log_arguments(parser: argparse.ArgumentParser) -> None:
+def add_log_arguments(parser: argparse.ArgumentParser) -> None:
     env = os.environ
     parser.add_argument(
         "--log-format",
@@ -191,7 +198,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logs: Logs | None = None
     try:
-        settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
+        runs_jobs = False if args.no_worker else None
+        settings = Settings.from_env(
+            data_dir=args.data_dir, database_url=args.database_url, runs_jobs=runs_jobs
+        )
+        if not settings.runs_jobs and settings.database_url is None:
+            print(
+                "aura serve: --no-worker needs the log in PostgreSQL (--database-url or "
+                "AURA_DATABASE_URL), where `aura worker` processes run the jobs; on the data "
+                "folder's SQLite log the server runs them itself",
+                file=sys.stderr,
+            )
+            return 2
         listening = Listening(args.backlog, args.head_timeout)
         logs = start_logging(args, settings)
         asyncio.run(serve(settings, args.host, args.port, token, listening, logs))

@@ -49,6 +49,7 @@ from aura.engine.run.decide import (
     new_job_id,
     request_of,
 )
+from aura.engine.run.leased_runner import LeasedRunner, runner_for
 from aura.engine.run.pipeline import OUTPUT_ARTIFACT, PIPELINE
 from aura.engine.run.runner import Runner
 from aura.engine.run.transact import append_decided, read_job, transact
@@ -134,6 +135,10 @@ class Engine:
         left alone), and start the runner. The data folder's saved provider settings are applied
         over `settings` (a file that cannot be read raises SettingsUnreadable).
 
+        On PostgreSQL the runner claims jobs through leases (none with `settings.runs_jobs`
+        off) and its claims recover the interrupted ones: no start-up recovery (a Running job
+        may be another worker's, live).
+
         On SQLite, a job list far behind the log is rebuilt in the background
         (`projector.rebuilding`): this returns at once, jobs can be submitted and read
         meanwhile, and recovery follows the rebuild (`wait_recovered`)."""
@@ -147,7 +152,7 @@ class Engine:
             projector = projector_for(log)
             await projector.start()
             probe = output_probe or video_probe(settings)
-            runner = Runner(log, settings, pipeline, output_probe=probe)
+            runner = runner_for(log, settings, pipeline, probe)
             engine = cls(settings, log, projector, runner)
             engine.base_settings, engine.saved_settings = base, saved
             engine._lock = lock
@@ -155,8 +160,9 @@ class Engine:
                 engine._recovery = asyncio.create_task(
                     engine._recover_once_listed(), name="recovery after the job-list rebuild"
                 )
-            elif recover:
+            elif recover and not isinstance(runner, LeasedRunner):  # else claims recover
                 engine.recovered = await recovery.recover(log, projector, settings, runner)
+            await runner.start()
         except BaseException:
             await log.close()
             lock.release()

@@ -351,7 +351,8 @@ async def _send_whole(request: web.Request, path: Path) -> web.StreamResponse:
 
 
 def _served_path(state: JobState, settings: Settings) -> Path:
-    """The job's video, only if it is a file inside the data folder (symlinks resolved).
+    """The job's video, only if it is a file inside the data folder or the jobs' folder
+    (AURA_ARTIFACTS_DIR, when set), symlinks resolved.
 
     The recorded path is found as an artifact's is (`job_files.located`): relative to the job's
     work folder, or moved with the data folder.
@@ -360,8 +361,8 @@ def _served_path(state: JobState, settings: Settings) -> Path:
         raise AuraError.of(
             "NotFound", f"job {state.job_id} has no output (it is {state.status.value})"
         )
-    root = settings.data_dir.resolve()
+    roots = (settings.data_dir.resolve(), settings.jobs_dir.resolve())
     path = located(state.output.video_path, settings.job_dir(state.job_id)).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
+    if not any(path.is_relative_to(root) for root in roots) or not path.is_file():
         raise AuraError.of("NotFound", f"job {state.job_id}'s output file is not available")
     return path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 from yarl import URL
@@ -35,6 +35,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     durability: Durability = Durability.NORMAL
     #: jobs rendering at once; the rest wait as Queued
     max_concurrent_jobs: int = 1
+    #: where the jobs' work folders and videos live: a folder every worker reaches (a shared
+    #: mount) when workers run on several machines; None: the data folder's jobs/
+    artifacts_dir: Path | None = None
+    #: on PostgreSQL, seconds a worker's claim on a job lasts unless renewed (every third of it)
+    lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    #: on PostgreSQL, whether this engine claims and runs jobs (`aura serve --no-worker`: no)
+    runs_jobs: bool = True
     #: threads each ffmpeg may use (0: ffmpeg decides)
     ffmpeg_threads: int = 2
     #: niceness added to ffmpeg and espeak-ng, so the API and live streams stay responsive
@@ -67,6 +74,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         # Absolute from the start: steps run ffmpeg in the job's folder, and the paths recorded
         # in events must not depend on the working directory of whoever reads them.
         msgspec.structs.force_setattr(self, "data_dir", self.data_dir.absolute())
+        if self.artifacts_dir is not None:
+            msgspec.structs.force_setattr(self, "artifacts_dir", self.artifacts_dir.absolute())
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -124,7 +133,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def jobs_dir(self) -> Path:
-        return self.data_dir / "jobs"
+        return self.data_dir / "jobs" if self.artifacts_dir is None else self.artifacts_dir
 
     def job_dir(self, job_id: str) -> Path:
         return self.jobs_dir / job_id
@@ -216,6 +225,8 @@ _ENV: dict[str, str] = {
     "database_url": "AURA_DATABASE_URL",
     "durability": "AURA_DURABILITY",
     "max_concurrent_jobs": "AURA_MAX_CONCURRENT_JOBS",
+    "artifacts_dir": "AURA_ARTIFACTS_DIR",
+    "lease_seconds": "AURA_LEASE_SECONDS",
     "ffmpeg_threads": "AURA_FFMPEG_THREADS",
     "process_nice": "AURA_PROCESS_NICE",
     "on_interrupted": "AURA_ON_INTERRUPTED",

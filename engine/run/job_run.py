@@ -110,6 +110,12 @@ class JobRun:
         return self._state
 
     @property
+    def queued_version(self) -> int | None:
+        """The job's version after everything the run has queued; None until it loaded the job
+        (a later version in the log was written by someone else)."""
+        return None if self._state is None else self._state.version
+
+    @property
     def work_dir(self) -> str:
         return str(self._job_dir)
 

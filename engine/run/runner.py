@@ -99,6 +99,9 @@ class Runner:
         for job_id in self._running:
             self._watch(job_id)
 
+    async def start(self) -> None:
+        """Nothing to start: jobs come by `enqueue` (a leased runner claims them)."""
+
     async def wait_idle(self) -> None:
         """Return once no job is queued or running here."""
         await self._idle.wait()
@@ -124,7 +127,7 @@ class Runner:
             run = JobRun(
                 job_id,
                 self._waiting.pop(job_id),
-                log=self.log,
+                log=self._log_for(job_id),
                 settings=self.settings,
                 pipeline=self.pipeline,
                 output_probe=self.output_probe,
@@ -135,6 +138,10 @@ class Runner:
             run.task = asyncio.create_task(run.execute(), name=f"job {job_id}")
             run.task.add_done_callback(functools.partial(self._finished, job_id))
         self._update_idle()
+
+    def _log_for(self, job_id: str) -> EventStore:
+        """The log a run of the job appends to (a leased runner fences it)."""
+        return self.log
 
     def _finished(self, job_id: str, task: asyncio.Task[None]) -> None:
         run = self._running.pop(job_id, None)

@@ -11,6 +11,7 @@ INVARIANTS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Callable, Sequence
 from time import perf_counter
@@ -25,6 +26,15 @@ from aura.store.pg.batch import BatchWriter, FencedAppend
 from aura.store.pg.leases import Lease
 
 __all__ = ["PgGroupCommit"]
+
+#: errors of a connection that broke, not of the batch: the writer's connection is replaced
+_CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InternalClientError,  # "another operation is in progress" on a broken one
+)
 
 
 class PgGroupCommit:
@@ -131,7 +141,21 @@ class PgGroupCommit:
         if conn is None or not _usable(conn):
             # a connection the server dropped is back in the pool already (asyncpg releases it)
             conn = self._writer_conn = await self._write_pool.acquire()
-        return await self._batches.write(conn, batch, self.origin)
+        try:
+            return await self._batches.write(conn, batch, self.origin)
+        except _CONNECTION_ERRORS:
+            await self._drop_writer(conn)
+            raise
+
+    async def _drop_writer(self, conn: asyncpg.Connection) -> None:
+        """Close the writer's connection after it broke (its backend terminated, the network
+        cut): asyncpg may still call it open, mid-operation, and refuse every later call on it
+        ("another operation is in progress"); the next batch takes a new one."""
+        self._writer_conn = None
+        assert self._write_pool is not None
+        with contextlib.suppress(Exception):
+            conn.terminate()
+            await self._write_pool.release(conn)
 
     async def _release_writer(self) -> None:
         """Give the writer's connection back to the pool (the log is closing)."""
@@ -154,7 +178,7 @@ class PgGroupCommit:
         sql = "SELECT coalesce(max(version), 0) FROM events WHERE job_id = $1"
         try:
             return int(await self._write_pool.fetchval(sql, job_id))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (*_CONNECTION_ERRORS, asyncpg.PostgresError):
             return -1
 
     def _settle(self, batch: list[QueuedAppend], results: Results, queued_at: float) -> None:

@@ -63,7 +63,18 @@ _RELEASE = (
     "UPDATE job_leases SET worker_id = NULL, expires_at = now() "
     "WHERE job_id = $2 AND token = $3 AND worker_id = $1 RETURNING true"
 )
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_RELEASE_ALL = (
+    "UPDATE job_leases SET worker_id = NULL, expires_at = now() "
+    "WHERE worker_id = $1 RETURNING job_id"
+)
+# InternalClientError: a connection whose backend was terminated mid-operation may refuse
+# calls ("another operation is in progress") until asyncpg notices it closed
+_DB_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 class Lease(NamedTuple):
@@ -99,6 +110,12 @@ class PgLeases:
         """Give the job up (it ended, or the worker stops): claimable again at once if the log
         still says Queued or Running. False when the worker no longer held `token`."""
         return await self._changed(_RELEASE, worker_id, job_id, token)
+
+    async def release_all(self, worker_id: str) -> list[str]:
+        """Give up every lease `worker_id` holds: a worker starting again under the id of its
+        previous life (which is dead) frees its jobs at once rather than at their expiry.
+        Returns the jobs released."""
+        return [job_id for (job_id,) in await self._fetch(_RELEASE_ALL, worker_id)]
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
         try:

@@ -86,7 +86,13 @@ class Listener:
                 try:
                     await self._connect()
                     break
-                except (OSError, StoreError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                except (
+                    OSError,
+                    StoreError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    asyncpg.InternalClientError,  # a terminated backend, not yet noticed
+                ) as e:
                     logger.warning("reconnecting the log's listener: %s", e)
 
     async def close(self) -> None:
@@ -99,5 +105,7 @@ class Listener:
 
 
 async def _close_quietly(conn: asyncpg.Connection) -> None:
-    with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    with contextlib.suppress(
+        OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError
+    ):
         await conn.close(timeout=2)

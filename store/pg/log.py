@@ -42,7 +42,14 @@ POOL_SIZE = 4
 
 _SELECT = "SELECT seq, job_id, version, ts, data::text FROM events"
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError)
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# InternalClientError: a connection whose backend was terminated mid-operation may refuse
+# calls ("another operation is in progress") until asyncpg notices it closed
+_DB_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 def _decode(rows: list[Any]) -> list[Recorded]:

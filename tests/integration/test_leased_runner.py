@@ -1,0 +1,98 @@
+"""The runner on PostgreSQL (engine/run/leased_runner.py): a worker whose lease another worker
+took stops the job's processes and appends nothing more, whether it learns so from a refused
+renewal or from a refused append; a claimed job the log shows Running is resumed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+
+from aura.engine.config.inputs import JobRequest, Options
+from aura.engine.engine import Engine
+from aura.engine.run.leased_runner import LeasedRunner
+from aura.store.pg.leases import PgLeases
+from aura.tests.runner_support import (
+    child_pids,
+    gate_step,
+    is_type,
+    pipeline,
+    settings_for,
+    sleep_step,
+    until,
+    wait_for,
+    wait_gone,
+)
+
+DRAFT = JobRequest(options=Options(quality="draft"))
+EXPIRE = "UPDATE job_leases SET expires_at = now() - interval '1 second' WHERE job_id = $1"
+
+
+async def steal(pg_url: str, job_id: str) -> int:
+    """Expire the job's lease and claim it as another worker; the new token."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(EXPIRE, job_id)
+        (lease,) = await PgLeases(conn).claim("thief", 300, 10)
+    finally:
+        await conn.close()
+    assert lease.job_id == job_id
+    return lease.token
+
+
+async def open_worker(tmp_path: Path, pg_url: str, lease_seconds: float, **steps: object) -> Engine:
+    settings = settings_for(tmp_path, database_url=pg_url, lease_seconds=lease_seconds)
+    engine = await Engine.open(settings, pipeline=pipeline(**steps))  # type: ignore[arg-type]
+    assert isinstance(engine.runner, LeasedRunner)
+    return engine
+
+
+async def test_a_refused_renewal_stops_the_jobs_process_and_nothing_more_is_appended(
+    tmp_path: Path, pg_url: str
+) -> None:
+    async with await open_worker(tmp_path, pg_url, 1.5, broll=sleep_step(60)) as engine:
+        job = (await engine.submit(DRAFT)).job.job_id
+        await wait_for(engine.log, job, is_type("StepStarted", "broll"))  # type: ignore[arg-type]
+        await until(lambda: child_pids("sleep"))
+        sleeping = child_pids("sleep")
+        before = await engine.log.read(job)
+        assert await steal(pg_url, job) == 2
+        # the heartbeat finds the lease taken (the engine runs on this loop: wait in a thread)
+        assert not await asyncio.to_thread(wait_gone, sleeping)
+        await until(lambda: engine.runner.run_for(job) is None)
+        assert job not in engine.runner.held_job_ids  # type: ignore[attr-defined]
+        assert await engine.log.read(job) == before
+
+
+async def test_a_refused_append_stops_the_run_and_a_resumed_job_reuses_its_steps(
+    tmp_path: Path, pg_url: str
+) -> None:
+    gates: dict[str, asyncio.Event] = {}
+    async with await open_worker(tmp_path, pg_url, 300, broll=gate_step(gates)) as engine:
+        job = (await engine.submit(DRAFT)).job.job_id
+        await wait_for(engine.log, job, is_type("StepStarted", "broll"))  # type: ignore[arg-type]
+        before = await engine.log.read(job)
+        await steal(pg_url, job)
+        gates[job].set()  # the step ends: its StepSucceeded is refused (LeaseLost)
+        await until(lambda: engine.runner.run_for(job) is None)
+        assert await engine.log.read(job) == before
+    # the thief "dies": once its lease expires, a worker claims the job and resumes it
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(EXPIRE, job)
+    finally:
+        await conn.close()
+    async with await open_worker(tmp_path, pg_url, 300) as engine:
+        await wait_for(engine.log, job, is_type("JobSucceeded"))  # type: ignore[arg-type]
+        types = [(type(r.event).__name__, r.event.step_name) for r in await engine.log.read(job)]
+    resumed = types[types.index(("JobInterrupted", "broll")) :]
+    assert ("StepSkipped", "narration") in resumed and ("StepStarted", "broll") in resumed
+
+
+async def test_the_heartbeat_keeps_a_job_longer_than_its_lease(tmp_path: Path, pg_url: str) -> None:
+    async with await open_worker(tmp_path, pg_url, 0.9, broll=sleep_step(2.5)) as engine:
+        job = (await engine.submit(DRAFT)).job.job_id
+        await wait_for(engine.log, job, is_type("JobSucceeded"))  # type: ignore[arg-type]
+        types = [type(r.event).__name__ for r in await engine.log.read(job)]
+    assert "JobInterrupted" not in types and types.count("StepStarted") == 5, types
