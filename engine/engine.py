@@ -337,7 +337,9 @@ class Engine:
         """Recovery, once the job list is rebuilt (a failure is logged: the server goes on)."""
         try:
             await self.projector.wait_rebuilt()
-            if not self.projector.rebuilding:  # else stopped meanwhile
+            if self.projector.problem() is not None:  # health says so
+                logger.error("crash recovery skipped: the job list could not be rebuilt")
+            elif not self.projector.rebuilding:  # else stopped meanwhile
                 settings, runner = self.settings, self.runner
                 self.recovered = await recovery.recover(self.log, self.projector, settings, runner)
         except Exception:  # a task nobody awaits: say why, or nobody ever learns it

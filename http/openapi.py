@@ -90,7 +90,7 @@ _HEALTH: dict[str, Any] = {
         "problems": {
             "type": "array",
             "description": "why the server is degraded (503): LogUnwritable while the log "
-            "refuses writes; empty when ok",
+            "refuses writes, Internal when the job list could not be rebuilt; empty when ok",
             "items": {"$ref": _REF.format(name="ErrorInfo")},
         },
     },

@@ -33,13 +33,16 @@ _SESSION = msgspec.json.Decoder(SessionRequest)
 async def health(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     refusal = engine.log_refusal()  # the log refuses writes: what happens is not recorded
+    problems = [] if refusal is None else [_public(refusal)]
+    if (job_list := engine.projector.problem()) is not None:
+        problems.append(job_list)
     body = {
-        "status": "ok" if refusal is None else "degraded",
+        "status": "degraded" if problems else "ok",
         "lastSeq": engine.log.last_seq,
         "jobList": _job_list_health(engine),
-        "problems": [] if refusal is None else [_public(refusal)],
+        "problems": problems,
     }
-    return json_response(body, 200 if refusal is None else 503)
+    return json_response(body, 503 if problems else 200)
 
 
 def _public(refusal: ErrorInfo) -> ErrorInfo:

@@ -17,6 +17,7 @@ import logging
 import time
 
 from aura.engine.readmodel.projector import Projector, RebuildProgress
+from aura.projections.events import ErrorInfo
 from aura.projections.job import JobStatus
 from aura.projections.job_list import JobRow
 from aura.store.interface import EventStore
@@ -46,6 +47,10 @@ class PgProjector:
 
     def progress(self) -> RebuildProgress:
         return RebuildProgress(False, self._log.last_seq, 1.0)
+
+    def problem(self) -> ErrorInfo | None:
+        """Never: the rows are rebuilt at start, not in the background."""
+        return None
 
     async def start(self) -> None:
         """Check that the rows hold every event of the log; rebuild them if they do not."""

@@ -25,6 +25,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple, TypeVar
 
+from aura.engine.errors.taxonomy import make_error
+from aura.projections.events import ErrorInfo
 from aura.projections.job import JobStatus
 from aura.projections.job_list import JobRow
 from aura.store.batch import catch_up_page
@@ -79,6 +81,8 @@ class Projector:
         self._stopping = asyncio.Event()
         self._start_seq = 0  # the position a background rebuild started from
         self._applied = 0  # the position a background rebuild has reached
+        #: a background rebuild failed (not for the log refusing: that is tried again)
+        self.rebuild_failed = False
 
     @property
     def rebuilding(self) -> bool:
@@ -149,9 +153,22 @@ class Projector:
         except _Stopped:
             pass
         except Exception:  # a task nobody awaits: say why; the list stays `rebuilding`
+            self.rebuild_failed = True
             logger.exception("job list rebuild failed; it is tried again at the next start")
         finally:
             projection.save_every_commit = False
+
+    def problem(self) -> ErrorInfo | None:
+        """Why the job list is not whole for good, if it is not (health says it)."""
+        if not self.rebuild_failed:
+            return None
+        return make_error(
+            "Internal",
+            "the job list could not be rebuilt from the log: GET /api/jobs holds part of it, "
+            "and the jobs a crash interrupted resume at the next start",
+            remediation="Restart the server; if the rebuild fails again, report it with the "
+            "server's log (its ERROR record says why).",
+        )
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """`attempt()`, tried again after each StoreError (logged) until it succeeds; _Stopped

@@ -124,3 +124,33 @@ async def test_a_lost_position_rebuilds_from_an_empty_table_and_a_stop_resumes_l
         await projector.wait_rebuilt()
         assert (await listed(projector))[0] == expected
         await projector.stop()
+
+
+async def test_a_rebuild_that_fails_says_so_until_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = {f"job{i}": events for i, events in enumerate(_sample_jobs(12))}
+    async with await EventLog.open(tmp_path) as log:
+        await append_interleaved(log, jobs, seed=5)  # no projector: the table never saw them
+
+    def broken_page(*args: Any, **kwargs: Any) -> int | None:  # a defect, not the log refusing
+        raise RuntimeError("a page that cannot be folded")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(projector_module, "catch_up_page", broken_page)
+        async with await EventLog.open(tmp_path) as log:
+            projector = Projector(log)
+            assert projector.problem() is None
+            await projector.start()
+            await projector.wait_rebuilt()  # it ended, failed
+            assert projector.rebuilding
+            problem = projector.problem()
+            assert problem is not None and problem.code == "Internal"
+            assert "could not be rebuilt" in problem.message
+            await projector.stop()
+    async with await EventLog.open(tmp_path) as log:  # the next start folds it whole
+        projector = Projector(log)
+        await projector.start()
+        await projector.wait_rebuilt()
+        assert projector.problem() is None and not projector.rebuilding
+        await projector.stop()
