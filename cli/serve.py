@@ -23,7 +23,7 @@ import os
 import resource
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
@@ -118,18 +118,17 @@ def add_log_arguments(parser: argparse.ArgumentParser) -> None:
     env = os.environ
     parser.add_argument(
         "--log-format",
-        type=str.lower,
-        choices=LOG_FORMATS,
+        type=_one_of(LOG_FORMATS, "--log-format or AURA_LOG_FORMAT", str.lower),
         default=env.get("AURA_LOG_FORMAT", "auto"),
         help="stderr's log lines: json, text, or auto: text on a terminal, else JSON "
         "(default: $AURA_LOG_FORMAT or auto)",
     )
     parser.add_argument(
         "--log-level",
-        type=str.upper,
-        choices=LOG_LEVELS,
+        type=_one_of(LOG_LEVELS, "--log-level or AURA_LOG_LEVEL", str.upper),
         default=env.get("AURA_LOG_LEVEL", "INFO"),
-        help="the least level logged (default: $AURA_LOG_LEVEL or INFO; the access log is INFO)",
+        help="the least level logged: DEBUG, INFO, WARNING, ERROR or CRITICAL (default: "
+        "$AURA_LOG_LEVEL or INFO; the access log is INFO)",
     )
     parser.add_argument(
         "--log-file",
@@ -164,6 +163,22 @@ def _port(text: str) -> int:
             f"{text!r} (from --port or AURA_PORT) is not a port number, 0 to 65535"
         )
     return port
+
+
+def _one_of(
+    names: Sequence[str], source: str, normal: Callable[[str], str]
+) -> Callable[[str], str]:
+    """An argparse `type`: one of `names` (after `normal`), its error naming `source`. Unlike
+    `choices`, it checks a default from the environment too."""
+
+    def parse(text: str) -> str:
+        if (value := normal(text)) not in names:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} (from {source}) is not one of {', '.join(names)}"
+            )
+        return value
+
+    return parse
 
 
 def _number(kind: type[_N], source: str, low: _N, high: _N) -> Callable[[str], _N]:

@@ -199,6 +199,17 @@ def test_a_log_file_outside_the_data_folder_or_one_of_its_own_files_is_refused(
     assert not (tmp_path / "outside.log").exists() and not (tmp_path / "data" / "aura.db").exists()
 
 
+def test_a_log_level_or_format_from_the_environment_is_checked_too(tmp_path: Path) -> None:
+    argv = [*AURA, "serve", "--data-dir", str(tmp_path / "data"), "--port", "0"]
+    for variable, value in (("AURA_LOG_LEVEL", "verbose"), ("AURA_LOG_FORMAT", "xml")):
+        env = clean_env(**{variable: value})
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 2, done  # a usage error, before anything is opened
+        assert f"{value!r} (from " in done.stderr and variable in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()
+
+
 def test_the_text_format_when_forced(tmp_path: Path) -> None:
     with aura_serve(tmp_path / "data", "--log-format", "text") as server:
         answer = call(server.port, "GET", "/api/health", token=False)
