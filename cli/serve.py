@@ -40,6 +40,7 @@ from aura.engine.config.logs import (
     configure_logging,
     log_file_in,
 )
+from aura.engine.config.saved_settings import secret_values
 from aura.engine.config.settings import Settings
 from aura.engine.errors.taxonomy import AuraError
 from aura.http.app import create_app
@@ -362,8 +363,8 @@ def _app_secrets(app: web.Application) -> tuple[str, ...]:
     once the engine is open (aura.http.diagnostics.secrets_of)."""
     config, engine = app[CONFIG], app.get(ENGINE)
     if engine is None:
-        known = (config.token, config.settings.openai_api_key, *config.settings.database_secrets)
-        return tuple(v for v in known if v)
+        settings = config.settings
+        return secret_values((config.token, settings.openai_api_key, *settings.database_secrets))
     return secrets_of(config, engine)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from aura.engine.config.saved_settings import MIN_KEY_CHARS
+from aura.engine.config.saved_settings import secret_values
 from aura.engine.config.settings import Settings
 from aura.engine.engine import Engine
 from aura.engine.errors.redaction import redact_json, redact_secrets
@@ -77,8 +77,7 @@ def secrets_of(config: HttpConfig, engine: Engine) -> tuple[str, ...]:
         *engine.past_keys,
         *engine.settings.database_secrets,
     }
-    found = [v for v in values if v and len(v) >= MIN_KEY_CHARS]
-    return tuple(sorted(found, key=lambda v: (-len(v), v)))
+    return secret_values(values)
 
 
 def redact_values(value: Any, secrets: tuple[str, ...]) -> Any:

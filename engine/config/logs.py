@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, TextIO
 
 import msgspec
 
-from aura.engine.config.saved_settings import SETTINGS_FILE
+from aura.engine.config.saved_settings import SETTINGS_FILE, secret_values
 from aura.engine.config.settings import Settings
 from aura.engine.errors.mapping import SECRET_ENV_VARS
 from aura.engine.errors.redaction import redact_key_like, redact_secrets
@@ -101,7 +101,7 @@ class ContextFilter(logging.Filter):
 
 def environment_secrets() -> list[str]:
     """The secret values set in the environment (the speech API's key, the access token)."""
-    return [v for name in SECRET_ENV_VARS if len(v := os.environ.get(name, "")) >= 4]
+    return list(secret_values(os.environ.get(name) for name in SECRET_ENV_VARS))
 
 
 class _RedactingFormatter(logging.Formatter):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -41,6 +42,7 @@ __all__ = [
     "merged",
     "read_saved",
     "replaced_keys",
+    "secret_values",
     "settings_path",
     "url_fault",
     "validated",
@@ -280,3 +282,10 @@ def _unreadable(path: Path, reason: str) -> AuraError:
         f"the saved settings {path} cannot be used: {reason}",
         details={"path": str(path)},
     )
+
+
+def secret_values(values: Iterable[str | None]) -> tuple[str, ...]:
+    """The values redaction replaces, of `values`: those at least MIN_KEY_CHARS long, longest
+    first (a secret that holds another is replaced whole)."""
+    found = {v for v in values if v and len(v) >= MIN_KEY_CHARS}
+    return tuple(sorted(found, key=lambda v: (-len(v), v)))
