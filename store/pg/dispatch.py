@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -68,7 +69,10 @@ class Dispatcher:
     def _start(self) -> None:
         self._wake.set()
         if self._pump is None and not self._stopped:
-            self._pump = asyncio.create_task(self._run(), name="pg dispatch")
+            # a fresh context: it serves every subscriber, so it logs as none of them
+            self._pump = asyncio.create_task(
+                self._run(), name="pg dispatch", context=contextvars.Context()
+            )
 
     def _tell(self, appends: list[list[Recorded]]) -> None:
         subscriptions = self._subscriptions

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import secrets
 from collections.abc import Callable, Sequence
 from time import perf_counter
@@ -97,7 +98,8 @@ class PgGroupCommit:
             self._oldest_queued = perf_counter()
         self._pending.append(queued)
         if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
+            # a fresh context: the flush serves every appender, so it logs as none of them
+            self._flusher = asyncio.create_task(self._flush(), context=contextvars.Context())
         return queued
 
     async def _drain(self) -> None:

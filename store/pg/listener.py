@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -50,7 +51,10 @@ class Listener:
     async def start(self) -> None:
         """Connect and listen; returns once the first LISTEN is in place (or raises)."""
         await self._connect()
-        self._task = asyncio.create_task(self._keep_connected(), name="pg listener")
+        # a fresh context: it serves the whole log, so it logs as no request or job
+        self._task = asyncio.create_task(
+            self._keep_connected(), name="pg listener", context=contextvars.Context()
+        )
 
     @property
     def backend_pid(self) -> int | None:
