@@ -3,8 +3,8 @@ claimed through leases, a worker SIGKILLed mid-render loses its job to another, 
 from the interrupted step, and a worker whose database connections are cut carries on.
 
 Every job must end Succeeded once, with contiguous versions, no step of one attempt started
-twice while running (from the log's own StepStarted / end pairs), and a stream on the API that
-is the job's log exactly.
+twice while running (from the log's own StepStarted / end pairs, and from the workers' tool
+processes, sampled while the jobs run), and a stream on the API that is the job's log exactly.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import contextlib
 import functools
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from aura.tests.e2e.crash_checks import kill_server
 from aura.tests.e2e.raw_http import AURA, Served, aura_serve, clean_env, stop_serve
 from aura.tests.e2e.sse_client import SseEvent, assert_stream_is_the_log
 from aura.tests.e2e.test_serve_postgres import TERMINAL, follow, job_log, submit
+from aura.tests.e2e.tool_watch import overlaps, runners, watching_tools
 from aura.tests.runner_support import until
 
 #: short leases, so a dead worker's job moves on within seconds
@@ -196,6 +198,8 @@ async def test_three_workers_share_the_queue_and_resume_a_killed_workers_job(
                 aura_worker(folder, with_app_name(pg_url, f"aura-worker-{n}"), **env)
             )
             workers[(folder / WORKER_ID_FILE).read_text().strip()] = served
+        pids = {served.proc.pid for served in workers.values()}
+        samples = stack.enter_context(watching_tools(pids, shared))
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{api.port}") as session:
             jobs = [await submit(session) for _ in range(JOBS)]
             streams: dict[str, list[SseEvent]] = {job: [] for job in jobs}
@@ -207,6 +211,7 @@ async def test_three_workers_share_the_queue_and_resume_a_killed_workers_job(
                 victim, owner = await mid_render(conn, streams)
                 killed = workers[owner]
                 tools = tools_of(killed)
+                killed_at = time.monotonic()
                 kill_server(killed)
                 _gone, alive = psutil.wait_procs(tools, timeout=10)
                 assert not alive, f"outlived their worker: {alive}"
@@ -223,6 +228,14 @@ async def test_three_workers_share_the_queue_and_resume_a_killed_workers_job(
         assert_ran_once(logs[job])
         assert_stream_is_the_log(streams[job], logs[job])
     assert_resumed_reusing_steps(logs[victim])
+    # the processes seen: no step's output was worked on by two workers at once; every job's
+    # tools were seen, and the victim's, by the killed worker and then by another
+    twice = overlaps(samples)
+    assert not twice, twice[:5]
+    ran = runners(samples)
+    assert ran.keys() == set(jobs), (len(samples), sorted(set(jobs) - ran.keys()))
+    assert killed.proc.pid in ran[victim], ran[victim]
+    assert runners(samples, killed_at).get(victim, set()) - {killed.proc.pid}, ran[victim]
 
 
 @pytest.mark.slow
