@@ -63,8 +63,9 @@ class Subscriber:
             if poll_interval is None:
                 await self.wake.wait()
                 continue
-            try:
-                await asyncio.wait_for(self.wake.wait(), poll_interval)
+            try:  # asyncio.timeout: 3.11's wait_for can lose a cancel that comes as it wakes
+                async with asyncio.timeout(poll_interval):
+                    await self.wake.wait()
             except TimeoutError:
                 return False  # re-read the log: another process may have written
         return not self.overflowed  # closed or not, what was pushed before is delivered

@@ -180,8 +180,9 @@ class Projector:
             except StoreError as e:
                 delay = next(delays, _RETRY_DELAYS[-1])
                 logger.warning("job list rebuild: %s; trying again in %.1f s", e, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can lose a cancel (3.11)
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
             if self._stopping.is_set():
                 raise _Stopped
 

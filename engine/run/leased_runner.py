@@ -171,8 +171,11 @@ class LeasedRunner(Runner):
                 await self._claim()
             except Exception:  # a task nobody awaits: say why, and claim again later
                 logger.exception("claiming jobs failed")
+            # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancel that comes as the
+            # event is set (a stop as a run ends), and this loop then never ends
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
 
     async def _claim(self) -> None:
         free = max(1, self.settings.max_concurrent_jobs) - len(self._held)

@@ -96,3 +96,21 @@ async def test_the_heartbeat_keeps_a_job_longer_than_its_lease(tmp_path: Path, p
         await wait_for(engine.log, job, is_type("JobSucceeded"))  # type: ignore[arg-type]
         types = [type(r.event).__name__ for r in await engine.log.read(job)]
     assert "JobInterrupted" not in types and types.count("StepStarted") == 5, types
+
+
+async def test_a_stop_that_comes_as_the_claim_loop_wakes_still_stops_it(
+    tmp_path: Path, pg_url: str
+) -> None:
+    engine = await open_worker(tmp_path, pg_url, 300)
+    try:
+        runner = engine.runner
+        assert isinstance(runner, LeasedRunner)
+        claims = next(t for t in runner._background if t.get_name() == "lease claims")
+        waiters = runner._wake._waiters  # asyncio.Event keeps them here
+        await until(lambda: bool(waiters))  # the loop waits for a wake-up
+        runner._wake.set()  # a run ends (it wakes the loop) ...
+        claims.cancel()  # ... as the runner stops: the same loop turn
+        done, _ = await asyncio.wait({claims}, timeout=5)
+        assert done == {claims} and claims.cancelled()  # asyncio.wait_for lost this cancel
+    finally:
+        await engine.close()
