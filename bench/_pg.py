@@ -15,7 +15,15 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-__all__ = ["PG_ERRORS", "SERVER_URL", "bench_database", "new_schema", "server_shown"]
+__all__ = [
+    "PG_ERRORS",
+    "SERVER_URL",
+    "bench_database",
+    "create_database",
+    "drop_database",
+    "new_schema",
+    "server_shown",
+]
 
 #: the maintenance database of the server the benchmarks use
 SERVER_URL = os.environ.get(
@@ -36,23 +44,33 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-@asynccontextmanager
-async def bench_database(prefix: str) -> AsyncIterator[str]:
-    """A new database on the server (`<prefix>_<random>`), dropped on exit; its URL."""
+async def create_database(prefix: str) -> tuple[str, str]:
+    """A new database on the server (`<prefix>_<random>`): its name and URL."""
     name = f"{prefix}_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(SERVER_URL, timeout=10)
     try:
         await admin.execute(f"CREATE DATABASE {name}")
     finally:
         await admin.close()
+    return name, _with_database(SERVER_URL, name)
+
+
+async def drop_database(name: str) -> None:
+    admin = await asyncpg.connect(SERVER_URL, timeout=10)
     try:
-        yield _with_database(SERVER_URL, name)
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
-        admin = await asyncpg.connect(SERVER_URL, timeout=10)
-        try:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await admin.close()
+        await admin.close()
+
+
+@asynccontextmanager
+async def bench_database(prefix: str) -> AsyncIterator[str]:
+    """A new database on the server (`<prefix>_<random>`), dropped on exit; its URL."""
+    name, url = await create_database(prefix)
+    try:
+        yield url
+    finally:
+        await drop_database(name)
 
 
 async def new_schema(database_url: str, name: str) -> str:

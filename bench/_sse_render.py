@@ -34,8 +34,9 @@ import aiohttp
 import msgspec
 
 from ._common import REPEATS, fresh_dir, median, sized
+from ._sse_result import Result, result_line
 from ._table import QUICK, figure
-from .sse import TARGET, Case, Result, _line, one_run, run_floor
+from .sse import TARGET, Case, one_run, run_floor
 
 __all__ = ["LagProbe", "main", "serve_with_probe"]
 
@@ -313,8 +314,8 @@ async def _bench() -> list[str]:
     )
     block = [
         f"sse {name} ({len(ours[0].offsets)} events, median of {REPEATS}):",
-        _line("aura", [o.result for o in ours]),
-        _line("floor", [f[0] for f in floor]),
+        result_line("aura", [o.result for o in ours]),
+        result_line("floor", [f[0] for f in floor]),
         _lag_line("aura", [o.lag for o in ours]),
         _lag_line("floor", [f[1] for f in floor]),
         f"  p99 ratio aura/floor {ratio:.2f}x (runs {' '.join(f'{r:.2f}' for r in ratios)}); "

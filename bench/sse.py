@@ -5,17 +5,23 @@ Cases, events appended through the store on a schedule, clients in other process
 events/s; (c) 1,000 jobs with one subscriber each, 1 event/s per job. The floor is a bare
 aiohttp SSE fan-out of pre-encoded frames at the same rates and counts; (d) subscribers
 following a real render, against the floor replaying its events' times under an x264 encode
-(bench/_sse_render.py; clients: bench/_sse_client.py). Reported per case,
+(bench/_sse_render.py; clients: bench/_sse_client.py). Cases (a) to (c) run on both logs in the
+same run, SQLite and PostgreSQL (bench/_sse_backends.py). An event is committed before any
+client sees it, so in case (c), every event its own commit, the floor publishes each event only
+after a raw insert + commit of the same row in the same kind of database. Reported per case,
 median of REPEATS runs: p50/p99 from append (the event's `ts`) to receipt and from the moment
 the event was scheduled (an overloaded server slows its appender and hides its own lateness in
 the first), events/s delivered, events lost (must be 0). Target: median p99 at most 1.5x the
-floor's in every case. `python -m bench sse`; AURA_BENCH_SSE_SECONDS sets each run's length
-(default 4), AURA_BENCH_SSE_CASES picks cases (e.g. `a,c`; default all four).
+floor's in (a), (b), (d), 1.25x the committing floor's in (c). `python -m bench sse`;
+AURA_BENCH_SSE_SECONDS sets each run's length (default 4), AURA_BENCH_SSE_CASES picks cases
+(e.g. `a,c`; default all four).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -29,7 +35,6 @@ from typing import Any, NamedTuple
 import msgspec
 from aiohttp import web
 
-from aura.engine.config.settings import Settings
 from aura.http.app import create_app
 from aura.http.keys import ENGINE
 from aura.projections.events import (
@@ -45,7 +50,9 @@ from aura.store.interface import EventStore
 from aura.store.log import QueuedAppend
 from aura.store.rows import format_ts
 
-from ._common import REPEATS, fresh_dir, median, sized
+from ._common import REPEATS, median, sized
+from ._sse_backends import Backend, SqliteBackend, open_pg_backend
+from ._sse_result import Result, merge, result_line
 from ._table import QUICK, figure
 
 __all__ = ["main"]
@@ -55,6 +62,8 @@ SECONDS = float(os.environ.get("AURA_BENCH_SSE_SECONDS", "0.5" if QUICK else "4"
 #: client processes sharing the connections (parsing 50k messages/s needs more than one)
 CLIENT_PROCESSES = 2
 TARGET = 1.5
+#: case (c)'s, against a floor that commits each event as ours does
+COMMIT_TARGET = 1.25
 
 
 class Case(NamedTuple):
@@ -64,6 +73,12 @@ class Case(NamedTuple):
     rate_per_job: float
     #: seconds from the start of each event of job 0, when they replay a recorded schedule
     offsets: tuple[float, ...] = ()
+    #: every event is its own commit: the floor commits each one before publishing it
+    floor_commits: bool = False
+
+    @property
+    def target(self) -> float:
+        return COMMIT_TARGET if self.floor_commits else TARGET
 
     @property
     def expected(self) -> int:
@@ -77,18 +92,10 @@ CASES = (
     Case(f"a: {sized(100, 10)} subscribers, 1 job, 500 ev/s", 1, sized(100, 10), 500.0),
     Case(f"b: {_MANY} subscribers, 1 job, 50 ev/s", 1, _MANY, 50.0),
     # quick runs are too short for 1 ev/s: a job with no event would never finish
-    Case(f"c: {_MANY} jobs x 1 subscriber, {_SLOW:g} ev/s each", _MANY, 1, _SLOW),
+    Case(
+        f"c: {_MANY} jobs x 1 subscriber, {_SLOW:g} ev/s each", _MANY, 1, _SLOW, floor_commits=True
+    ),
 )
-
-
-class Result(msgspec.Struct):
-    received: int
-    lost: int
-    append_p50: float
-    append_p99: float
-    sched_p50: float
-    sched_p99: float
-    rate: float
 
 
 # ---- the schedule: what both servers publish ------------------------------------------------
@@ -138,8 +145,10 @@ def _progress(when: float) -> StepProgressed:
     return StepProgressed(step="render", pct=50.0, message=repr(when), eta_seconds=1.0)
 
 
-async def run_aura(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]], Any]:
-    settings = Settings(data_dir=fresh_dir("sse-aura"))
+async def run_aura(
+    case: Case, backend: Backend | None = None
+) -> tuple[list[str], Callable[[], Awaitable[None]], Any]:
+    settings = await (backend or SqliteBackend()).settings()
     app = create_app(settings, pipeline={})
     runner = web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
@@ -148,15 +157,14 @@ async def run_aura(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]]
     port = runner.addresses[0][1]
     log: EventStore = app[ENGINE].log
     jobs = [uuid.uuid4().hex for _ in range(case.jobs)]
-    versions: dict[int, int] = {}
-    for j, job_id in enumerate(jobs):
-        start: list[Event] = [
-            JobCreated(preset="default", steps=("render",), correlation_id=job_id),
-            JobStarted(),
-            StepStarted(step="render"),
-        ]
-        await log.append(job_id, start, 0)
-        versions[j] = len(start)
+
+    def start(job_id: str) -> list[Event]:
+        created = JobCreated(preset="default", steps=("render",), correlation_id=job_id)
+        return [created, JobStarted(), StepStarted(step="render")]
+
+    # at once: group commit writes them in a few batches (one by one takes seconds on PostgreSQL)
+    await asyncio.gather(*(log.append(job_id, start(job_id), 0) for job_id in jobs))
+    versions = dict.fromkeys(range(case.jobs), len(start(jobs[0])))
 
     last: dict[int, QueuedAppend] = {}
 
@@ -194,9 +202,15 @@ class _Sub:
         self.wake = asyncio.Event()
 
 
-async def run_floor(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]], Any]:
+async def run_floor(
+    case: Case, backend: Backend | None = None
+) -> tuple[list[str], Callable[[], Awaitable[None]], Any]:
+    """The bare fan-out; where the case says so, each event is committed (in `backend`'s kind of
+    database) before it is published."""
+    commit = await (backend or SqliteBackend()).committer() if case.floor_commits else None
     subs: dict[int, set[_Sub]] = {j: set() for j in range(case.jobs)}
     seqs = [0]
+    versions = [0] * case.jobs
     encoder = msgspec.json.Encoder()
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -223,25 +237,31 @@ async def run_floor(case: Case) -> tuple[list[str], Callable[[], Awaitable[None]
 
     async def emit(j: int, when: float) -> None:
         seqs[0] += 1
-        ts = format_ts(datetime.now(UTC))
+        seq = seqs[0]
+        now = datetime.now(UTC)
         data = encoder.encode(
             {
                 "jobId": str(j),
                 "type": "StepProgressed",
-                "ts": ts,
+                "ts": format_ts(now),
                 "step": "render",
                 "progressPct": 50.0,
                 "etaSeconds": 1.0,
                 "message": repr(when),
             }
         )
-        push(j, f"id: {seqs[0]}\nevent: step-progress\ndata: ".encode() + data + b"\n\n")
+        if commit is not None:
+            versions[j] += 1
+            await commit.commit(seq, str(j), versions[j], now, data.decode())
+        push(j, f"id: {seq}\nevent: step-progress\ndata: ".encode() + data + b"\n\n")
 
     async def finish(j: int) -> None:
         push(j, b"id: -1\nevent: job-completed\ndata: {}\n\n")
 
     app = web.Application()
     app.router.add_get("/events/{j}", handler)
+    if commit is not None:
+        app.on_cleanup.append(lambda _: commit.close())
     runner = web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, HOST, 0)
@@ -294,73 +314,54 @@ async def one_run(
                 proc.kill()
                 await proc.wait()
         await runner.cleanup()
-    return _merge(outputs, elapsed)
-
-
-def _merge(outputs: list[dict[str, Any]], elapsed: float) -> Result:
-    append = sorted(x for o in outputs for x in o["append"])
-    sched = sorted(x for o in outputs for x in o["sched"])
-
-    def pct(values: list[float], p: float) -> float:
-        return values[min(len(values) - 1, int(p * len(values)))] * 1000 if values else float("nan")
-
-    received = len(append)
-    return Result(
-        received=received,
-        lost=sum(o["lost"] for o in outputs),
-        append_p50=pct(append, 0.50),
-        append_p99=pct(append, 0.99),
-        sched_p50=pct(sched, 0.50),
-        sched_p99=pct(sched, 0.99),
-        rate=received / elapsed,
-    )
-
-
-# ---- reporting --------------------------------------------------------------------------------
-
-
-def _line(label: str, results: list[Result]) -> str:
-    def m(field: str) -> float:
-        return median([getattr(r, field) for r in results])
-
-    return (
-        f"  {label:<6} append->receipt p50 {m('append_p50'):7.2f} ms  p99 {m('append_p99'):7.2f} ms"
-        f" | scheduled->receipt p50 {m('sched_p50'):7.2f} ms  p99 {m('sched_p99'):7.2f} ms"
-        f" | {m('rate'):8,.0f} ev/s delivered | lost {max(r.lost for r in results)}"
-    )
+    return merge(outputs, elapsed)
 
 
 async def _bench(cases: list[Case]) -> list[str]:
     lines = []
-    for case in cases:
-        ours: list[Result] = []
-        floor: list[Result] = []
-        for _ in range(REPEATS):  # interleaved, so both see the same machine
-            ours.append(await one_run(case, run_aura))
-            floor.append(await one_run(case, run_floor))
-        ratio = median([o.append_p99 for o in ours]) / median([f.append_p99 for f in floor])
-        sched_ratio = median([o.sched_p99 for o in ours]) / median([f.sched_p99 for f in floor])
-        lost = sum(r.lost for r in ours)
-        passed = ratio <= TARGET and sched_ratio <= TARGET and lost == 0
-        verdict = "-" if QUICK else "PASS" if passed else "BELOW"
-        figure(
-            f"{case.name}: append->receipt p99",
-            f"{median([o.append_p99 for o in ours]):.2f} ms, lost {lost}",
-            f"floor {median([f.append_p99 for f in floor]):.2f} ms",
-            ratio,
-            passed=passed,
-            target=f"<= {TARGET}x (scheduled too), lost 0",
-        )
-        block = [
-            f"sse {case.name} ({SECONDS:g} s runs, median of {REPEATS}):",
-            _line("aura", ours),
-            _line("floor", floor),
-            f"  p99 ratio aura/floor: append {ratio:.2f}x, scheduled {sched_ratio:.2f}x; "
-            f"target <= {TARGET}x, lost 0: {verdict}",
-        ]
-        print("\n".join(block), flush=True)
-        lines.extend(block)
+    async with contextlib.AsyncExitStack() as stack:
+        backends: list[Backend] = [SqliteBackend(), await open_pg_backend(stack)]
+        for case in cases:
+            for backend in backends:
+                try:
+                    lines += await _bench_case(case, backend)
+                except backend.errors as e:  # the database failed: a failed figure
+                    failure = backend.failure or f"{type(e).__name__}: {e}"
+                    figure(f"{backend.name} {case.name}", f"FAILED: {failure}"[:120], passed=False)
     return lines
+
+
+async def _bench_case(case: Case, backend: Backend) -> list[str]:
+    if backend.failure is not None:
+        raise OSError(backend.failure)
+    ours: list[Result] = []
+    floor: list[Result] = []
+    for _ in range(REPEATS):  # interleaved, so both see the same machine
+        ours.append(await one_run(case, functools.partial(run_aura, backend=backend)))
+        floor.append(await one_run(case, functools.partial(run_floor, backend=backend)))
+    ratio = median([o.append_p99 for o in ours]) / median([f.append_p99 for f in floor])
+    sched_ratio = median([o.sched_p99 for o in ours]) / median([f.sched_p99 for f in floor])
+    lost = sum(r.lost for r in ours)
+    passed = ratio <= case.target and sched_ratio <= case.target and lost == 0
+    verdict = "-" if QUICK else "PASS" if passed else "BELOW"
+    floor_name = "committing floor" if case.floor_commits else "floor"
+    figure(
+        f"{backend.name} {case.name}: append->receipt p99",
+        f"{median([o.append_p99 for o in ours]):.2f} ms, lost {lost}",
+        f"{floor_name} {median([f.append_p99 for f in floor]):.2f} ms",
+        ratio,
+        passed=passed,
+        target=f"<= {case.target}x (scheduled too), lost 0",
+    )
+    block = [
+        f"sse {backend.name} {case.name} ({SECONDS:g} s runs, median of {REPEATS}):",
+        result_line("aura", ours),
+        result_line("floor", floor),
+        f"  p99 ratio aura/{floor_name}: append {ratio:.2f}x, scheduled {sched_ratio:.2f}x; "
+        f"target <= {case.target}x, lost 0: {verdict}",
+    ]
+    print("\n".join(block), flush=True)
+    return block
 
 
 def main() -> None:
