@@ -7,8 +7,10 @@ REPEATS times, interleaved with its baseline, and is reported as the median.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import statistics
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +25,9 @@ from aura.projections.events import (
     StepStarted,
     StepSucceeded,
 )
+from aura.store.log import DB_FILE_NAME
 from aura.store.rows import format_ts
+from aura.store.schema import migrate
 
 from ._table import QUICK, figure
 
@@ -33,6 +37,7 @@ __all__ = [
     "REPEATS",
     "STEPS",
     "Row",
+    "bulk_load",
     "fresh_dir",
     "job_created",
     "job_events",
@@ -64,6 +69,23 @@ def fresh_dir(name: str) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+@contextmanager
+def bulk_load(folder: Path) -> Iterator[sqlite3.Connection]:
+    """A new log in `folder`, laid out as the store makes it, to fill in one transaction with no
+    fsync; committed, checkpointed and closed after."""
+    conn = sqlite3.connect(folder / DB_FILE_NAME, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=OFF")
+        migrate(conn)
+        conn.execute("BEGIN")
+        yield conn
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
 
 
 def job_created(n: int) -> JobCreated:

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from aura.store.log import DB_FILE_NAME
-from aura.store.schema import migrate
 
-from ._common import INSERT, fresh_dir, job_events, median, rows_of
+from ._common import INSERT, bulk_load, fresh_dir, job_events, median, rows_of
 from ._table import QUICK, figure
 
 __all__ = ["startup_lines"]
@@ -52,22 +51,13 @@ class Start(NamedTuple):
 def _build(folder: Path, jobs: int) -> int:
     """The log of `jobs` jobs, with an empty list; its events."""
     start = datetime(2025, 1, 1, tzinfo=UTC)
-    conn = sqlite3.connect(folder / DB_FILE_NAME, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=OFF")
-        migrate(conn)
-        conn.execute("BEGIN")
+    with bulk_load(folder) as conn:
         for n in range(jobs):
             first_seq = 1 + n * JOB_EVENTS
             created = start + timedelta(milliseconds=n)
             conn.executemany(
                 INSERT, rows_of(f"{n:032x}", job_events(n, JOB_EVENTS), first_seq, created)
             )
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
     return jobs * JOB_EVENTS
 
 

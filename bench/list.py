@@ -31,9 +31,8 @@ from aura.projections.job import JobStatus
 from aura.store.jobs_table import JobPage, JobsTable, ListPosition
 from aura.store.log import DB_FILE_NAME, EventLog
 from aura.store.rows import format_ts
-from aura.store.schema import migrate
 
-from ._common import REPEATS, fresh_dir, median, sized
+from ._common import REPEATS, bulk_load, fresh_dir, median, sized
 from ._list_startup import startup_lines
 from ._table import figure
 
@@ -63,18 +62,9 @@ def _build(folder: Path) -> None:
         )
         for i in range(JOBS)
     )
-    conn = sqlite3.connect(folder / DB_FILE_NAME, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=OFF")
-        migrate(conn)
-        conn.execute("BEGIN")
+    with bulk_load(folder) as conn:
         conn.executemany("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-        conn.execute("COMMIT")
         conn.execute("ANALYZE")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
 
 
 def _positions(folder: Path, status: JobStatus | None) -> tuple[int, ListPosition, ListPosition]:

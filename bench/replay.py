@@ -32,9 +32,9 @@ from eventsourcing.domain import Aggregate, event
 from aura.projections.events import DECODER, Recorded
 from aura.projections.job import JobState, apply, fold
 from aura.store.log import DB_FILE_NAME, PAGE_SIZE, EventLog
-from aura.store.schema import MIGRATIONS, migrate
+from aura.store.schema import MIGRATIONS
 
-from ._common import INSERT, OUT, REPEATS, Row, job_events, report, rows_of, runs, sized
+from ._common import INSERT, OUT, REPEATS, Row, bulk_load, job_events, report, rows_of, runs, sized
 
 __all__ = ["main"]
 
@@ -61,17 +61,8 @@ def _build(path: Path, rows: Iterator[Row]) -> None:
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    conn = sqlite3.connect(partial / DB_FILE_NAME, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=OFF")
-        migrate(conn)
-        conn.execute("BEGIN")
+    with bulk_load(partial) as conn:
         conn.executemany(INSERT, rows)
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
     partial.rename(path)
 
 
