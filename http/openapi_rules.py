@@ -3,9 +3,10 @@ document as strictly as the server checks it: each from the constant or the sche
 uses, so that the two cannot drift apart.
 
 Patterns are ECMA-262 (OpenAPI 3.1, JSON Schema 2020-12) in the subset every engine reads alike:
-classes of `\\uXXXX` ranges, no Unicode property escapes. Where a rule is Unicode categories
-(a text with something visible, a printable header), the pattern lists the categories' ranges
-in the Basic Multilingual Plane, from the same Unicode database the server's check uses.
+classes of `\\u` escape ranges (four hex digits), no Unicode property escapes. Where a rule is
+Unicode categories (a text with something visible, a printable header), the pattern lists the
+categories' ranges in the Basic Multilingual Plane, from the same Unicode database the server's
+check uses.
 """
 
 from __future__ import annotations
