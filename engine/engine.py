@@ -132,7 +132,8 @@ class Engine:
         """Open the log (in settings.database_url's PostgreSQL database, else in
         settings.data_dir), take the data folder's lock, start the job-list projector, recover
         the jobs the log shows as queued or running (unless `recover` is False: then they are
-        left alone), and start the runner. The data folder's saved provider settings are applied
+        left alone, and on PostgreSQL the runner claims none: it runs the jobs created through
+        it), and start the runner. The data folder's saved provider settings are applied
         over `settings` (a file that cannot be read raises SettingsUnreadable).
 
         On PostgreSQL the runner claims jobs through leases (none with `settings.runs_jobs`
@@ -152,7 +153,7 @@ class Engine:
             projector = projector_for(log)
             await projector.start()
             probe = output_probe or video_probe(settings)
-            runner = runner_for(log, settings, pipeline, probe)
+            runner = runner_for(log, settings, pipeline, probe, claims=recover)
             engine = cls(settings, log, projector, runner)
             engine.base_settings, engine.saved_settings = base, saved
             engine._lock = lock
@@ -376,10 +377,8 @@ class Engine:
 
     async def _create_and_enqueue(self, job_id: str, created: JobCreated) -> JobState:
         """Append the new job's JobCreated and queue it for a run."""
-        records = await self.log.append(job_id, [created], 0)
-        new = fold(records)
+        new = fold(await self.runner.create(job_id, created))
         assert new is not None
-        self.runner.enqueue(job_id, records)  # the new job's whole log: no need to read it
         return new
 
     async def _append_and_enqueue(self, state: JobState, events: list[Event]) -> JobState:

@@ -1,6 +1,7 @@
 """The log as one leased job's run sees it: every append carries the job's lease (its fencing
 token), and an append the log refuses for any reason but a stale version tells the holder,
 which stops the run (a worker that lost its lease, or its database, must append nothing more).
+An append that ends the job gives the lease up in its own commit (`released`).
 
 Everything else is the PostgreSQL log's own method, unchanged.
 """
@@ -11,6 +12,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable, Sequence
 
 from aura.projections.events import Event, Recorded
+from aura.projections.status import TERMINAL_JOB_STATUSES, job_status_after
 from aura.store.batch import QueuedAppend
 from aura.store.errors import ConcurrencyError
 from aura.store.group_commit import CommitObserver
@@ -31,6 +33,9 @@ class FencedLog:
         self._log = log
         self.lease = lease
         self._on_refused = on_refused
+        #: an append that ended the job committed, and gave the lease up in its transaction
+        #: (store/pg/schema.py, migration 3): the holder has nothing left to release
+        self.released = False
 
     # ---- appending, fenced ---------------------------------------------------------------
 
@@ -57,6 +62,10 @@ class FencedLog:
         if future.cancelled():
             return
         error = future.exception()
+        if error is None and any(
+            job_status_after(rec.event) in TERMINAL_JOB_STATUSES for rec in future.result()
+        ):
+            self.released = True
         # a stale version: someone else wrote the job, and the run stops at that append itself
         if error is not None and not isinstance(error, ConcurrencyError):
             self._on_refused(self.lease.job_id, error)

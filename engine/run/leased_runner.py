@@ -2,10 +2,12 @@
 processes of several machines share one queue and never run one job at once.
 
 INVARIANTS
-- A job runs here only while this worker holds its lease: claimed before its run is queued,
-  renewed every third of `settings.lease_seconds`, released when the run ends or the runner
-  stops. Every append of the run carries the lease (FencedLog): once another worker has
-  claimed the job, the log refuses them (LeaseLost).
+- A job runs here only while this worker holds its lease: claimed before its run is queued (or
+  taken in the commit that creates the job here, with a slot free), renewed every third of
+  `settings.lease_seconds`, released when the run ends (by the append that ends the job, in
+  its commit, else by a release of its own) or the runner stops. Every append of the run
+  carries the lease (FencedLog): once another worker has claimed the job, the log refuses them
+  (LeaseLost).
 - A run stops as the runner's stop stops it (its processes killed, nothing more appended) when
   its lease is lost: a renewal refused, an append refused, or no renewal for half the lease
   (a lost connection: soon another worker may hold the job), measured on this process's
@@ -16,7 +18,9 @@ INVARIANTS
   JobInterrupted and resumes from its interrupted step, reusing the steps that succeeded
   (recovery.recover_job, through the fenced log).
 - Claims are tried when a slot is free and a job is created or retried (the log's stream, any
-  process's), when a run here ends, and every third of the lease (leases expire by time).
+  process's), when a run here ends while jobs may be waiting (news came while every slot was
+  busy, the last claim left some, or it failed), and every third of the lease (leases expire by
+  time).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from aura.projections.events import JobCreated, JobRetryRequested, Recorded
 from aura.projections.job import JobStatus
 from aura.store.errors import StoreError
 from aura.store.interface import EventStore
-from aura.store.pg.leases import Lease
+from aura.store.pg.batch import LeaseTake
+from aura.store.pg.leases import FIRST_TOKEN, Lease
 from aura.store.pg.log import PgEventLog
 
 __all__ = ["WORKER_ID_FILE", "LeasedRunner", "runner_for", "worker_id_of"]
@@ -70,13 +75,21 @@ def worker_id_of(data_dir: Path) -> str:
 
 
 def runner_for(
-    log: EventStore, settings: Settings, pipeline: Mapping[str, Step], output_probe: OutputProbe
+    log: EventStore,
+    settings: Settings,
+    pipeline: Mapping[str, Step],
+    output_probe: OutputProbe,
+    *,
+    claims: bool = True,
 ) -> Runner:
-    """The runner for this log: on PostgreSQL one that claims jobs through leases (or, with
-    `settings.runs_jobs` off, runs none); on SQLite the runner of one process."""
+    """The runner for this log: on PostgreSQL one that claims jobs through leases (with
+    `claims` off, it runs only the jobs created through it; with `settings.runs_jobs` off,
+    none); on SQLite the runner of one process."""
     if isinstance(log, PgEventLog):
         worker_id = worker_id_of(settings.data_dir)
-        return LeasedRunner(log, settings, pipeline, output_probe=output_probe, worker_id=worker_id)
+        return LeasedRunner(
+            log, settings, pipeline, output_probe=output_probe, worker_id=worker_id, claims=claims
+        )
     return Runner(log, settings, pipeline, output_probe=output_probe)
 
 
@@ -105,14 +118,25 @@ class LeasedRunner(Runner):
         *,
         output_probe: OutputProbe,
         worker_id: str,
+        claims: bool = True,
     ) -> None:
         super().__init__(log, settings, pipeline, output_probe=output_probe)
         self.worker_id = worker_id
+        #: whether it claims jobs; if not, it runs only those created through it (`aura sample`)
+        self.claims = claims
         self._pg = log
         self._held: dict[str, _Held] = {}
         self._wake = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
         self._releasing: set[asyncio.Task[None]] = set()
+        #: claimable jobs may be waiting that this worker did not claim (it was full, or its
+        #: claim failed): a run ending here claims again at once
+        self._backlog = True
+        #: the log's last seq known here as the last claim was sent: it saw every job until it
+        self._claimed_after = 0
+        #: the jobs whose creation here takes their lease, in flight (`create`): their slots
+        #: are spoken for, and their news wakes no claim
+        self._taking: set[str] = set()
 
     @property
     def held_job_ids(self) -> list[str]:
@@ -126,12 +150,34 @@ class LeasedRunner(Runner):
         released = await self._pg.leases.release_all(self.worker_id)
         if released:
             logger.info("freed %d lease(s) of this worker's previous run", len(released))
-        for loop, name in (
-            (self._claim_loop(), "lease claims"),
-            (self._heartbeat(), "lease renewals"),
-            (self._wake_on_news(), "claim wake-ups"),
-        ):
+        loops = [(self._heartbeat(), "lease renewals")]
+        if self.claims:
+            loops.append((self._claim_loop(), "lease claims"))
+            loops.append((self._wake_on_news(), "claim wake-ups"))
+        for loop, name in loops:
             self._background.append(asyncio.create_task(loop, name=name))
+
+    async def create(self, job_id: str, created: JobCreated) -> list[Recorded]:
+        """With a slot free, the new job's creation takes its first lease in the same commit
+        (no claim to commit, no log to read) and its run starts here; else any worker claims
+        it, this one included."""
+        if not self.settings.runs_jobs or self._stopping or self._free_slots() <= 0:
+            return await super().create(job_id, created)
+        take = LeaseTake(self.worker_id, self.settings.lease_seconds)
+        self._taking.add(job_id)
+        sent = time.monotonic()
+        try:
+            records = await self._pg.append(job_id, [created], 0, take=take)
+            lease = Lease(job_id, FIRST_TOKEN)
+            held = _Held(lease, FencedLog(self._pg, lease, self._refused), sent)
+            self._held[job_id] = held
+        finally:
+            self._taking.discard(job_id)
+        if self._stopping:  # stopped meanwhile: another worker takes it
+            self._let_go(job_id, held)
+        else:
+            self._run(job_id, held, records)
+        return records
 
     def enqueue(self, job_id: str, log: list[Recorded] | None = None) -> None:
         """A job was created or retried here: any worker may claim it; claim now if free."""
@@ -177,17 +223,26 @@ class LeasedRunner(Runner):
                 async with asyncio.timeout(interval):
                     await self._wake.wait()
 
+    def _free_slots(self) -> int:
+        return max(1, self.settings.max_concurrent_jobs) - len(self._held) - len(self._taking)
+
     async def _claim(self) -> None:
-        free = max(1, self.settings.max_concurrent_jobs) - len(self._held)
+        free = self._free_slots()
         if free <= 0:
+            self._backlog = True  # news came while full: claim as a slot frees
             return
         sent = time.monotonic()
+        self._claimed_after = self._pg.last_seq
         try:
-            leases = await self._pg.leases.claim(self.worker_id, self.settings.lease_seconds, free)
+            claimed = await self._pg.leases.claim_and_look(
+                self.worker_id, self.settings.lease_seconds, free
+            )
         except StoreError as e:
             logger.warning("claiming jobs failed: %s", e)
+            self._backlog = True
             return
-        for lease in leases:
+        self._backlog = claimed.more
+        for lease in claimed.leases:
             await self._take(lease, sent)
 
     async def _take(self, lease: Lease, sent: float) -> None:
@@ -202,9 +257,13 @@ class LeasedRunner(Runner):
         if held.lost or state is None or state.status is not JobStatus.QUEUED:
             self._let_go(job_id, held)  # ended meanwhile, or lost already
             return
+        self._run(job_id, held)
+
+    def _run(self, job_id: str, held: _Held, log: list[Recorded] | None = None) -> None:
+        """Queue the held job's run here, watched for writes it did not queue."""
         held.foreign = _ForeignWrites(self, job_id)
         self._pg.watch(job_id, held.foreign)
-        super().enqueue(job_id)
+        super().enqueue(job_id, log)
 
     def _let_go(self, job_id: str, held: _Held) -> None:
         """The job's run is over here: release its lease (in the background) and claim again."""
@@ -213,10 +272,13 @@ class LeasedRunner(Runner):
         del self._held[job_id]
         if held.foreign is not None:
             self._pg.unwatch(job_id, held.foreign)
+        if self._backlog:
+            self._wake.set()
+        if held.log.released:  # by the append that ended the job
+            return
         task = asyncio.create_task(self._release(held.lease), name=f"release {job_id}")
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
-        self._wake.set()
 
     async def _release(self, lease: Lease) -> None:
         try:
@@ -229,12 +291,20 @@ class LeasedRunner(Runner):
         while True:
             try:
                 async for rec in self._pg.subscribe(await self._pg.max_seq()):
-                    if isinstance(rec.event, _NEWS):
+                    if isinstance(rec.event, _NEWS) and self._unseen(rec):
                         self._wake.set()
             except Exception as e:  # a task nobody awaits: say why, and follow again
                 logger.warning("following the log for new jobs: %r", e)
             self._wake.set()  # whatever came meanwhile
             await asyncio.sleep(NEWS_RETRY_SECONDS)
+
+    def _unseen(self, news: Recorded) -> bool:
+        """The job of `news` may be claimable and no claim of this worker saw it yet: not one
+        this worker holds or takes, nor one a claim sent after its commit was known here."""
+        job_id = news.job_id
+        if job_id in self._held or job_id in self._taking:
+            return False
+        return news.seq > self._claimed_after
 
     # ---- keeping leases ------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from aura.engine.files.job_files import output_of
 from aura.engine.run.context import OutputProbe, Step
 from aura.engine.run.job_run import JobRun
 from aura.engine.run.transact import Unrecorded
-from aura.projections.events import Recorded, StepSucceeded
+from aura.projections.events import JobCreated, Recorded, StepSucceeded
 from aura.store.interface import EventStore
 
 __all__ = ["Runner", "StepObserver"]
@@ -64,6 +64,13 @@ class Runner:
         self._watches: dict[str, _StepWatch] = {}
         #: what runs here decided and the log refuses to record yet (their failures)
         self.unrecorded = Unrecorded()
+
+    async def create(self, job_id: str, created: JobCreated) -> list[Recorded]:
+        """Append a new job's JobCreated and queue the job with it (its whole log); returns
+        its records. Raises what the append raises (ConcurrencyError: the job exists)."""
+        records = await self.log.append(job_id, [created], 0)
+        self.enqueue(job_id, records)
+        return records
 
     def enqueue(self, job_id: str, log: list[Recorded] | None = None) -> None:
         """Queue the job; `log`: all its events, when the caller has just written them."""

@@ -12,17 +12,18 @@ INVARIANTS
   (another process appended), and the batch is numbered again from what the log holds.
   UNIQUE (job_id, version) refuses a job it took for new that another process created.
 - The NOTIFY is sent in the same transaction: PostgreSQL delivers it only once it commits.
-- Fencing: a batch holding an append fenced by a lease (store/pg/leases.py) is written by
-  `aura_append_fenced`, which checks every fence in the batch's transaction and rolls it all
-  back when one is stale; group commit then writes each append alone, so only that one fails,
-  with LeaseLost. A batch without a fence never reads a lease.
+- Fencing: a batch holding an append fenced by a lease (store/pg/leases.py), or taking a new
+  job's first lease, is written by `aura_append_leased` (store/pg/schema.py), which takes those
+  leases, checks every fence in the batch's transaction and rolls it all back when one is
+  stale; group commit then writes each append alone, so only that one fails, with LeaseLost.
+  A batch without a lease never reads or writes one.
 """
 
 from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -40,7 +41,8 @@ __all__ = [
     "LEASE_LOST",
     "OPTIMISTIC_TRIES",
     "BatchWriter",
-    "FencedAppend",
+    "LeaseTake",
+    "LeasedAppend",
 ]
 
 #: the transaction-level advisory lock every append transaction holds (see INVARIANTS)
@@ -48,7 +50,7 @@ APPEND_LOCK = 0x41555241_0002
 #: the LISTEN/NOTIFY channel; the payload is "<origin> <the commit's last seq>", the origin
 #: naming the log (one per process) that committed
 CHANNEL = "aura_events"
-#: the SQLSTATE `aura_append_fenced` raises for a stale fence (a class of our own: "AU")
+#: the SQLSTATE `aura_append_leased` raises for a stale fence (a class of our own: "AU")
 LEASE_LOST = "AUR01"
 #: writes numbered from a fresh read that another process's commit may still overtake; past
 #: them, the read and the write share one transaction holding the lock
@@ -59,19 +61,29 @@ _APPEND = (
     "SELECT aura_append($1, $2, $3, $4, $5, $6, $7, $8, $9, "
     "$10, $11, $12, $13, $14, $15, $16, $17, $18)"
 )
-_APPEND_FENCED = (
-    "SELECT aura_append_fenced($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-    "$11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+_APPEND_LEASED = (
+    "SELECT aura_append_leased($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+    "$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
 )
 
 #: the log as a write starts from: its last seq, versions and rows of the batch's jobs
 _Known = tuple[int, dict[str, int], dict[str, JobRow]]
 
 
-class FencedAppend(QueuedAppend):
-    """An append that commits only while `fence` is its job's current lease."""
+class LeaseTake(NamedTuple):
+    """A new job's first lease, taken by the worker that creates it in the creation's commit:
+    `Lease(job_id, 1)` for `lease_seconds` of the database's clock."""
+
+    worker_id: str
+    lease_seconds: float
+
+
+class LeasedAppend(QueuedAppend):
+    """An append that commits only while `fence` is its job's current lease, or that takes
+    its new job's first lease (`take`)."""
 
     fence: Lease | None = None
+    take: LeaseTake | None = None
 
 
 class BatchWriter:
@@ -159,11 +171,15 @@ class BatchWriter:
         last = appended[-1].seq
         payload = f"{origin} {last}"
         args = (*columns, *row_columns(changed.values()), JOB_LIST, payload)
-        fences = _fences(batch, results)
-        if not fences:
+        leased = [
+            item
+            for item, result in zip(batch, results, strict=True)
+            if isinstance(item, LeasedAppend) and not isinstance(result, Exception)
+        ]
+        if not leased:
             written = await conn.fetchval(_APPEND, last_seq, *args)
         else:
-            written = await _append_fenced(conn, fences, last_seq, args)
+            written = await _append_leased(conn, leased, last_seq, args)
         if not written:
             return None
         self._remember(last, versions, rows | changed)
@@ -185,22 +201,20 @@ class BatchWriter:
         self._rows.clear()
 
 
-def _fences(batch: list[QueuedAppend], results: Results) -> list[Lease]:
-    """The fences of the batch's appends that passed their version check."""
-    return [
-        item.fence
-        for item, result in zip(batch, results, strict=True)
-        if isinstance(item, FencedAppend) and item.fence and not isinstance(result, Exception)
-    ]
-
-
-async def _append_fenced(
-    conn: asyncpg.Connection, fences: list[Lease], last_seq: int, args: tuple[Any, ...]
+async def _append_leased(
+    conn: asyncpg.Connection, leased: list[LeasedAppend], last_seq: int, args: tuple[Any, ...]
 ) -> bool:
-    """`aura_append_fenced`; LeaseLost when a fence is stale (nothing written)."""
+    """`aura_append_leased` for the batch's appends that passed their version check, holding
+    or taking leases; LeaseLost when a fence is stale (nothing written)."""
+    fences = [item.fence for item in leased if item.fence is not None]
+    takes = [(item.job_id, item.take) for item in leased if item.take is not None]
     jobs, tokens = [f.job_id for f in fences], [f.token for f in fences]
+    taken = [job_id for job_id, _ in takes]
+    workers = [take.worker_id for _, take in takes]
+    seconds = [float(take.lease_seconds) for _, take in takes]
     try:
-        return bool(await conn.fetchval(_APPEND_FENCED, jobs, tokens, last_seq, *args))
+        leases = (jobs, tokens, taken, workers, seconds)
+        return bool(await conn.fetchval(_APPEND_LEASED, *leases, last_seq, *args))
     except asyncpg.PostgresError as e:
         if e.sqlstate != LEASE_LOST:
             raise

@@ -23,7 +23,7 @@ from aura.projections.events import ENCODER, Event, Recorded
 from aura.store.batch import QueuedAppend, Results
 from aura.store.errors import ConcurrencyError, StoreError
 from aura.store.group_commit import MAX_BATCH_APPENDS, CommitObserver
-from aura.store.pg.batch import BatchWriter, FencedAppend
+from aura.store.pg.batch import BatchWriter, LeasedAppend, LeaseTake
 from aura.store.pg.leases import Lease
 
 __all__ = ["PgGroupCommit"]
@@ -73,9 +73,11 @@ class PgGroupCommit:
         *,
         after: QueuedAppend | None = None,
         fence: Lease | None = None,
+        take: LeaseTake | None = None,
     ) -> QueuedAppend:
         """Queue the append for the next group commit (see EventLog.append_nowait); with a
-        `fence`, it commits only while that lease is the job's (else LeaseLost)."""
+        `fence`, it commits only while that lease is the job's (else LeaseLost); with a
+        `take`, the append of a new job takes its first lease, `Lease(job_id, 1)`."""
         if self._write_pool is None:
             raise StoreError("the log was opened read-only")
         if self._closing:
@@ -83,13 +85,15 @@ class PgGroupCommit:
         future: asyncio.Future[list[Recorded]] = asyncio.get_running_loop().create_future()
         encode = ENCODER.encode
         rows = [(type(e).__name__, e.step_name, e.attempt, encode(e).decode()) for e in events]
-        if fence is None:
+        if fence is None and take is None:
             queued = QueuedAppend(job_id, expected_version, rows, events, future, after)
-        elif fence.job_id != job_id:
+        elif fence is not None and fence.job_id != job_id:
             raise ValueError(f"a fence of job {fence.job_id} on an append of job {job_id}")
+        elif take is not None and (expected_version != 0 or fence is not None):
+            raise ValueError(f"job {job_id}: only the append that creates a job takes a lease")
         else:
-            queued = FencedAppend(
-                job_id, expected_version, rows, events, future, after, fence=fence
+            queued = LeasedAppend(
+                job_id, expected_version, rows, events, future, after, fence=fence, take=take
             )
         if not events:
             future.set_result([])

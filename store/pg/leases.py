@@ -6,12 +6,15 @@ INVARIANTS
   UPDATE SKIP LOCKED`, so concurrent claimers take disjoint jobs without waiting on each other,
   and its upsert takes a lease only while the row is free (released, or expired) on the row's
   latest version, so a renewal committed meanwhile wins.
-- Tokens only grow: each claim of a job adds one, and a lease row is released, never deleted
-  (the schema refuses DELETE), so a token is never handed out twice for a job.
+- Tokens only grow: a job's first lease is token 1 (taken by a claim, or by the worker that
+  creates the job in the creation's commit: `take`, store/pg/batch.py), each later claim adds
+  one, and a lease row is released, never deleted (the schema refuses DELETE), so a token is
+  never handed out twice for a job.
 - Fencing: an append carrying a lease commits only while its token is the job's current one
-  (`aura_append_fenced`, store/pg/batch.py). It reads the lease row `FOR SHARE` after writing the
-  job-list rows (the order a claim locks them in), so a claim commits either before it (the
-  append is refused: LeaseLost) or after its events (the new holder reads them).
+  (`aura_append_leased`, store/pg/schema.py). It locks the lease row after writing the job-list
+  rows (the order a claim locks them in), so a claim commits either before it (the append is
+  refused: LeaseLost) or after its events (the new holder reads them). The fenced append that
+  ends its job releases the lease in its commit.
 - Time is the database's: a lease expires at `now() + lease_seconds` and is compared with
   `now()`; the workers' clocks play no part.
 - Claimable: a Queued job, or a Running one (its runner stopped or died: interrupted) that no
@@ -27,8 +30,10 @@ import asyncpg
 from aura.projections.status import ACTIVE_JOB_STATUSES
 from aura.store.errors import StoreError
 
-__all__ = ["CLAIMABLE_STATUSES", "Lease", "PgLeases"]
+__all__ = ["CLAIMABLE_STATUSES", "FIRST_TOKEN", "Claimed", "Lease", "PgLeases"]
 
+#: the token of a job's first lease (a claim's, or the one its creator takes)
+FIRST_TOKEN = 1
 #: the job-list statuses a claim takes, when no live lease holds the job
 CLAIMABLE_STATUSES = sorted(status.value for status in ACTIVE_JOB_STATUSES)
 
@@ -46,15 +51,24 @@ WITH candidates AS (
     FOR NO KEY UPDATE OF j SKIP LOCKED
 ), claimed AS (
     INSERT INTO job_leases AS l (job_id, worker_id, token, expires_at)
-    SELECT job_id, $1, 1, now() + make_interval(secs => $2) FROM candidates ORDER BY job_id
+    SELECT job_id, $1, FIRST_TOKEN, now() + make_interval(secs => $2)
+    FROM candidates ORDER BY job_id
     ON CONFLICT (job_id) DO UPDATE
         SET worker_id = excluded.worker_id, token = l.token + 1, expires_at = excluded.expires_at
         WHERE l.worker_id IS NULL OR l.expires_at <= now()
     RETURNING l.job_id, l.token
 )
-SELECT c.job_id, c.token FROM claimed AS c JOIN candidates USING (job_id)
+SELECT c.job_id, c.token, EXISTS (
+    SELECT FROM jobs AS j
+    WHERE j.status = any($4::text[]) AND j.job_id NOT IN (SELECT job_id FROM candidates)
+    AND NOT EXISTS (
+        SELECT FROM job_leases AS l
+        WHERE l.job_id = j.job_id AND l.worker_id IS NOT NULL AND l.expires_at > now()
+    )
+) AS more
+FROM claimed AS c JOIN candidates USING (job_id)
 ORDER BY candidates.created_utc, candidates.created_seq
-"""
+""".replace("FIRST_TOKEN", str(FIRST_TOKEN))
 _RENEW = (
     "UPDATE job_leases SET expires_at = now() + make_interval(secs => $4) "
     "WHERE job_id = $2 AND token = $3 AND worker_id = $1 RETURNING true"
@@ -84,6 +98,13 @@ class Lease(NamedTuple):
     token: int
 
 
+class Claimed(NamedTuple):
+    """What a claim took, and whether claimable jobs were left that it did not take."""
+
+    leases: list[Lease]
+    more: bool
+
+
 class PgLeases:
     """Claims, renews and releases job leases, each in one statement: its own transaction on
     a pool, or the caller's on a connection."""
@@ -94,10 +115,16 @@ class PgLeases:
     async def claim(self, worker_id: str, lease_seconds: float, limit: int) -> list[Lease]:
         """Take up to `limit` claimable jobs, oldest first, for `lease_seconds` of the
         database's clock; each with its new token (one more than its last claim's)."""
+        return (await self.claim_and_look(worker_id, lease_seconds, limit)).leases
+
+    async def claim_and_look(self, worker_id: str, lease_seconds: float, limit: int) -> Claimed:
+        """`claim`, and whether claimable jobs were left (as the claim's snapshot saw them;
+        False when it took none)."""
         found = await self._fetch(
             _CLAIM, worker_id, float(lease_seconds), limit, CLAIMABLE_STATUSES
         )
-        return [Lease(job_id, token) for job_id, token in found]
+        leases = [Lease(job_id, token) for job_id, token, _ in found]
+        return Claimed(leases, bool(found) and found[0]["more"])
 
     async def renew(self, worker_id: str, job_id: str, token: int, lease_seconds: float) -> bool:
         """Extend the lease to `lease_seconds` from now; False when the worker no longer holds

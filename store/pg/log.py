@@ -22,7 +22,7 @@ import msgspec
 from aura.projections.events import DECODER, Event, Recorded
 from aura.store.errors import CorruptEvent, StoreError
 from aura.store.jobs_table import JOB_LIST
-from aura.store.pg.batch import APPEND_LOCK, CHANNEL
+from aura.store.pg.batch import APPEND_LOCK, CHANNEL, LeaseTake
 from aura.store.pg.dispatch import Dispatcher
 from aura.store.pg.group_commit import PgGroupCommit
 from aura.store.pg.jobs_table import PgJobsTable, catch_up
@@ -79,6 +79,14 @@ async def _catch_up_job_list(conn: asyncpg.Connection, *, rebuild: bool = False)
         return await catch_up(conn, _read_after, PAGE_SIZE)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset of a connection given back: only what asyncpg does before it (roll an
+    open transaction back). The log's pooled connections keep no session state (the listener
+    has a connection of its own; nothing SETs; the schema's session lock is unlocked where it
+    is taken), and the default reset (`RESET ALL; UNLISTEN *; ...`) costs each read a round
+    trip more."""
+
+
 class PgEventLog(PgGroupCommit):
     """The job log in a PostgreSQL database. Open with `await PgEventLog.open(dsn)`."""
 
@@ -98,7 +106,9 @@ class PgEventLog(PgGroupCommit):
     async def open(cls, dsn: str, *, readonly: bool = False) -> PgEventLog:
         """Open (migrating unless `readonly`) the log in the database `dsn` names."""
         try:
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=POOL_SIZE)
+            pool = await asyncpg.create_pool(
+                dsn, min_size=1, max_size=POOL_SIZE, reset=_keep_session
+            )
         except _DB_ERRORS as e:
             raise StoreError(f"cannot open the log: {e}") from e
         try:
@@ -191,10 +201,12 @@ class PgEventLog(PgGroupCommit):
         expected_version: int,
         *,
         fence: Lease | None = None,
+        take: LeaseTake | None = None,
     ) -> asyncio.Future[list[Recorded]]:
         """Append `events` to the job atomically, after `expected_version` (see EventLog);
-        with a `fence`, only while that lease is the job's (else LeaseLost)."""
-        return self.append_nowait(job_id, events, expected_version, fence=fence).future
+        with a `fence`, only while that lease is the job's (else LeaseLost); with a `take`,
+        the new job's first lease is taken in the same commit."""
+        return self.append_nowait(job_id, events, expected_version, fence=fence, take=take).future
 
     @property
     def last_seq(self) -> int:

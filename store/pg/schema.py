@@ -10,6 +10,7 @@ import asyncpg
 
 from aura.store.errors import LogUnreadable, StoreError
 from aura.store.pg.batch import APPEND_LOCK, CHANNEL, LEASE_LOST
+from aura.store.pg.leases import CLAIMABLE_STATUSES, FIRST_TOKEN
 
 __all__ = ["MIGRATIONS", "SCHEMA_LOCK", "migrate", "schema_version"]
 
@@ -169,6 +170,59 @@ MIGRATIONS: tuple[str, ...] = (
         RETURN true;
     END $$;
     """.replace("LEASE_LOST", LEASE_LOST),
+    # 3: aura_append_leased replaces aura_append_fenced: aura_append, then, in the same
+    # transaction, the first lease (token 1) of each new job its creating worker takes (`t_*`:
+    # no claim of its own to commit), each fence checked as before, and each fenced job whose
+    # status the batch ended (no longer Queued or Running) gives its lease up: its worker need
+    # not release it in a commit of its own, and a retry is claimable at once. The lease rows
+    # are locked FOR NO KEY UPDATE, not FOR SHARE, so that the release upgrades no lock
+    # (appends are serialised by APPEND_LOCK: the stronger lock costs them nothing).
+    """
+    DROP FUNCTION aura_append_fenced;
+    CREATE FUNCTION aura_append_leased(
+        f_jobs text[], f_tokens bigint[],
+        t_jobs text[], t_workers text[], t_seconds double precision[],
+        p_last_seq bigint, p_seqs bigint[], p_jobs text[], p_versions integer[],
+        p_types text[], p_steps text[], p_attempts integer[], p_ts timestamptz, p_data text[],
+        r_jobs text[], r_presets text[], r_statuses text[], r_attempts integer[],
+        r_created text[], r_started text[], r_ended text[],
+        p_projection text, p_payload text
+    ) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        stale text;
+    BEGIN
+        IF NOT aura_append(p_last_seq, p_seqs, p_jobs, p_versions, p_types, p_steps,
+                           p_attempts, p_ts, p_data, r_jobs, r_presets, r_statuses,
+                           r_attempts, r_created, r_started, r_ended, p_projection,
+                           p_payload) THEN
+            RETURN false;
+        END IF;
+        INSERT INTO job_leases (job_id, worker_id, token, expires_at)
+            SELECT t.job_id, t.worker_id, FIRST_TOKEN, now() + make_interval(secs => t.seconds)
+            FROM unnest(t_jobs, t_workers, t_seconds) AS t(job_id, worker_id, seconds)
+            ORDER BY t.job_id;
+        SELECT f.job_id INTO stale
+            FROM unnest(f_jobs, f_tokens) AS f(job_id, token)
+            LEFT JOIN (
+                SELECT l.job_id, l.token FROM job_leases AS l
+                WHERE l.job_id = any(f_jobs) AND l.worker_id IS NOT NULL
+                ORDER BY l.job_id FOR NO KEY UPDATE
+            ) AS held ON held.job_id = f.job_id AND held.token = f.token
+            WHERE held.job_id IS NULL
+            LIMIT 1;
+        IF stale IS NOT NULL THEN
+            RAISE EXCEPTION 'job %: its lease was lost to another worker', stale
+                USING ERRCODE = 'LEASE_LOST', DETAIL = stale;
+        END IF;
+        UPDATE job_leases AS l SET worker_id = NULL, expires_at = now()
+            FROM jobs AS j
+            WHERE l.job_id = any(f_jobs) AND j.job_id = l.job_id
+                AND NOT j.status = any('{CLAIMABLE}'::text[]);
+        RETURN true;
+    END $$;
+    """.replace("LEASE_LOST", LEASE_LOST)
+    .replace("FIRST_TOKEN", str(FIRST_TOKEN))
+    .replace("CLAIMABLE", ",".join(CLAIMABLE_STATUSES)),
 )
 
 

@@ -1,18 +1,21 @@
 """The runner on PostgreSQL (engine/run/leased_runner.py): a worker whose lease another worker
 took stops the job's processes and appends nothing more, whether it learns so from a refused
-renewal or from a refused append; a claimed job the log shows Running is resumed."""
+renewal or from a refused append; a claimed job the log shows Running is resumed; a job created
+with a slot free is taken in its creation's commit and released by the append that ends it."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import pytest
 
 from aura.engine.config.inputs import JobRequest, Options
 from aura.engine.engine import Engine
 from aura.engine.run.leased_runner import LeasedRunner
-from aura.store.pg.leases import PgLeases
+from aura.store.pg.leases import Claimed, PgLeases
 from aura.tests.runner_support import (
     child_pids,
     gate_step,
@@ -114,3 +117,72 @@ async def test_a_stop_that_comes_as_the_claim_loop_wakes_still_stops_it(
         assert done == {claims} and claims.cancelled()  # asyncio.wait_for lost this cancel
     finally:
         await engine.close()
+
+
+async def lease_row(pg_url: str, job_id: str) -> tuple[str | None, int] | None:
+    """The job's lease row: (its holder, its token), or None when it has none."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT worker_id, token FROM job_leases WHERE job_id = $1", job_id
+        )
+    finally:
+        await conn.close()
+    return None if row is None else (row["worker_id"], row["token"])
+
+
+async def test_a_job_created_with_a_slot_free_is_taken_at_creation_and_released_by_its_end(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claimed: list[str] = []
+    releases: list[str] = []
+    claim_and_look, release = PgLeases.claim_and_look, PgLeases.release
+
+    async def recorded_claim(self: PgLeases, *args: Any) -> Claimed:
+        found = await claim_and_look(self, *args)
+        claimed.extend(lease.job_id for lease in found.leases)
+        return found
+
+    async def recorded_release(self: PgLeases, worker_id: str, job_id: str, token: int) -> bool:
+        releases.append(job_id)
+        return await release(self, worker_id, job_id, token)
+
+    monkeypatch.setattr(PgLeases, "claim_and_look", recorded_claim)
+    monkeypatch.setattr(PgLeases, "release", recorded_release)
+    gates: dict[str, asyncio.Event] = {}
+    async with await open_worker(tmp_path, pg_url, 300, broll=gate_step(gates)) as engine:
+        runner = engine.runner
+        assert isinstance(runner, LeasedRunner) and engine.settings.max_concurrent_jobs == 1
+        first = (await engine.submit(DRAFT)).job.job_id
+        # held as the submit returns, by this worker, with the first token: no claim took it
+        assert await lease_row(pg_url, first) == (runner.worker_id, 1)
+        # the only slot is taken: the next job's creation takes no lease; it waits for a claim
+        second = (await engine.submit(DRAFT)).job.job_id
+        await wait_for(engine.log, first, is_type("StepStarted", "broll"))  # type: ignore[arg-type]
+        assert await lease_row(pg_url, second) is None
+        gates[first].set()
+        await wait_for(engine.log, first, is_type("JobSucceeded"))  # type: ignore[arg-type]
+        # the slot freed with a job waiting: a claim takes it, and its run starts
+        await wait_for(engine.log, second, is_type("StepStarted", "broll"))  # type: ignore[arg-type]
+        assert await lease_row(pg_url, first) == (None, 1)  # released by JobSucceeded's commit
+        assert await lease_row(pg_url, second) == (runner.worker_id, 1)
+        gates[second].set()
+        await wait_for(engine.log, second, is_type("JobSucceeded"))  # type: ignore[arg-type]
+        await until(lambda: not runner.held_job_ids)
+    assert claimed == [second]
+    assert releases == []  # each run's end released its lease in its terminal append
+
+
+async def test_an_engine_opened_without_recovery_runs_only_the_jobs_it_creates(
+    tmp_path: Path, pg_url: str
+) -> None:
+    # `aura sample` on PostgreSQL: a job queued by someone else is left to the workers
+    api_settings = settings_for(tmp_path / "api", database_url=pg_url, runs_jobs=False)
+    async with await Engine.open(api_settings, pipeline=pipeline()) as api:  # --no-worker
+        queued = (await api.submit(DRAFT)).job.job_id
+    settings = settings_for(tmp_path / "sample", database_url=pg_url, lease_seconds=300)
+    async with await Engine.open(settings, pipeline=pipeline(), recover=False) as engine:
+        mine = (await engine.submit(DRAFT)).job.job_id
+        await wait_for(engine.log, mine, is_type("JobSucceeded"))  # type: ignore[arg-type]
+        assert (await engine.get(queued)).status == "Queued"
+    assert await lease_row(pg_url, queued) is None

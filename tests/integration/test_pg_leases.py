@@ -13,8 +13,19 @@ from typing import Any
 import asyncpg
 import pytest
 
-from aura.projections.events import Event, JobCreated, JobStarted, StepProgressed
-from aura.store.errors import LeaseLost, StoreError
+from aura.projections.events import (
+    ErrorInfo,
+    Event,
+    JobCreated,
+    JobFailed,
+    JobRetryRequested,
+    JobStarted,
+    StepFailed,
+    StepProgressed,
+    StepStarted,
+)
+from aura.store.errors import ConcurrencyError, LeaseLost, StoreError
+from aura.store.pg.batch import LeaseTake
 from aura.store.pg.leases import Lease, PgLeases
 from aura.store.pg.log import PgEventLog
 from aura.tests.e2e.raw_http import clean_env
@@ -167,8 +178,10 @@ async def test_release_makes_a_job_claimable_again_only_while_queued_or_interrup
         await log.append(done, rest, 1, fence=fences[done])
         assert not await leases.release("a", queued, 2)  # a token it does not hold
         assert await leases.claim("b", LEASE_SECONDS, 10) == []
-        for lease in held:  # a stops cleanly: the log still says Running for `interrupted`
-            assert await leases.release("a", lease.job_id, lease.token)
+        # the append that ended `done` gave its lease up in its own commit
+        assert not await leases.release("a", done, fences[done].token)
+        for job_id in (queued, interrupted):  # a stops cleanly: `interrupted` stays Running
+            assert await leases.release("a", job_id, fences[job_id].token)
         assert not await leases.renew("a", queued, 1, LEASE_SECONDS)  # released is lost
         assert await leases.claim("b", LEASE_SECONDS, 10) == [
             Lease(queued, 2),
@@ -176,6 +189,48 @@ async def test_release_makes_a_job_claimable_again_only_while_queued_or_interrup
         ]
         with pytest.raises(LeaseLost):  # a released lease fences too
             await log.append(done, [JobStarted()], len(rest) + 1, fence=fences[done])
+
+
+async def test_the_append_that_ends_a_job_gives_its_lease_up_and_a_retry_is_claimable_at_once(
+    pg_url: str,
+) -> None:
+    async with await PgEventLog.open(pg_url) as log:
+        (job_id,) = await queued_jobs(log, 1)
+        (lease,) = await log.leases.claim("a", LEASE_SECONDS, 1)
+        running = [JobStarted(), StepStarted(step="mux")]
+        await log.append(job_id, running, 1, fence=lease)
+        assert await log.leases.renew("a", job_id, lease.token, LEASE_SECONDS)  # still held
+        error = ErrorInfo(code="FFmpegFailedExitCode:1", message="failed", remediation="retry")
+        ended = [StepFailed(step="mux", error=error), JobFailed(error=error)]
+        await log.append(job_id, ended, 3, fence=lease)
+        assert not await log.leases.renew("a", job_id, lease.token, LEASE_SECONDS)
+        held = await sql(pg_url, "SELECT worker_id FROM job_leases WHERE job_id = $1", job_id)
+        assert held[0]["worker_id"] is None
+        await log.append(job_id, [JobRetryRequested(attempt=2, from_step="mux")], 5)
+        # no lease to wait out: another worker takes the retry with the next token
+        assert await log.leases.claim("b", LEASE_SECONDS, 1) == [Lease(job_id, 2)]
+
+
+async def test_a_creation_takes_its_job_s_first_lease_in_its_commit_or_not_at_all(
+    pg_url: str,
+) -> None:
+    async with await PgEventLog.open(pg_url) as log:
+        take = LeaseTake("a", LEASE_SECONDS)
+        job_id = str(uuid.uuid4())
+        other = str(uuid.uuid4())
+        # in one batch with an append that takes nothing
+        await asyncio.gather(
+            log.append(job_id, [created()], 0, take=take), log.append(other, [created()], 0)
+        )
+        assert await log.leases.renew("a", job_id, 1, LEASE_SECONDS)  # held, token 1
+        assert await log.leases.claim("b", LEASE_SECONDS, 10) == [Lease(other, 1)]
+        await log.append(job_id, [JobStarted()], 1, fence=Lease(job_id, 1))
+        with pytest.raises(ConcurrencyError):  # the job exists: nothing is taken either
+            await log.append(job_id, [created()], 0, take=LeaseTake("b", LEASE_SECONDS))
+        assert await log.leases.renew("a", job_id, 1, LEASE_SECONDS)
+        with pytest.raises(ValueError, match="creates"):  # only a creation takes a lease
+            log.append(job_id, [JobStarted()], 2, take=take)
+        assert len(await sql(pg_url, "SELECT FROM job_leases")) == 2
 
 
 @pytest.mark.parametrize(
