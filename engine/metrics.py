@@ -121,7 +121,8 @@ class EngineMetrics:
         )
         self.queue_depth = Gauge(
             "aura_queue_depth",
-            "Jobs queued waiting for a concurrency slot (max_concurrent_jobs).",
+            "Jobs Queued in the job list: waiting for a slot (max_concurrent_jobs) of this "
+            "server, or of any worker on PostgreSQL.",
             registry=registry,
         )
         self.step_duration = Histogram(
@@ -147,7 +148,6 @@ class EngineMetrics:
         and `rebuilding()` to say whether it is whole."""
         log.commit_observer = self.commits.observe
         runner.observe_steps(self.observe_step)
-        self.queue_depth.set_function(lambda: runner.queue_depth)
         self.list_rebuilding.set_function(lambda: float(rebuilding()))
         self._table = table
 
@@ -165,4 +165,7 @@ class EngineMetrics:
         if self._table is None:
             return
         for status in JobStatus:
-            self.jobs.labels(status.value).set(await self._table.count(status))
+            count = await self._table.count(status)
+            self.jobs.labels(status.value).set(count)
+            if status is JobStatus.QUEUED:  # the shared queue: right on an API-only node too
+                self.queue_depth.set(count)

@@ -92,11 +92,6 @@ class Runner:
         """The jobs waiting here for a slot, in the order they will start."""
         return list(self._waiting)
 
-    @property
-    def queue_depth(self) -> int:
-        """How many jobs wait here for a slot."""
-        return len(self._waiting)
-
     def observe_steps(self, observer: StepObserver | None) -> None:
         """Tell `observer` of each step that succeeds in a run here from now on (None: stop)."""
         for job_id, watch in self._watches.items():

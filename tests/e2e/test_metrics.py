@@ -104,6 +104,7 @@ async def test_a_sample_render_is_counted_by_status_step_append_and_stream(
         assert_histogram_adds_up(after, name)
 
 
+@pytest.mark.both_backends
 async def test_queue_depth_and_open_streams_follow_the_jobs_and_clients(
     make_client: AppFactory, tiny: TinyPipeline
 ) -> None:
@@ -141,6 +142,16 @@ async def test_queue_depth_and_open_streams_follow_the_jobs_and_clients(
         assert sample(families, "aura_step_duration_seconds_count", step=step) == 2, step
     delivered = sample(families, "aura_sse_events_delivered_total", stream="job")
     assert delivered >= 1 + len(events)
+
+
+async def test_an_api_only_node_on_postgres_counts_the_queue_every_worker_shares(
+    make_client: AppFactory, tmp_path: Path, pg_url: str
+) -> None:
+    api = Settings(data_dir=tmp_path / "api", database_url=pg_url, runs_jobs=False)
+    client = await make_client(settings=api)  # as `aura serve --no-worker`: no worker runs
+    for _ in range(2):
+        await submit(client)
+    assert sample(await scrape(client), "aura_queue_depth") == 2
 
 
 async def test_each_server_has_its_own_registry(make_client: AppFactory, tmp_path: Path) -> None:
