@@ -17,10 +17,10 @@ INVARIANTS
 - A claimed job the log shows Running was interrupted (its worker died or stopped): it gets
   JobInterrupted and resumes from its interrupted step, reusing the steps that succeeded
   (recovery.recover_job, through the fenced log).
-- Claims are tried when a slot is free and a job is created or retried (the log's stream, any
-  process's), when a run here ends while jobs may be waiting (news came while every slot was
-  busy, the last claim left some, or it failed), and every third of the lease (leases expire by
-  time).
+- Claims are tried when a slot is free and a job is created or retried (here, or by another
+  process: its NOTIFY says so, and no worker reads the log to learn it), when a run here ends
+  while jobs may be waiting (news came while every slot was busy, the last claim left some, or
+  it failed), and every third of the lease (leases expire by time).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from aura.engine.run.context import OutputProbe, Step
 from aura.engine.run.fenced_log import FencedLog
 from aura.engine.run.recovery import recover_job
 from aura.engine.run.runner import Runner
-from aura.projections.events import JobCreated, JobRetryRequested, Recorded
+from aura.projections.events import JobCreated, Recorded
 from aura.projections.job import JobStatus
 from aura.store.errors import StoreError
 from aura.store.interface import EventStore
@@ -56,10 +56,6 @@ logger = logging.getLogger(__name__)
 WORKER_ID_FILE = "worker-id"
 #: without a successful renewal for this share of the lease, a run stops: its lease may be gone
 STOP_AFTER_LEASE_SHARE = 0.5
-#: seconds between tries of the log's stream after it failed
-NEWS_RETRY_SECONDS = 1.0
-#: the events that make a job claimable (Queued)
-_NEWS = (JobCreated, JobRetryRequested)
 
 
 def worker_id_of(data_dir: Path) -> str:
@@ -135,7 +131,7 @@ class LeasedRunner(Runner):
         #: the log's last seq known here as the last claim was sent: it saw every job until it
         self._claimed_after = 0
         #: the jobs whose creation here takes their lease, in flight (`create`): their slots
-        #: are spoken for, and their news wakes no claim
+        #: are spoken for
         self._taking: set[str] = set()
 
     @property
@@ -153,7 +149,7 @@ class LeasedRunner(Runner):
         loops = [(self._heartbeat(), "lease renewals")]
         if self.claims:
             loops.append((self._claim_loop(), "lease claims"))
-            loops.append((self._wake_on_news(), "claim wake-ups"))
+            self._pg.on_news = self._news
         for loop, name in loops:
             self._background.append(asyncio.create_task(loop, name=name))
 
@@ -186,6 +182,8 @@ class LeasedRunner(Runner):
     async def stop(self) -> None:
         """Stop claiming, stop every run (their jobs stay Running in the log) and release
         their leases, so another worker resumes them at once."""
+        if self._pg.on_news == self._news:
+            self._pg.on_news = None
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -286,25 +284,12 @@ class LeasedRunner(Runner):
         except StoreError as e:  # it expires by itself
             logger.warning("job %s: cannot release its lease: %s", lease.job_id, e)
 
-    async def _wake_on_news(self) -> None:
-        """Claim as soon as any process creates or retries a job (LISTEN/NOTIFY)."""
-        while True:
-            try:
-                async for rec in self._pg.subscribe(await self._pg.max_seq()):
-                    if isinstance(rec.event, _NEWS) and self._unseen(rec):
-                        self._wake.set()
-            except Exception as e:  # a task nobody awaits: say why, and follow again
-                logger.warning("following the log for new jobs: %r", e)
-            self._wake.set()  # whatever came meanwhile
-            await asyncio.sleep(NEWS_RETRY_SECONDS)
-
-    def _unseen(self, news: Recorded) -> bool:
-        """The job of `news` may be claimable and no claim of this worker saw it yet: not one
-        this worker holds or takes, nor one a claim sent after its commit was known here."""
-        job_id = news.job_id
-        if job_id in self._held or job_id in self._taking:
-            return False
-        return news.seq > self._claimed_after
+    def _news(self, seq: int) -> None:
+        """Another process queued a job (created or retried one) in a commit ending at `seq`
+        (its NOTIFY), or the listener reconnected: claim, unless a claim sent after that
+        commit was known here has seen it."""
+        if seq > self._claimed_after:
+            self._wake.set()
 
     # ---- keeping leases ------------------------------------------------------------------
 

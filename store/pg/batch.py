@@ -29,6 +29,7 @@ import asyncpg
 
 from aura.projections.events import JobCreated, Recorded
 from aura.projections.job_list import ROW_EVENTS, JobRow
+from aura.projections.status import JobStatus, job_status_after
 from aura.store.batch import VERSION_CACHE_JOBS, QueuedAppend, Results
 from aura.store.errors import ConcurrencyError, LeaseLost, StoreError
 from aura.store.jobs_table import JOB_LIST
@@ -39,6 +40,7 @@ __all__ = [
     "APPEND_LOCK",
     "CHANNEL",
     "LEASE_LOST",
+    "NEWS",
     "OPTIMISTIC_TRIES",
     "BatchWriter",
     "LeaseTake",
@@ -48,8 +50,11 @@ __all__ = [
 #: the transaction-level advisory lock every append transaction holds (see INVARIANTS)
 APPEND_LOCK = 0x41555241_0002
 #: the LISTEN/NOTIFY channel; the payload is "<origin> <the commit's last seq>", the origin
-#: naming the log (one per process) that committed
+#: naming the log (one per process) that committed, then " news" when the commit queued a job
+#: (created or retried it: claimable), so that workers wake on news without reading the log
 CHANNEL = "aura_events"
+#: the payload's mark of a commit that queued a job
+NEWS = " news"
 #: the SQLSTATE `aura_append_leased` raises for a stale fence (a class of our own: "AU")
 LEASE_LOST = "AUR01"
 #: writes numbered from a fresh read that another process's commit may still overtake; past
@@ -57,6 +62,7 @@ LEASE_LOST = "AUR01"
 OPTIMISTIC_TRIES = 2
 
 _STATE = "SELECT * FROM aura_begin_append($1::text[], $2::text[])"
+_SENT_TS = "SELECT ts FROM events WHERE seq = $1 AND job_id = $2 AND version = $3"
 _APPEND = (
     "SELECT aura_append($1, $2, $3, $4, $5, $6, $7, $8, $9, "
     "$10, $11, $12, $13, $14, $15, $16, $17, $18)"
@@ -99,11 +105,14 @@ class BatchWriter:
         self._last_seq: int | None = None  # the last seq this writer wrote (None: unknown)
         self._versions: dict[str, int] = {}
         self._rows: dict[str, JobRow] = {}
+        #: the write last sent: its first record and its results (see `committed_anyway`)
+        self._sent: tuple[Recorded, Results] | None = None
 
     async def write(
         self, conn: asyncpg.Connection, batch: list[QueuedAppend], origin: str
     ) -> Results:
         """Commit the batch in one transaction; raises what the database raised."""
+        self._sent = None
         if self._last_seq is not None and self._covers(batch):
             known = (self._last_seq, *self._known_of(batch))
             try:
@@ -123,6 +132,19 @@ class BatchWriter:
             results = await self._append(conn, batch, origin, known, trusted=True)
         assert results is not None  # the lock held since the read: the last seq is as read
         return results
+
+    async def committed_anyway(self, conn: asyncpg.Connection) -> Results | None:
+        """After the writer's connection broke in `write`: the results of the write it sent
+        last if that committed all the same (the reply was lost, not the commit): its first row
+        is in the log with its seq, job, version and the batch's `ts`, which no other write
+        stamps. None when it did not commit, or no write was sent. `conn`: another connection."""
+        sent, self._sent = self._sent, None
+        self._forget()
+        if sent is None:
+            return None
+        first, results = sent
+        ts = await conn.fetchval(_SENT_TS, first.seq, first.job_id, first.version)
+        return results if ts == first.ts else None
 
     def _known_of(self, batch: list[QueuedAppend]) -> tuple[dict[str, int], dict[str, JobRow]]:
         """The remembered versions and rows of the batch's jobs only: copying or merging the
@@ -170,7 +192,10 @@ class BatchWriter:
         changed = changed_rows(rows, appended)
         last = appended[-1].seq
         payload = f"{origin} {last}"
+        if any(job_status_after(r.event) is JobStatus.QUEUED for r in appended):
+            payload += NEWS
         args = (*columns, *row_columns(changed.values()), JOB_LIST, payload)
+        self._sent = (appended[0], results)
         leased = [
             item
             for item, result in zip(batch, results, strict=True)
@@ -181,6 +206,7 @@ class BatchWriter:
         else:
             written = await _append_leased(conn, leased, last_seq, args)
         if not written:
+            self._sent = None
             return None
         self._remember(last, versions, rows | changed)
         return results

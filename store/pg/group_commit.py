@@ -6,6 +6,9 @@ INVARIANTS
   batch holds every append that arrived during the previous commit's round trips.
 - A batch that fails as a whole is tried again append by append, so only the one at fault
   fails (as SQLite's group commit does).
+- A batch whose connection broke before its reply came is looked for in the log first (its
+  first row, with the batch's own `ts`): one that committed all the same succeeds, rather
+  than being written again (ConcurrencyError) or reported failed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import secrets
 from collections.abc import Callable, Sequence
 from time import perf_counter
@@ -27,6 +31,8 @@ from aura.store.pg.batch import BatchWriter, LeasedAppend, LeaseTake
 from aura.store.pg.leases import Lease
 
 __all__ = ["PgGroupCommit"]
+
+logger = logging.getLogger(__name__)
 
 #: errors of a connection that broke, not of the batch: the writer's connection is replaced
 _CONNECTION_ERRORS = (
@@ -151,7 +157,22 @@ class PgGroupCommit:
             return await self._batches.write(conn, batch, self.origin)
         except _CONNECTION_ERRORS:
             await self._drop_writer(conn)
-            raise
+            results = await self._committed_anyway()
+            if results is None:
+                raise
+            return results
+
+    async def _committed_anyway(self) -> Results | None:
+        """The results of the batch whose connection broke, if it committed all the same (its
+        reply was lost), asked on another connection; None if not, or if that cannot be told
+        (the append then fails as before, though it may have committed)."""
+        assert self._write_pool is not None
+        try:
+            async with self._write_pool.acquire() as conn:
+                return await self._batches.committed_anyway(conn)
+        except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as e:
+            logger.warning("cannot tell whether a batch whose connection broke committed: %s", e)
+            return None
 
     async def _drop_writer(self, conn: asyncpg.Connection) -> None:
         """Close the writer's connection after it broke (its backend terminated, the network

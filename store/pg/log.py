@@ -13,7 +13,7 @@ INVARIANTS
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -22,7 +22,7 @@ import msgspec
 from aura.projections.events import DECODER, Event, Recorded
 from aura.store.errors import CorruptEvent, StoreError
 from aura.store.jobs_table import JOB_LIST
-from aura.store.pg.batch import APPEND_LOCK, CHANNEL, LeaseTake
+from aura.store.pg.batch import APPEND_LOCK, CHANNEL, NEWS, LeaseTake
 from aura.store.pg.dispatch import Dispatcher
 from aura.store.pg.group_commit import PgGroupCommit
 from aura.store.pg.jobs_table import PgJobsTable, catch_up
@@ -98,6 +98,9 @@ class PgEventLog(PgGroupCommit):
         self.readonly = readonly
         self._pool = pool
         self._listener = Listener(dsn, CHANNEL, self._notified, self._listening)
+        #: told of another process's commit that queued a job (created or retried one), with
+        #: its last seq; a worker claims then (none: nobody is told)
+        self.on_news: Callable[[int], None] | None = None
         self._closed = False
 
     # ---- opening and closing -------------------------------------------------------------
@@ -153,13 +156,20 @@ class PgEventLog(PgGroupCommit):
 
     async def _listening(self) -> None:
         """A LISTEN is in place (at open, or after a dropped connection): whatever committed
-        before it is found by the log's last seq."""
-        self._dispatcher.committed_elsewhere(await self.max_seq())
+        before it is found by the log's last seq (news among it, for all this log knows)."""
+        last_seq = await self.max_seq()
+        self._dispatcher.committed_elsewhere(last_seq)
+        if self.on_news is not None:
+            self.on_news(last_seq)
 
     def _notified(self, payload: str) -> None:
-        origin, _, seq = payload.partition(" ")
-        if origin != self.origin:  # this log's own commits are told as they settle
-            self._dispatcher.committed_elsewhere(int(seq))
+        origin, _, rest = payload.partition(" ")
+        if origin == self.origin:  # this log's own commits are told as they settle
+            return
+        seq, news, _ = rest.partition(NEWS)
+        self._dispatcher.committed_elsewhere(int(seq))
+        if news and self.on_news is not None:
+            self.on_news(int(seq))
 
     @property
     def jobs_table(self) -> PgJobsTable:

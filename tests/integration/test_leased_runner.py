@@ -14,7 +14,10 @@ import pytest
 
 from aura.engine.config.inputs import JobRequest, Options
 from aura.engine.engine import Engine
+from aura.engine.errors.taxonomy import AuraError
+from aura.engine.run.context import Step, StepContext
 from aura.engine.run.leased_runner import LeasedRunner
+from aura.projections.events import Artifact
 from aura.store.pg.leases import Claimed, PgLeases
 from aura.tests.runner_support import (
     child_pids,
@@ -186,3 +189,29 @@ async def test_an_engine_opened_without_recovery_runs_only_the_jobs_it_creates(
         await wait_for(engine.log, mine, is_type("JobSucceeded"))  # type: ignore[arg-type]
         assert (await engine.get(queued)).status == "Queued"
     assert await lease_row(pg_url, queued) is None
+
+
+async def test_a_worker_claims_a_job_another_process_creates_or_retries_as_its_notify_comes(
+    tmp_path: Path, pg_url: str
+) -> None:
+    # a 300 s lease: the claim loop's own timer (every 100 s) would come far too late
+    async with await open_worker(tmp_path / "worker", pg_url, 300, broll=failing_once()) as worker:
+        api_settings = settings_for(tmp_path / "api", database_url=pg_url, runs_jobs=False)
+        async with await Engine.open(api_settings, pipeline=pipeline()) as api:
+            job = (await api.submit(DRAFT)).job.job_id
+            await wait_for(api.log, job, is_type("JobFailed"))  # type: ignore[arg-type]
+            await api.retry(job)
+            await wait_for(api.log, job, is_type("JobSucceeded"))  # type: ignore[arg-type]
+        # it learnt of both from the commits' NOTIFY alone: it follows no stream of the log
+        assert worker.log.subscriber_count == 0
+
+
+def failing_once() -> Step:
+    """Fails the job's first attempt, succeeds in the next."""
+
+    async def step(ctx: StepContext) -> list[Artifact]:
+        if ctx.attempt == 1:
+            raise AuraError.of("FFmpegFailedExitCode:1", "the test step failed on purpose")
+        return []
+
+    return step

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import aclosing
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -266,6 +267,90 @@ async def test_appends_go_on_after_the_writer_s_connection_is_cut(pg_url: str) -
             await admin.close()
         assert [r.version for r in await log.append("a", [JobStarted()], 1)] == [2]
         assert [r.version for r in await log.read("a")] == [1, 2]
+
+
+class ReplyCutter:
+    """A TCP proxy to the PostgreSQL server. After `cut_next_reply()`, the next connection to
+    send a request loses its reply: the server gets the request whole and answers it (commits
+    it), then the proxy closes the client's side before the answer's end (ReadyForQuery)
+    reaches it."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._upstream = (host, port)
+        self._armed = False
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.cut = asyncio.Event()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def cut_next_reply(self) -> None:
+        self._armed = True
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(*self._upstream)
+        doomed = False
+
+        async def requests() -> None:
+            nonlocal doomed
+            while data := await client_r.read(65536):
+                if self._armed:
+                    self._armed, doomed = False, True
+                server_w.write(data)
+                await server_w.drain()
+            server_w.close()
+
+        async def replies() -> None:
+            held = b""
+            while data := await server_r.read(65536):
+                if doomed:
+                    held += data
+                    if b"Z\x00\x00\x00\x05" in held:  # ReadyForQuery: it is answered
+                        client_w.transport.abort()
+                        server_w.close()
+                        self.cut.set()
+                        return
+                    continue
+                client_w.write(data)
+                await client_w.drain()
+            client_w.close()
+
+        for pump in (requests(), replies()):
+            task = asyncio.create_task(pump)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+
+async def test_an_append_whose_reply_the_connection_lost_after_its_commit_succeeds(
+    pg_url: str,
+) -> None:
+    parts = urlsplit(pg_url)
+    assert parts.hostname is not None and parts.port is not None
+    proxy = ReplyCutter(parts.hostname, parts.port)
+    port = await proxy.start()
+    proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}"))
+    try:
+        async with await PgEventLog.open(proxied) as log:
+            await log.append("a", [created()], 0)
+            proxy.cut_next_reply()
+            started = await log.append("a", [JobStarted()], 1)
+            assert proxy.cut.is_set()  # its reply was lost: it was found in the log
+            assert [r.version for r in started] == [2]
+            assert [r.version for r in await log.append("a", [progress(1)], 2)] == [3]
+            records = await log.read("a")
+            assert records[1:2] == started  # once, as the append returned it
+            assert [r.type for r in records] == ["JobCreated", "JobStarted", "StepProgressed"]
+    finally:
+        await proxy.close()
 
 
 async def test_two_processes_appending_at_once_leave_gapless_seqs_seen_in_order(
