@@ -51,7 +51,8 @@ __all__ = [
 APPEND_LOCK = 0x41555241_0002
 #: the LISTEN/NOTIFY channel; the payload is "<origin> <the commit's last seq>", the origin
 #: naming the log (one per process) that committed, then " news" when the commit queued a job
-#: (created or retried it: claimable), so that workers wake on news without reading the log
+#: (created or retried it) that no worker took in it: claimable, so that workers wake on news
+#: without reading the log
 CHANNEL = "aura_events"
 #: the payload's mark of a commit that queued a job
 NEWS = " news"
@@ -191,9 +192,7 @@ class BatchWriter:
             return results
         changed = changed_rows(rows, appended)
         last = appended[-1].seq
-        payload = f"{origin} {last}"
-        if any(job_status_after(r.event) is JobStatus.QUEUED for r in appended):
-            payload += NEWS
+        payload = f"{origin} {last}" + (NEWS if _queues_a_job(batch, results) else "")
         args = (*columns, *row_columns(changed.values()), JOB_LIST, payload)
         self._sent = (appended[0], results)
         leased = [
@@ -247,6 +246,16 @@ async def _append_leased(
         job_id = getattr(e, "detail", None) or ""
         token = next((f.token for f in fences if f.job_id == job_id), 0)
         raise LeaseLost(job_id, token) from e
+
+
+def _queues_a_job(batch: list[QueuedAppend], results: Results) -> bool:
+    """The batch creates or retries a job that no worker took in it: news for the workers."""
+    for item, result in zip(batch, results, strict=True):
+        if isinstance(result, Exception) or (isinstance(item, LeasedAppend) and item.take):
+            continue
+        if any(job_status_after(r.event) is JobStatus.QUEUED for r in result):
+            return True
+    return False
 
 
 def _row_jobs(batch: list[QueuedAppend]) -> set[str]:

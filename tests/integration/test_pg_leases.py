@@ -25,7 +25,7 @@ from aura.projections.events import (
     StepStarted,
 )
 from aura.store.errors import ConcurrencyError, LeaseLost, StoreError
-from aura.store.pg.batch import LeaseTake
+from aura.store.pg.batch import CHANNEL, NEWS, LeaseTake
 from aura.store.pg.leases import Lease, PgLeases
 from aura.store.pg.log import PgEventLog
 from aura.tests.e2e.raw_http import clean_env
@@ -231,6 +231,25 @@ async def test_a_creation_takes_its_job_s_first_lease_in_its_commit_or_not_at_al
         with pytest.raises(ValueError, match="creates"):  # only a creation takes a lease
             log.append(job_id, [JobStarted()], 2, take=take)
         assert len(await sql(pg_url, "SELECT FROM job_leases")) == 2
+
+
+async def test_only_a_job_that_no_worker_took_is_news_in_the_commit_s_notify(
+    pg_url: str,
+) -> None:
+    payloads: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(pg_url)
+    try:
+        await listener.add_listener(CHANNEL, lambda *args: payloads.put_nowait(args[3]))
+        async with await PgEventLog.open(pg_url) as log:
+            taken, free = str(uuid.uuid4()), str(uuid.uuid4())
+            await log.append(taken, [created()], 0, take=LeaseTake("a", LEASE_SECONDS))
+            await log.append(free, [created()], 0)  # the workers claim this one
+            await log.append(taken, [JobStarted()], 1, fence=Lease(taken, 1))
+            async with asyncio.timeout(TIMEOUT):
+                news = [(await payloads.get()).endswith(NEWS) for _ in range(3)]
+    finally:
+        await listener.close()
+    assert news == [False, True, False]
 
 
 @pytest.mark.parametrize(
