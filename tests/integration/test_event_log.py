@@ -26,9 +26,10 @@ from aura.store import (
 from aura.store import batch as batch_module
 from aura.store import checkpoint as checkpoint_module
 from aura.store import subscriptions as subscriptions_module
-from aura.store.interface import EventStore
+from aura.store.interface import EventStore, open_event_store
 from aura.store.schema import MIGRATIONS
 from aura.tests.conftest import OpenLog
+from aura.tests.pg_support import new_schema_url
 
 STEPS = ("preflight", "mux")
 TIMEOUT = 10.0
@@ -409,11 +410,12 @@ async def test_reopened_database_keeps_everything(open_log: OpenLog) -> None:
 
 _WRITER = """
 import asyncio, sys
+from pathlib import Path
 from aura.projections.events import JobCreated, StepProgressed
-from aura.store import EventLog
+from aura.store.interface import open_event_store
 
 async def main():
-    log = await EventLog.open(sys.argv[1])
+    log = await open_event_store(Path(sys.argv[1]), sys.argv[2] or None)
     await log.append("a", [JobCreated(preset="p", steps=("mux",), correlation_id="c")], 0)
     version = 1
     while True:
@@ -428,15 +430,31 @@ asyncio.run(main())
 """
 
 
-async def test_acknowledged_appends_survive_sigkill(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Where a test's log is, for `open_event_store`: None (the data folder's aura.db), or a
+    PostgreSQL URL of its own."""
+    if request.param == "sqlite":
+        return None
+    return await new_schema_url(request.getfixturevalue("pg_database"))
+
+
+async def test_acknowledged_appends_survive_sigkill(
+    tmp_path: Path, database_url: str | None
+) -> None:
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _WRITER, str(tmp_path), stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        "-c",
+        _WRITER,
+        str(tmp_path),
+        database_url or "",
+        stdout=asyncio.subprocess.PIPE,
     )
     assert child.stdout is not None
     acknowledged = [int(await child.stdout.readline()) for _ in range(50)]
     child.kill()
     await child.wait()
-    log = await EventLog.open(tmp_path)
+    log = await open_event_store(tmp_path, database_url)
     try:
         assert await log.max_seq() >= acknowledged[-1]
         versions = [r.version for r in await log.read("a")]
@@ -514,11 +532,15 @@ async def test_opening_a_new_database_from_many_places_at_once(tmp_path: Path) -
             assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
-@pytest.mark.parametrize("durability", list(Durability))
+@pytest.mark.parametrize("where", [*Durability, "postgres"], ids=str.lower)
 async def test_close_commits_what_was_queued_and_refuses_later_appends(
-    tmp_path: Path, durability: Durability
+    tmp_path: Path, where: Durability | str, request: pytest.FixtureRequest
 ) -> None:
-    log = await EventLog.open(tmp_path, durability=durability)
+    database_url = None
+    if where == "postgres":
+        database_url = await new_schema_url(request.getfixturevalue("pg_database"))
+    durability = where if isinstance(where, Durability) else Durability.NORMAL
+    log = await open_event_store(tmp_path, database_url, durability=durability)
     queued = [log.append_nowait(f"job{i}", [created()], 0).future for i in range(300)]
     closing = asyncio.create_task(log.close())
     await asyncio.sleep(0)  # close() has begun
@@ -534,8 +556,11 @@ async def test_close_commits_what_was_queued_and_refuses_later_appends(
         results = await asyncio.gather(*queued, return_exceptions=True)
     assert refused > 0 and len(results) == 300
     assert all(isinstance(r, list) and len(r) == 1 for r in results)
-    async with await EventLog.open(tmp_path, readonly=True) as readonly:
+    readonly = await open_event_store(tmp_path, database_url, readonly=True)
+    try:
         assert await readonly.max_seq() == 300
+    finally:
+        await readonly.close()
 
 
 async def test_data_folder_under_a_file_is_a_clear_error(tmp_path: Path) -> None:
