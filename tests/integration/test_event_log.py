@@ -1,4 +1,6 @@
-"""The event log on a real SQLite file: append, read, subscribe, concurrency, durability."""
+"""The event log, on a real SQLite file and on PostgreSQL (the shared contract runs on both; the
+SQLite-only tests reach into its file, WAL and threads, and tests/integration/test_pg_log.py has
+PostgreSQL's own): append, read, subscribe, concurrency, durability."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from aura.store import batch as batch_module
 from aura.store import checkpoint as checkpoint_module
 from aura.store import subscriptions as subscriptions_module
 from aura.store.interface import EventStore, open_event_store
+from aura.store.pg import batch as pg_batch_module
 from aura.store.schema import MIGRATIONS
 from aura.tests.conftest import OpenLog
 from aura.tests.pg_support import new_schema_url
@@ -259,17 +262,19 @@ async def test_appends_wait_for_a_function_running_on_the_writer(sqlite_log: Eve
 
 
 async def test_the_writer_remembers_a_bounded_number_of_job_versions(
-    sqlite_log: EventLog, monkeypatch: pytest.MonkeyPatch
+    log: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(batch_module, "VERSION_CACHE_JOBS", 3)
+    monkeypatch.setattr(pg_batch_module, "VERSION_CACHE_JOBS", 3)
     for n in range(5):
-        await sqlite_log.append(f"job{n}", [created()], 0)
-    assert sqlite_log._batches is not None
-    assert len(sqlite_log._batches._versions) == 3  # the two oldest were forgotten
+        await log.append(f"job{n}", [created()], 0)
+    writer = log._batches  # type: ignore[attr-defined]
+    assert writer is not None
+    assert len(writer._versions) == 3  # the two oldest were forgotten
     # A forgotten job's version is looked up again: its next append still checks it.
     with pytest.raises(ConcurrencyError):
-        await sqlite_log.append("job0", [JobStarted()], 5)
-    assert [rec.version for rec in await sqlite_log.append("job0", [JobStarted()], 1)] == [2]
+        await log.append("job0", [JobStarted()], 5)
+    assert [rec.version for rec in await log.append("job0", [JobStarted()], 1)] == [2]
 
 
 class Watcher:
