@@ -15,10 +15,10 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aura.cli.main import add_data_dir, sqlite_only
+from aura.cli.main import add_data_dir, folder_in_use, sqlite_only
 from aura.engine.config.settings import Settings
 from aura.engine.errors.taxonomy import AuraError
-from aura.engine.files.folder_lock import LOCK_FILE_NAME, FolderInUse, FolderLock
+from aura.engine.files.folder_lock import FolderInUse, FolderLock
 from aura.engine.files.pruning import Pruned, prune_outputs
 from aura.store import DB_FILE_NAME, Durability, EventLog, StoreError
 from aura.store.compact import Compaction, LogInUse, compact
@@ -79,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
     lock = FolderLock(data_dir)
     try:
         lock.acquire()
-    except FolderInUse:
-        print(_in_use(data_dir), file=sys.stderr)
+    except FolderInUse as e:
+        then = "compact (the log's file is swapped for the compacted copy: it needs the folder)"
+        print(folder_in_use("compact", e, then), file=sys.stderr)
         return EXIT_IN_USE
     pruned = None
     try:
@@ -116,18 +117,6 @@ async def _prune(settings: Settings, ended_before: datetime) -> Pruned:
         return await prune_outputs(log, settings, ended_before)
     finally:
         await log.close()
-
-
-def _in_use(data_dir: Path) -> str:
-    try:
-        holder = (data_dir / LOCK_FILE_NAME).read_text().strip() or "?"
-    except OSError:
-        holder = "?"
-    return (
-        f"aura compact: the data folder {data_dir} is in use by another Aura process (pid "
-        f"{holder}), such as `aura serve`: stop it, then compact (the log's file is swapped "
-        "for the compacted copy, which needs the folder to itself)"
-    )
 
 
 def _summary(done: Compaction, pruned: Pruned | None) -> str:

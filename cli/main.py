@@ -8,8 +8,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["add_data_dir", "add_database_url", "main", "sqlite_only"]
+if TYPE_CHECKING:
+    from aura.engine.files.folder_lock import FolderInUse
+
+__all__ = ["add_data_dir", "add_database_url", "folder_in_use", "main", "sqlite_only"]
 
 #: subcommand -> (module that defines `add_arguments(parser)` and `run(args) -> int`, help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -48,6 +52,15 @@ def add_database_url(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="keep the log in this PostgreSQL database, postgresql://USER@HOST:PORT/DB "
         "(default: $AURA_DATABASE_URL, else aura.db in the data folder)",
+    )
+
+
+def folder_in_use(command: str, error: FolderInUse, then: str) -> str:
+    """Why `aura COMMAND`, which needs the data folder to itself, refuses to run: another Aura
+    process holds it; `then` says what to do once it is stopped, and why."""
+    return (
+        f"aura {command}: the data folder {error.data_dir} is in use by another Aura process "
+        f"(pid {error.holder}), such as `aura serve`: stop it, then {then}"
     )
 
 

@@ -14,11 +14,11 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from aura.cli.compact import EXIT_IN_USE
-from aura.cli.main import add_data_dir
-from aura.engine.files.folder_lock import LOCK_FILE_NAME, FolderInUse, FolderLock
+from aura.cli.main import add_data_dir, folder_in_use
+from aura.engine.config.settings import database_url_without_password
+from aura.engine.files.folder_lock import FolderInUse, FolderLock
 from aura.store import DB_FILE_NAME, StoreError
 from aura.store.interface import is_database_url
 from aura.store.pg.migrate import LogsDiffer, LogSummary, TargetNotEmpty, compare_logs, copy_log
@@ -65,15 +65,17 @@ def run(args: argparse.Namespace) -> int:
     lock = FolderLock(data_dir)
     try:
         lock.acquire()
-    except FolderInUse:
-        print(_in_use(data_dir), file=sys.stderr)
+    except FolderInUse as e:
+        then = "migrate (an append during the copy would be left behind)"
+        print(folder_in_use("migrate", e, then), file=sys.stderr)
         return EXIT_IN_USE
     try:
         work = compare_logs if args.verify else copy_log
         source, target = asyncio.run(work(db_path, url))
     except TargetNotEmpty as e:
         print(
-            f"aura migrate: {e} ({_shown(url)}); to check an earlier migration, add --verify",
+            f"aura migrate: {e} ({database_url_without_password(url)}); "
+            "to check an earlier migration, add --verify",
             file=sys.stderr,
         )
         return EXIT_NOT_EMPTY
@@ -89,34 +91,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shown(url: str) -> str:
-    """The database's URL without its password, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    user = f"{parts.username}@" if parts.username else ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
-
-
-def _in_use(data_dir: Path) -> str:
-    try:
-        holder = (data_dir / LOCK_FILE_NAME).read_text().strip() or "?"
-    except OSError:
-        holder = "?"
-    return (
-        f"aura migrate: the data folder {data_dir} is in use by another Aura process (pid "
-        f"{holder}), such as `aura serve`: stop it, then migrate (an append during the copy "
-        "would be left behind)"
-    )
-
-
 def _summary(source: LogSummary, target: LogSummary, url: str, *, verified_only: bool) -> str:
     action = "verified: the same" if verified_only else "migrated:"
     where = "in" if verified_only else "into"
     return "\n".join(
         [
             f"{action} {source.events:,} events, last seq {source.last_seq:,}, "
-            f"{where} {_shown(url)}",
+            f"{where} {database_url_without_password(url)}",
             f"job list: {target.jobs:,} jobs",
             f"checksum (both sides): {target.checksum}",
         ]

@@ -20,6 +20,7 @@ __all__ = [
     "bad_base_url",
     "base_url_fault",
     "database_url_fault",
+    "database_url_without_password",
 ]
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -105,12 +106,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         show. None without one."""
         if self.database_url is None or not self.database_secrets:
             return self.database_url
-        url = _parsed_url(self.database_url)
-        if url is None:
-            return "(not a PostgreSQL URL)"
-        if url.password is not None:
-            url = url.with_password(None)
-        return str(url.without_query_params("password"))
+        return database_url_without_password(self.database_url)
 
     @property
     def database_secrets(self) -> tuple[str, ...]:
@@ -176,6 +172,17 @@ def _bad_database_url(fault: str) -> AuraError:
         "folder, then start Aura again.",
         details={"field": "AURA_DATABASE_URL"},
     )
+
+
+def database_url_without_password(value: str) -> str:
+    """The database URL `value` without its password (in the authority or the query): safe to
+    show."""
+    url = _parsed_url(value)
+    if url is None:
+        return "(not a PostgreSQL URL)"
+    if url.password is not None:
+        url = url.with_password(None)
+    return str(url.without_query_params("password"))
 
 
 def _parsed_url(value: str) -> URL | None:

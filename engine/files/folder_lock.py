@@ -21,7 +21,16 @@ LOCK_FILE_NAME = "aura.lock"
 
 
 class FolderInUse(StoreError):
-    """Another engine (another `aura serve`, `aura sample`, a worker) runs on this folder."""
+    """Another engine (another `aura serve`, `aura sample`, a worker) runs on this folder:
+    `data_dir`, held by the process whose pid is `holder` ("?" when unknown)."""
+
+    def __init__(self, data_dir: Path, holder: str) -> None:
+        super().__init__(
+            f"the data folder {data_dir} is in use by another Aura process (pid {holder}): "
+            "stop it, use `aura submit` against its server, or choose another --data-dir"
+        )
+        self.data_dir = data_dir
+        self.holder = holder
 
 
 class FolderLock:
@@ -38,11 +47,7 @@ class FolderLock:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise FolderInUse(
-                f"the data folder {self.path.parent} is in use by another Aura process "
-                f"(pid {holder}): stop it, use `aura submit` against its server, or choose "
-                "another --data-dir"
-            ) from None
+            raise FolderInUse(self.path.parent, holder) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
