@@ -105,6 +105,13 @@ TAXONOMY: dict[str, CodeSpec] = {
         "/api/health answers 200 again): nothing needs resubmitting.",
         http_status=503,
     ),
+    "DatabaseRightsMissing": CodeSpec(
+        title="The database role lacks rights Aura needs",
+        remediation="Grant the role in AURA_DATABASE_URL the rights the message names (see the "
+        "role's rights in docs/operations.md), or connect as the role that owns Aura's tables, "
+        "then start Aura again.",
+        http_status=500,
+    ),
     "SettingsUnreadable": CodeSpec(
         title="The data folder's saved settings cannot be read",
         remediation="Fix or delete the settings.json named in the message (deleting it goes back "

@@ -210,8 +210,9 @@ async def check_log(data_dir: Path, refusal: ErrorInfo | None = None) -> Finding
 
 async def check_database(settings: Settings, refusal: ErrorInfo | None = None) -> Finding:
     """The log's PostgreSQL database answers, with a schema this build reads (none yet is
-    fine: it is created on first use), and `refusal` is None. Its URL is shown without its
-    password, and the database's messages are redacted of it."""
+    fine: it is created on first use), its role has the rights to run Aura on it (or to create
+    it), and `refusal` is None. Its URL is shown without its password, and the database's
+    messages are redacted of it."""
     shown = {"database": str(settings.database_url_shown)}
     if refusal is not None:
         return _bad("log", refusal.code, refusal.message, shown | refusal.details)
@@ -219,6 +220,11 @@ async def check_database(settings: Settings, refusal: ErrorInfo | None = None) -
     try:
         conn = await asyncpg.connect(settings.database_url, timeout=_DATABASE_TIMEOUT)
         try:
+            missing = await pg_schema.missing_rights(conn)
+            if missing:
+                role = await conn.fetchval("SELECT current_user")
+                message = f"the role {role} lacks {', '.join(missing)}"
+                return _bad("log", "DatabaseRightsMissing", message, shown | {"missing": missing})
             version = await pg_schema.schema_version(conn)
             last = await conn.fetchval("SELECT max(seq) FROM events") if version else None
         finally:

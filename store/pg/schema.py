@@ -12,7 +12,14 @@ from aura.store.errors import LogUnreadable, StoreError
 from aura.store.pg.batch import APPEND_LOCK, CHANNEL, LEASE_LOST
 from aura.store.pg.leases import CLAIMABLE_STATUSES, FIRST_TOKEN
 
-__all__ = ["MIGRATIONS", "SCHEMA_LOCK", "migrate", "schema_version"]
+__all__ = [
+    "MIGRATIONS",
+    "RUN_TIME_RIGHTS",
+    "SCHEMA_LOCK",
+    "migrate",
+    "missing_rights",
+    "schema_version",
+]
 
 #: the advisory lock (session level) two processes opening a new database at once take, so
 #: that only one applies each migration
@@ -238,10 +245,58 @@ async def schema_version(conn: asyncpg.Connection) -> int:
     return version
 
 
+#: the rights on each table that a role running Aura needs, besides USAGE on the schema and
+#: on the sequence of `jobs.created_seq`, and EXECUTE on the `aura_*` functions (PUBLIC's by
+#: default); creating and migrating the schema takes its owner (docs/operations.md)
+RUN_TIME_RIGHTS: dict[str, tuple[str, ...]] = {
+    "aura_schema": ("SELECT",),
+    "events": ("SELECT", "INSERT"),
+    "jobs": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "projector_positions": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "job_leases": ("SELECT", "INSERT", "UPDATE"),
+}
+
+_MISSING_RIGHTS = r"""
+    SELECT t.privilege || ' on ' || t.name
+    FROM unnest($1::text[], $2::text[]) AS t(name, privilege)
+    WHERE to_regclass(t.name) IS NOT NULL AND NOT has_table_privilege(t.name, t.privilege)
+    UNION ALL
+    SELECT 'USAGE on sequence ' || s.name
+    FROM pg_get_serial_sequence('jobs', 'created_seq') AS s(name)
+    WHERE s.name IS NOT NULL AND NOT has_sequence_privilege(s.name, 'USAGE')
+    UNION ALL
+    SELECT 'EXECUTE on ' || p.oid::regprocedure::text FROM pg_proc AS p
+    WHERE p.pronamespace = current_schema()::regnamespace AND p.proname LIKE 'aura\_%'
+        AND NOT has_function_privilege(p.oid, 'EXECUTE')
+"""
+_CAN_CREATE = (
+    "SELECT to_regclass('aura_schema') IS NOT NULL, current_schema(), "
+    "has_schema_privilege(current_schema(), 'CREATE')"
+)
+
+
+async def missing_rights(conn: asyncpg.Connection) -> list[str]:
+    """The rights the connected role lacks to run Aura on the log, e.g. "INSERT on events", or
+    to create it when there is none yet; empty when it has them all. Migrating an older schema
+    takes its owner, which this does not tell."""
+    exists, schema, can_create = await conn.fetchrow(_CAN_CREATE)
+    if not exists:
+        if schema is None:
+            return ["USAGE and CREATE on a schema of the search path"]
+        return [] if can_create else [f"CREATE on schema {schema} (to create the log's tables)"]
+    names = [(name, right) for name, rights in RUN_TIME_RIGHTS.items() for right in rights]
+    rows = await conn.fetch(_MISSING_RIGHTS, [n for n, _ in names], [r for _, r in names])
+    return [row[0] for row in rows]
+
+
 async def migrate(conn: asyncpg.Connection) -> int:
-    """Apply the missing migrations, each in its own transaction; returns the new version."""
+    """Apply the missing migrations, each in its own transaction; returns the new version. A
+    log at this build's version is left as it is (no DDL): a role with only the run-time
+    rights opens it."""
     await conn.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
     try:
+        if await schema_version(conn) == len(MIGRATIONS):
+            return len(MIGRATIONS)
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS aura_schema (version integer NOT NULL);"
             "INSERT INTO aura_schema SELECT 0 WHERE NOT EXISTS (SELECT FROM aura_schema)"
