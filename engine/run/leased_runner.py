@@ -40,7 +40,7 @@ from aura.engine.run.context import OutputProbe, Step
 from aura.engine.run.fenced_log import FencedLog
 from aura.engine.run.recovery import recover_job
 from aura.engine.run.runner import Runner
-from aura.projections.events import JobCreated, Recorded
+from aura.projections.events import JobCanceled, JobCancelRequested, JobCreated, Recorded
 from aura.projections.job import JobStatus
 from aura.store.errors import StoreError
 from aura.store.interface import EventStore
@@ -321,21 +321,26 @@ class LeasedRunner(Runner):
     def _refused(self, job_id: str, error: BaseException) -> None:
         self.stop_run(job_id, f"the log refused its append ({error})")
 
-    def stop_run(self, job_id: str, why: str) -> None:
+    def stop_run(self, job_id: str, why: str, *, expected: bool = False) -> None:
         """Stop the held job's run here (see `_lose`)."""
         held = self._held.get(job_id)
         if held is not None:
-            self._lose(job_id, held, why)
+            self._lose(job_id, held, why, expected=expected)
 
-    def _lose(self, job_id: str, held: _Held, why: str) -> None:
-        """Stop the job's run here: its processes are killed and nothing more is appended."""
+    def _lose(self, job_id: str, held: _Held, why: str, *, expected: bool = False) -> None:
+        """Stop the job's run here: its processes are killed and nothing more is appended.
+        `expected` (a cancel) is logged as news, not as a warning."""
         if held.lost:
             return
         held.lost = True
-        logger.warning("job %s: %s; its run here stops", job_id, why)
+        level = logging.INFO if expected else logging.WARNING
+        logger.log(level, "job %s: %s; its run here stops", job_id, why)
         run = self.run_for(job_id)
         if run is not None and run.task is not None:
             run.task.cancel()
+
+
+_CANCELS = (JobCancelRequested, JobCanceled)
 
 
 class _ForeignWrites:
@@ -352,7 +357,10 @@ class _ForeignWrites:
         run = self.runner.run_for(self.job_id)
         queued = None if run is None else run.queued_version
         if queued is not None and recorded[-1].version > queued:
-            self.runner.stop_run(self.job_id, "another process wrote the job")
+            if any(isinstance(r.event, _CANCELS) for r in recorded):
+                self.runner.stop_run(self.job_id, "another process canceled it", expected=True)
+            else:
+                self.runner.stop_run(self.job_id, "another process wrote the job")
 
     def on_commit(self) -> None:
         pass

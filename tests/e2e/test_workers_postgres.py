@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import signal
 import subprocess
 import time
@@ -291,6 +292,10 @@ async def test_cancel_and_retry_reach_the_worker_and_a_stopped_worker_hands_its_
                 # the worker saw the cancel on the log and stopped its b-roll's processes
                 _gone, alive = psutil.wait_procs(tools, timeout=30)
                 assert not alive, alive
+                stops = [r for r in stderr_records(tmp_path / "first") if "stops" in r["message"]]
+                assert [(r["level"], r["message"]) for r in stops] == [
+                    ("INFO", f"job {job}: another process canceled it; its run here stops")
+                ]  # a cancel is news, not a warning
                 async with session.post(f"/api/jobs/{job}/retry") as resp:
                     assert resp.status == 202, await resp.text()
                 while not step_running(got, "broll") or got[-1].data["attempt"] != 2:
@@ -312,6 +317,12 @@ async def test_cancel_and_retry_reach_the_worker_and_a_stopped_worker_hands_its_
     assert ("JobInterrupted", "broll") in retried, retried
     assert_resumed_reusing_steps(lines)
     assert_stream_is_the_log(got, lines)
+
+
+def stderr_records(data_dir: Path) -> list[dict[str, Any]]:
+    """The JSON log records `aura_worker` put in its stderr file so far."""
+    text = (data_dir.parent / f"{data_dir.name}-stderr.log").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def test_workers_and_an_api_without_one_need_the_log_in_postgres(tmp_path: Path) -> None:
