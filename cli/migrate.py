@@ -96,9 +96,13 @@ def _summary(source: LogSummary, target: LogSummary, url: str, *, verified_only:
     where = "in" if verified_only else "into"
     return "\n".join(
         [
-            f"{action} {source.events:,} events, last seq {source.last_seq:,}, "
+            f"{action} {_counted(source.events, 'event')}, last seq {source.last_seq:,}, "
             f"{where} {database_url_without_password(url)}",
-            f"job list: {target.jobs:,} jobs",
+            f"job list: {_counted(target.jobs, 'job')}",
             f"checksum (both sides): {target.checksum}",
         ]
     )
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")

@@ -74,6 +74,7 @@ async def test_a_migrated_log_holds_the_same_events_job_list_and_continues_after
     try:
         last_seq = await source.max_seq()
         assert f"last seq {last_seq:,}" in done.stdout and "checksum" in done.stdout
+        assert f"job list: {len(set(job_ids))} jobs\n" in done.stdout
         assert await target.max_seq() == last_seq
         assert await target.tail(0, 100_000) == await source.tail(0, 100_000)  # seq, ts, data
         pg_rows = target.jobs_table
