@@ -58,7 +58,7 @@ from aura.engine.tools.preflight import check_output_dir
 from aura.projections.events import Artifact, ErrorInfo, Event, JobCreated, Output
 from aura.projections.job import JobState, JobStatus, fold
 from aura.projections.job_list import JobRow
-from aura.store.errors import ConcurrencyError, StoreError
+from aura.store.errors import ConcurrencyError, StoreError, StoreUnavailable
 from aura.store.interface import EventStore, open_event_store
 from aura.store.jobs_table import JobPage, ListPosition
 
@@ -402,6 +402,8 @@ async def _open_log(settings: Settings) -> EventStore:
     location = settings.data_dir, settings.database_url
     try:
         return await open_event_store(*location, durability=settings.durability)
+    except StoreUnavailable as e:  # the database does not answer: DatabaseUnavailable
+        raise AuraError(map_exception(e, step=None, settings=settings)) from e
     except StoreError as e:
         shown = redact(str(e), settings)
         if shown != str(e):  # it quoted a secret (the database URL's password): not its cause

@@ -90,7 +90,8 @@ _HEALTH: dict[str, Any] = {
         "problems": {
             "type": "array",
             "description": "why the server is degraded (503): LogUnwritable while the log "
-            "refuses writes, Internal when the job list could not be rebuilt; empty when ok",
+            "refuses writes, DatabaseUnavailable while the log's database does not answer, "
+            "Internal when the job list could not be rebuilt; empty when ok",
             "items": {"$ref": _REF.format(name="ErrorInfo")},
         },
     },
@@ -138,7 +139,8 @@ OPERATIONS: tuple[Operation, ...] = (
             "200": ("text/event-stream of step-*/job-* events", "text/event-stream", None),
             "204": ("the job ended at or before Last-Event-ID: stop reconnecting", None, None),
             "503": (
-                "ServerBusy: as many streams open as the server allows (Retry-After)",
+                "ServerBusy: as many streams open as the server allows, or DatabaseUnavailable: "
+                "the log's database does not answer (Retry-After)",
                 PROBLEM_CONTENT_TYPE,
                 {"$ref": _REF.format(name="Problem")},
             ),
@@ -155,7 +157,8 @@ OPERATIONS: tuple[Operation, ...] = (
         {
             "200": ("text/event-stream of job-changed events", "text/event-stream", None),
             "503": (
-                "ServerBusy: as many streams open as the server allows (Retry-After)",
+                "ServerBusy: as many streams open as the server allows, or DatabaseUnavailable: "
+                "the log's database does not answer (Retry-After)",
                 PROBLEM_CONTENT_TYPE,
                 {"$ref": _REF.format(name="Problem")},
             ),
@@ -375,7 +378,7 @@ def _responses(op: Operation) -> dict[str, Any]:
         out[status] = response
     out["default"] = {
         "description": "an error (RFC 9457 problem details; a 401 names its scheme in "
-        "WWW-Authenticate)",
+        "WWW-Authenticate, a 503 the seconds to wait in Retry-After)",
         "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": _REF.format(name="Problem")}}},
         "headers": _headers({}),
     }

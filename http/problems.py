@@ -26,7 +26,7 @@ from aura.engine.errors.mapping import map_exception
 from aura.engine.errors.taxonomy import TAXONOMY, AuraError, base_code, make_error
 from aura.http.wire import ENCODER, json_response
 from aura.projections.events import ErrorInfo
-from aura.store.errors import StoreFull
+from aura.store.errors import StoreFull, StoreUnavailable
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -196,7 +196,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return response
     except (HttpProcessingError, web.RequestPayloadError) as e:
         return _unreadable_body(e, request.remote, correlation)
-    except StoreFull as e:  # the log's disk is full: the taxonomy says what to do
+    except (StoreFull, StoreUnavailable) as e:  # the taxonomy says what to do
         info = map_exception(e, step=None, correlation_id=correlation)
         return problem_response(info, TAXONOMY[base_code(info.code)].http_status, correlation)
     except Exception:

@@ -8,7 +8,7 @@ from msgspec.structs import replace
 
 from aura.engine.config.inputs import DecodeFailure, decode_body
 from aura.engine.engine import Engine
-from aura.engine.errors.taxonomy import TAXONOMY, AuraError
+from aura.engine.errors.taxonomy import TAXONOMY, AuraError, make_error
 from aura.engine.tools.preflight import system_check
 from aura.http.diagnostics import redact, secrets_of
 from aura.http.keys import CONFIG, ENGINE
@@ -36,6 +36,10 @@ async def health(request: web.Request) -> web.Response:
     problems = [] if refusal is None else [_public(refusal)]
     if (job_list := engine.projector.problem()) is not None:
         problems.append(job_list)
+    if (down := engine.log.unreachable_since) is not None:
+        since = down.isoformat(timespec="seconds").replace("+00:00", "Z")
+        message = "the log's database does not answer; the server reconnects by itself"
+        problems.append(make_error("DatabaseUnavailable", message, details={"sinceUtc": since}))
     body = {
         "status": "degraded" if problems else "ok",
         "lastSeq": engine.log.last_seq,

@@ -12,6 +12,7 @@ __all__ = [
     "LogUnreadable",
     "StoreError",
     "StoreFull",
+    "StoreUnavailable",
     "append_failed",
 ]
 
@@ -22,6 +23,11 @@ class StoreError(Exception):
 
 class StoreFull(StoreError):
     """The log could not grow: the disk (or a quota, or SQLite's page limit) is full."""
+
+
+class StoreUnavailable(StoreError):
+    """The log's database could not be reached (PostgreSQL down, the network cut): the call
+    read or wrote nothing, and may succeed once it answers again."""
 
 
 class LogUnreadable(StoreError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -40,6 +41,12 @@ class EventStore(Protocol):
 
     @property
     def closing(self) -> bool: ...
+
+    @property
+    def unreachable_since(self) -> datetime | None:
+        """When the log's database stopped answering (PostgreSQL: its listening connection
+        dropped and cannot be made again); None while it answers, and always for SQLite."""
+        ...
 
     @property
     def last_seq(self) -> int: ...

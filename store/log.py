@@ -17,6 +17,7 @@ import asyncio
 import enum
 import sqlite3
 from collections.abc import AsyncGenerator, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -181,6 +182,11 @@ class EventLog(GroupCommit):
         # (or fails) with its batch and reaches subscribers; settling skips a done future.
         # (asyncio.shield would do the same, at a cost on every append.)
         return self.append_nowait(job_id, events, expected_version).future
+
+    @property
+    def unreachable_since(self) -> datetime | None:
+        """None: the file is the database (a disk that refuses writes is StoreFull's)."""
+        return None
 
     @property
     def last_seq(self) -> int:

@@ -22,7 +22,7 @@ from aura.engine.files.atomic import EmptyOutput
 from aura.engine.tools.media import MediaRejected
 from aura.engine.tools.process import ProcessFailed, ProgramNotFound
 from aura.projections.events import ErrorInfo
-from aura.store.errors import StoreFull
+from aura.store.errors import StoreFull, StoreUnavailable
 
 __all__ = ["map_exception", "redact"]
 
@@ -81,6 +81,12 @@ def _classify(exc: BaseException, step: str | None, settings: Settings | None) -
             return make_error(
                 "OutOfDiskSpace",
                 f"the event log cannot grow: the disk holding it is full ({exc})",
+                details={"exception": str(exc)[:500]},
+            )
+        case StoreUnavailable():
+            return make_error(
+                "DatabaseUnavailable",
+                f"the log's database does not answer ({exc})",
                 details={"exception": str(exc)[:500]},
             )
         case ProgramNotFound():

@@ -105,6 +105,15 @@ TAXONOMY: dict[str, CodeSpec] = {
         "/api/health answers 200 again): nothing needs resubmitting.",
         http_status=503,
     ),
+    "DatabaseUnavailable": CodeSpec(
+        title="The log's database does not answer",
+        remediation="Check that the PostgreSQL server in AURA_DATABASE_URL is running and that "
+        "this machine reaches it (the network, a firewall, its max_connections). A running "
+        "server reconnects by itself: retry once GET /api/health answers 200 (a submit sent "
+        "again with the same Idempotency-Key cannot create the job twice); a command that "
+        "stopped: run it again.",
+        http_status=503,
+    ),
     "DatabaseRightsMissing": CodeSpec(
         title="The database role lacks rights Aura needs",
         remediation="Grant the role in AURA_DATABASE_URL the rights the message names (see the "

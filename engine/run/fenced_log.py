@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Sequence
+from datetime import datetime
 
 from aura.projections.events import Event, Recorded
 from aura.projections.status import TERMINAL_JOB_STATUSES, job_status_after
@@ -87,6 +88,10 @@ class FencedLog:
     @property
     def last_seq(self) -> int:
         return self._log.last_seq
+
+    @property
+    def unreachable_since(self) -> datetime | None:
+        return self._log.unreachable_since
 
     @property
     def subscriber_count(self) -> int:

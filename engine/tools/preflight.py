@@ -31,6 +31,7 @@ from aura.projections.events import ErrorInfo
 from aura.store.errors import StoreError
 from aura.store.log import DB_FILE_NAME, EventLog
 from aura.store.pg import schema as pg_schema
+from aura.store.pg.errors import CONNECTION_ERRORS, DB_ERRORS
 from aura.store.schema import MIGRATIONS
 
 __all__ = [
@@ -229,9 +230,12 @@ async def check_database(settings: Settings, refusal: ErrorInfo | None = None) -
             last = await conn.fetchval("SELECT max(seq) FROM events") if version else None
         finally:
             await conn.close()
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+    except DB_ERRORS as e:  # TimeoutError is an OSError: a connection error
         why = redact(str(e) or type(e).__name__, settings)
-        return _bad("log", "LogUnreadable", f"the database does not answer: {why}", shown)
+        if isinstance(e, CONNECTION_ERRORS):
+            message = f"the database does not answer: {why}"
+            return _bad("log", "DatabaseUnavailable", message, shown)
+        return _bad("log", "LogUnreadable", f"the database refused: {why}", shown)
     except StoreError as e:  # a schema newer than this build's
         return _bad("log", "LogUnreadable", str(e), shown)
     if not version:

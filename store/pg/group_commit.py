@@ -28,20 +28,12 @@ from aura.store.batch import QueuedAppend, Results
 from aura.store.errors import ConcurrencyError, StoreError
 from aura.store.group_commit import MAX_BATCH_APPENDS, CommitObserver
 from aura.store.pg.batch import BatchWriter, LeasedAppend, LeaseTake
+from aura.store.pg.errors import CONNECTION_ERRORS, DB_ERRORS, store_error
 from aura.store.pg.leases import Lease
 
 __all__ = ["PgGroupCommit"]
 
 logger = logging.getLogger(__name__)
-
-#: errors of a connection that broke, not of the batch: the writer's connection is replaced
-_CONNECTION_ERRORS = (
-    OSError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InternalClientError,  # "another operation is in progress" on a broken one
-)
 
 
 class PgGroupCommit:
@@ -155,7 +147,7 @@ class PgGroupCommit:
             conn = self._writer_conn = await self._write_pool.acquire()
         try:
             return await self._batches.write(conn, batch, self.origin)
-        except _CONNECTION_ERRORS:
+        except CONNECTION_ERRORS:  # the connection broke, not the batch: it is replaced
             await self._drop_writer(conn)
             results = await self._committed_anyway()
             if results is None:
@@ -170,7 +162,7 @@ class PgGroupCommit:
         try:
             async with self._write_pool.acquire() as conn:
                 return await self._batches.committed_anyway(conn)
-        except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as e:
+        except DB_ERRORS as e:
             logger.warning("cannot tell whether a batch whose connection broke committed: %s", e)
             return None
 
@@ -198,14 +190,14 @@ class PgGroupCommit:
         if isinstance(error, asyncpg.UniqueViolationError):
             actual = await self._stored_version(item.job_id)
             return ConcurrencyError(item.job_id, item.expected_version, actual)
-        return StoreError(f"append failed: {error}")
+        return store_error(error, "append failed")
 
     async def _stored_version(self, job_id: str) -> int:
         assert self._write_pool is not None
         sql = "SELECT coalesce(max(version), 0) FROM events WHERE job_id = $1"
         try:
             return int(await self._write_pool.fetchval(sql, job_id))
-        except (*_CONNECTION_ERRORS, asyncpg.PostgresError):
+        except DB_ERRORS:
             return -1
 
     def _settle(self, batch: list[QueuedAppend], results: Results, queued_at: float) -> None:

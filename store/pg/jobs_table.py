@@ -25,6 +25,7 @@ from aura.projections.events import Recorded
 from aura.projections.job import JobStatus
 from aura.projections.job_list import ROW_EVENTS, JobRow, apply_row
 from aura.store.jobs_table import JOB_LIST, JobPage, ListPosition, UnknownPosition
+from aura.store.pg.errors import translated
 from aura.store.rows import format_optional_ts, format_ts
 
 __all__ = [
@@ -146,6 +147,7 @@ class PgJobsTable:
         self._select = select
         self._name = name
 
+    @translated("cannot read the job list")
     async def lag(self) -> int:
         """Events the rows are behind the log, read in one snapshot: 0 unless the table was
         changed behind Aura's back (every append writes its rows in its own transaction)."""
@@ -155,20 +157,24 @@ class PgJobsTable:
             position = await conn.fetchval(sql, self._name)
         return int(last) - int(position)
 
+    @translated("cannot read the job list")
     async def position(self) -> int:
         sql = "SELECT coalesce(max(last_seq), 0) FROM projector_positions WHERE name = $1"
         return int(await self._pool.fetchval(sql, self._name))
 
+    @translated("cannot read the job list")
     async def get(self, job_id: str) -> JobRow | None:
         found = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = $1", job_id)
         return None if found is None else to_row(found)
 
+    @translated("cannot read the job list")
     async def count(self, status: JobStatus | None = None) -> int:
         if status is None:
             return int(await self._pool.fetchval("SELECT count(*) FROM jobs"))
         sql = "SELECT count(*) FROM jobs WHERE status = $1"
         return int(await self._pool.fetchval(sql, status.value))
 
+    @translated("cannot read the job list")
     async def active_job_ids(self) -> builtins.list[str]:
         sql = (
             "SELECT job_id FROM jobs WHERE status = any($1::text[]) "
@@ -177,6 +183,7 @@ class PgJobsTable:
         active = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
         return [r[0] for r in await self._pool.fetch(sql, active)]
 
+    @translated("cannot read the job list")
     async def page(
         self,
         status: JobStatus | None = None,
@@ -217,6 +224,7 @@ class PgJobsTable:
         where = " WHERE seq > $1 AND type = any($2::text[]) ORDER BY seq LIMIT $3"
         return await self._select(where, after_seq, _ROW_TYPES, limit)
 
+    @translated("cannot read the job list")
     async def recent_step_durations(
         self, preset: str, jobs: int
     ) -> builtins.list[tuple[str, float]]:

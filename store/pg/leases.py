@@ -28,7 +28,7 @@ from typing import NamedTuple
 import asyncpg
 
 from aura.projections.status import ACTIVE_JOB_STATUSES
-from aura.store.errors import StoreError
+from aura.store.pg.errors import DB_ERRORS, store_error
 
 __all__ = ["CLAIMABLE_STATUSES", "FIRST_TOKEN", "Claimed", "Lease", "PgLeases"]
 
@@ -80,14 +80,6 @@ _RELEASE = (
 _RELEASE_ALL = (
     "UPDATE job_leases SET worker_id = NULL, expires_at = now() "
     "WHERE worker_id = $1 RETURNING job_id"
-)
-# InternalClientError: a connection whose backend was terminated mid-operation may refuse
-# calls ("another operation is in progress") until asyncpg notices it closed
-_DB_ERRORS = (
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
 )
 
 
@@ -147,8 +139,8 @@ class PgLeases:
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
         try:
             return list(await self._db.fetch(sql, *args))
-        except _DB_ERRORS as e:
-            raise StoreError(f"lease query failed: {e}") from e
+        except DB_ERRORS as e:
+            raise store_error(e, "lease query failed") from e
 
     async def _changed(self, sql: str, *args: object) -> bool:
         return bool(await self._fetch(sql, *args))

@@ -14,10 +14,12 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import asyncpg
 
 from aura.store.errors import StoreError
+from aura.store.pg.errors import DB_ERRORS
 
 __all__ = ["RECONNECT_DELAYS", "Listener"]
 
@@ -47,6 +49,8 @@ class Listener:
         self._task: asyncio.Task[None] | None = None
         #: connections made so far (1 once started; one more after each drop)
         self.connections = 0
+        #: when the connection dropped, until it is made again (None while listening)
+        self.down_since: datetime | None = None
 
     async def start(self) -> None:
         """Connect and listen; returns once the first LISTEN is in place (or raises)."""
@@ -74,6 +78,7 @@ class Listener:
             raise
         self._conn, self._lost = conn, lost
         self.connections += 1
+        self.down_since = None
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self._on_notify(payload)
@@ -82,6 +87,7 @@ class Listener:
         while True:
             await self._lost.wait()
             self._conn = None
+            self.down_since = datetime.now(UTC)
             logger.warning("the log's listening connection dropped; reconnecting")
             attempt = 0
             while True:
@@ -90,13 +96,7 @@ class Listener:
                 try:
                     await self._connect()
                     break
-                except (
-                    OSError,
-                    StoreError,
-                    asyncpg.PostgresError,
-                    asyncpg.InterfaceError,
-                    asyncpg.InternalClientError,  # a terminated backend, not yet noticed
-                ) as e:
+                except (*DB_ERRORS, StoreError) as e:
                     logger.warning("reconnecting the log's listener: %s", e)
 
     async def close(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -24,6 +25,7 @@ from aura.store.errors import CorruptEvent, StoreError
 from aura.store.jobs_table import JOB_LIST
 from aura.store.pg.batch import APPEND_LOCK, CHANNEL, NEWS, LeaseTake
 from aura.store.pg.dispatch import Dispatcher
+from aura.store.pg.errors import DB_ERRORS, store_error
 from aura.store.pg.group_commit import PgGroupCommit
 from aura.store.pg.jobs_table import PgJobsTable, catch_up
 from aura.store.pg.leases import Lease, PgLeases
@@ -42,14 +44,6 @@ POOL_SIZE = 4
 
 _SELECT = "SELECT seq, job_id, version, ts, data::text FROM events"
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError)
-# InternalClientError: a connection whose backend was terminated mid-operation may refuse
-# calls ("another operation is in progress") until asyncpg notices it closed
-_DB_ERRORS = (
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
 
 
 def _decode(rows: list[Any]) -> list[Recorded]:
@@ -112,8 +106,8 @@ class PgEventLog(PgGroupCommit):
             pool = await asyncpg.create_pool(
                 dsn, min_size=1, max_size=POOL_SIZE, reset=_keep_session
             )
-        except _DB_ERRORS as e:
-            raise StoreError(f"cannot open the log: {e}") from e
+        except DB_ERRORS as e:
+            raise store_error(e, "cannot open the log") from e
         try:
             async with pool.acquire() as conn:
                 if readonly:
@@ -124,9 +118,9 @@ class PgEventLog(PgGroupCommit):
                     await _catch_up_job_list(conn)
             log = cls(dsn, pool, readonly)
             await log._listener.start()
-        except _DB_ERRORS as e:
+        except DB_ERRORS as e:
             await pool.close()
-            raise StoreError(f"cannot open the log: {e}") from e
+            raise store_error(e, "cannot open the log") from e
         except BaseException:
             await pool.close()
             raise
@@ -153,6 +147,10 @@ class PgEventLog(PgGroupCommit):
     @property
     def closing(self) -> bool:
         return self._closing
+
+    @property
+    def unreachable_since(self) -> datetime | None:
+        return self._listener.down_since
 
     async def _listening(self) -> None:
         """A LISTEN is in place (at open, or after a dropped connection): whatever committed
@@ -184,8 +182,8 @@ class PgEventLog(PgGroupCommit):
         try:
             async with self._pool.acquire() as conn:
                 return await _catch_up_job_list(conn, rebuild=True)
-        except _DB_ERRORS as e:
-            raise StoreError(f"cannot rebuild the job list: {e}") from e
+        except DB_ERRORS as e:
+            raise store_error(e, "cannot rebuild the job list") from e
 
     @property
     def leases(self) -> PgLeases:
@@ -229,8 +227,8 @@ class PgEventLog(PgGroupCommit):
     async def _fetch(self, sql: str, *args: object) -> list[Any]:
         try:
             return list(await self._pool.fetch(sql, *args))
-        except _DB_ERRORS as e:
-            raise StoreError(f"read failed: {e}") from e
+        except DB_ERRORS as e:
+            raise store_error(e, "read failed") from e
 
     async def _select(self, where: str, *args: object) -> list[Recorded]:
         return _decode(await self._fetch(_SELECT + where, *args))

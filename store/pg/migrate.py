@@ -29,6 +29,7 @@ import msgspec
 
 from aura.store.errors import CorruptEvent, LogUnreadable, StoreError
 from aura.store.pg.batch import APPEND_LOCK
+from aura.store.pg.errors import DB_ERRORS
 from aura.store.pg.jobs_table import apply_records
 from aura.store.pg.schema import migrate, schema_version
 from aura.store.rows import decode_rows, format_ts
@@ -44,7 +45,6 @@ _SQLITE_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM events WHERE seq > ? ORDER 
 _PG_SELECT = (
     "SELECT seq, job_id, version, type, step, attempt, ts, data::text FROM events ORDER BY seq"
 )
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 #: (seq, job_id, version, type, step, attempt, ts, data) as either database returns it (`ts`:
 #: ISO 8601 text from SQLite, a datetime from PostgreSQL)
@@ -197,7 +197,7 @@ def _check(source: LogSummary, target: LogSummary) -> None:
 async def _connect(dsn: str) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(dsn)
-    except _DB_ERRORS as e:
+    except DB_ERRORS as e:
         raise StoreError(f"cannot connect to the database: {e}") from e
 
 
@@ -225,7 +225,7 @@ async def copy_log(db_path: Path, dsn: str) -> tuple[LogSummary, LogSummary]:
                 target = await _target_summary(conn)
                 _check(copied, target)
             return copied, target
-        except _DB_ERRORS as e:
+        except DB_ERRORS as e:
             raise StoreError(
                 f"the migration failed: {e} (it commits whole or not at all: run it again)"
             ) from e
@@ -247,7 +247,7 @@ async def compare_logs(db_path: Path, dsn: str) -> tuple[LogSummary, LogSummary]
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 target = await _target_summary(conn)
             expected = _source_summary(source)
-        except _DB_ERRORS as e:
+        except DB_ERRORS as e:
             raise StoreError(f"cannot read the database: {e}") from e
         finally:
             await conn.close()

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ import asyncpg
 import pytest
 
 from aura.tests.e2e.crash_checks import kill_server, no_folder_processes
-from aura.tests.e2e.raw_http import aura_serve_restartable
+from aura.tests.e2e.raw_http import AURA, aura_serve, aura_serve_restartable, clean_env
 from aura.tests.e2e.sse_client import SseEvent, SseParser, assert_stream_is_the_log
+from aura.tests.tcp_proxy import TcpProxy
 
 #: never asked for (trust), so any value connects: it must never be shown
 PASSWORD = "pg-secret-7c1f9a"
@@ -135,3 +138,61 @@ async def test_serve_on_postgres_renders_streams_and_resumes_after_a_crash(
     finally:
         await conn.close()
     assert stored == len(first)
+
+
+async def health_status(session: aiohttp.ClientSession, wanted: int) -> dict[str, Any]:
+    """GET /api/health until it answers `wanted` (the server notices the database by itself);
+    its body."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            async with session.get("/api/health") as resp:
+                if resp.status == wanted:
+                    return dict(await resp.json())
+            await asyncio.sleep(0.05)
+
+
+async def test_a_server_whose_database_stops_answering_says_so_then_carries_on(
+    tmp_path: Path, pg_url: str
+) -> None:
+    proxy, url = await TcpProxy.to(pg_url)
+    # the server starts and stops in a thread: the proxy it talks through runs on this loop
+    server = contextlib.ExitStack()
+    try:
+        served = aura_serve(tmp_path / "data", "--database-url", url, "--no-worker")
+        api = await asyncio.to_thread(server.enter_context, served)
+        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{api.port}") as session:
+            first = await submit(session)
+            await proxy.down()
+            health = await health_status(session, 503)
+            assert health["status"] == "degraded"
+            assert [p["code"] for p in health["problems"]] == ["DatabaseUnavailable"]
+            body = {"preset": "sample-hello-youtube", "brief": BRIEF, "options": OPTIONS}
+            for method, path in (("POST", "/api/jobs"), ("GET", "/api/jobs")):
+                async with session.request(method, path, json=body) as resp:
+                    problem = await resp.json()
+                    assert resp.status == 503, problem
+                    assert problem["code"] == "DatabaseUnavailable", problem
+                    assert resp.headers["Retry-After"].isdigit()
+            await proxy.up()
+            assert (await health_status(session, 200))["problems"] == []
+            second = await submit(session)
+            async with session.get("/api/jobs") as resp:
+                listed = [job["jobId"] for job in (await resp.json())["jobs"]]
+            assert listed == [second, first]
+    finally:
+        await asyncio.to_thread(server.close)
+        await proxy.down()
+    log = (tmp_path / "data-stderr.log").read_text(encoding="utf-8")
+    assert "unhandled error" not in log and "Traceback" not in log
+
+
+def test_serve_that_cannot_reach_its_database_says_so_and_exits(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://aura:{PASSWORD}@127.0.0.1:{port}/aura"
+    argv = [*AURA, "serve", "--data-dir", str(tmp_path), "--port", "0", "--database-url", url]
+    done = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert done.returncode == 1, done
+    assert done.stderr.startswith("aura serve: DatabaseUnavailable: the log's database does not")
+    assert PASSWORD not in done.stderr + done.stdout

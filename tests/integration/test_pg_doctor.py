@@ -45,13 +45,13 @@ async def test_the_log_finding_checks_the_database(pg_url: str) -> None:
         assert PASSWORD not in msgspec.json.encode(finding).decode()
 
 
-async def test_a_database_that_does_not_answer_is_log_unreadable() -> None:
+async def test_a_database_that_does_not_answer_is_database_unavailable() -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = Settings(database_url=f"postgresql://aura:{PASSWORD}@127.0.0.1:{port}/aura")
     finding = await check_database(settings)
-    assert finding.status == "error" and finding.code == "LogUnreadable"
+    assert finding.status == "error" and finding.code == "DatabaseUnavailable"
     assert finding.details["database"] == f"postgresql://aura@127.0.0.1:{port}/aura"
     assert PASSWORD not in msgspec.json.encode(finding).decode()
 

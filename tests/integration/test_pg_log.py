@@ -15,11 +15,13 @@ import pytest
 
 from aura.projections.events import JobCreated, JobStarted, Recorded, StepProgressed
 from aura.store import ConcurrencyError, CorruptEvent, StoreError
-from aura.store.errors import LogUnreadable
+from aura.store.errors import LogUnreadable, StoreUnavailable
 from aura.store.pg.batch import APPEND_LOCK, CHANNEL
 from aura.store.pg.listener import Listener
 from aura.store.pg.log import PgEventLog
 from aura.store.pg.schema import MIGRATIONS
+from aura.tests.runner_support import until
+from aura.tests.tcp_proxy import TcpProxy
 
 TIMEOUT = 20.0
 
@@ -267,6 +269,33 @@ async def test_appends_go_on_after_the_writer_s_connection_is_cut(pg_url: str) -
             await admin.close()
         assert [r.version for r in await log.append("a", [JobStarted()], 1)] == [2]
         assert [r.version for r in await log.read("a")] == [1, 2]
+
+
+async def test_a_database_that_stops_answering_is_unavailable_until_it_answers_again(
+    pg_url: str,
+) -> None:
+    proxy, url = await TcpProxy.to(pg_url)
+    try:
+        async with await PgEventLog.open(url) as log:
+            await log.append("a", [created()], 0)
+            assert log.unreachable_since is None
+            await proxy.down()
+            await until(lambda: log.unreachable_since is not None)  # its listener was cut
+            for call in (
+                log.append("a", [JobStarted()], 1),
+                log.read("a"),
+                log.jobs_table.page(),
+                log.jobs_table.get("a"),
+            ):
+                with pytest.raises(StoreUnavailable, match="Connect call failed"):
+                    await call
+            await proxy.up()
+            await until(lambda: log.unreachable_since is None)  # it reconnects by itself
+            assert [r.version for r in await log.append("a", [JobStarted()], 1)] == [2]
+            row = await log.jobs_table.get("a")
+            assert row is not None and row.status.value == "Running"
+    finally:
+        await proxy.down()
 
 
 class ReplyCutter:

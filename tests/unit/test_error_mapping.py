@@ -13,6 +13,7 @@ from aura.engine.errors.redaction import REDACTED
 from aura.engine.errors.taxonomy import TAXONOMY, AuraError, base_code
 from aura.engine.files.atomic import EmptyOutput
 from aura.engine.tools.process import ProcessFailed, ProgramNotFound
+from aura.store.errors import StoreUnavailable
 
 SECRET = "sk-live-abcdefghijklmnop1234"
 
@@ -45,6 +46,14 @@ def test_os_errors_map_by_errno(number: int, code: str) -> None:
 def test_connection_errors_are_transient() -> None:
     assert code_of(ConnectionRefusedError()) == "TransientNetworkFailure"
     assert code_of(ConnectionResetError()) == "TransientNetworkFailure"
+
+
+def test_a_log_whose_database_does_not_answer_is_database_unavailable() -> None:
+    # its cause may be a timeout or a refused connection: not a step's, nor the network's
+    unavailable = StoreUnavailable("read failed: TimeoutError")
+    unavailable.__cause__ = TimeoutError()
+    assert code_of(unavailable) == "DatabaseUnavailable"
+    assert TAXONOMY["DatabaseUnavailable"].http_status == 503
 
 
 def test_a_timeout_names_the_step() -> None:
