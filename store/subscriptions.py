@@ -190,18 +190,24 @@ async def follow(
     page_size: int,
     after_seq: int,
     poll_interval: float | None,
+    told: int | None = None,
 ) -> AsyncGenerator[Recorded, None]:
-    """The events after `after_seq`: the backlog page by page, then live ones from `sub`."""
+    """The events after `after_seq`: the backlog page by page, then live ones from `sub`.
+    `told`: the last seq the log had told its subscriptions when `sub` was added, where every
+    later commit of every process is told (PostgreSQL's dispatcher): from there on `sub` gets
+    each event, so a subscription from `told` or later has no backlog to read."""
     last = after_seq
+    backlog = told is None or after_seq < told
     while not sub.closed:
         sub.overflowed = False  # live events pile up in sub.buffer while the backlog is read
-        while True:
+        while backlog:
             page = await read_page(last)
             for rec in page:
                 yield rec
                 last = rec.seq
             if len(page) < page_size:
                 break
+        backlog = True  # after an overflow, or a poll: read what `sub` missed
         while await sub.wait_live(poll_interval):
             pending, sub.buffer = sub.buffer, []
             if poll_interval is not None and not sub.closed:

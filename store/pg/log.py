@@ -271,8 +271,9 @@ class PgEventLog(PgGroupCommit):
             return await self.read_job_after_seq(job_id, last, PAGE_SIZE)
 
         sub = self._subscriptions.add(job_id)
+        told = self._dispatcher.dispatched  # in the same step as the add: nothing told between
         try:
-            async for rec in follow(sub, read_page, PAGE_SIZE, after_seq, None):
+            async for rec in follow(sub, read_page, PAGE_SIZE, after_seq, None, told):
                 yield rec
         finally:
             self._subscriptions.remove(sub)

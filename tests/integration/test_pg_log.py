@@ -298,6 +298,31 @@ async def test_a_database_that_stops_answering_is_unavailable_until_it_answers_a
         await proxy.down()
 
 
+async def test_a_subscription_from_the_head_reads_no_backlog(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every later commit of every process is told to it: it has nothing to read, and gets
+    # what another process commits (told through NOTIFY); one from behind reads its backlog
+    async with await PgEventLog.open(pg_url) as log, await PgEventLog.open(pg_url) as other:
+        (created_a,) = await log.append("a", [created()], 0)
+        reads: list[int] = []
+        read_job_after_seq = log.read_job_after_seq
+
+        async def counted(job_id: str, after_seq: int, limit: int) -> list[Recorded]:
+            reads.append(after_seq)
+            return await read_job_after_seq(job_id, after_seq, limit)
+
+        monkeypatch.setattr(log, "read_job_after_seq", counted)
+        async with aclosing(log.subscribe(log.last_seq, job_id="a")) as events:
+            first = asyncio.ensure_future(anext(events))
+            (started,) = await other.append("a", [JobStarted()], 1)
+            assert await asyncio.wait_for(first, TIMEOUT) == started
+        assert reads == []
+        async with aclosing(log.subscribe(0, job_id="a")) as behind:
+            assert await asyncio.wait_for(anext(behind), TIMEOUT) == created_a
+        assert reads == [0]
+
+
 class ReplyCutter:
     """A TCP proxy to the PostgreSQL server. After `cut_next_reply()`, the next connection to
     send a request loses its reply: the server gets the request whole and answers it (commits
