@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 WORKER_ID_FILE = "worker-id"
 #: without a successful renewal for this share of the lease, a run stops: its lease may be gone
 STOP_AFTER_LEASE_SHARE = 0.5
+#: events by which another process (the API) cancels a job: its run here stops, as expected
+_CANCELS = (JobCancelRequested, JobCanceled)
 
 
 def worker_id_of(data_dir: Path) -> str:
@@ -338,9 +340,6 @@ class LeasedRunner(Runner):
         run = self.run_for(job_id)
         if run is not None and run.task is not None:
             run.task.cancel()
-
-
-_CANCELS = (JobCancelRequested, JobCanceled)
 
 
 class _ForeignWrites:
